@@ -1,0 +1,1 @@
+"""cimc dialects: ``cimq`` (mixed-precision quantized tensors) and ``xbar`` (crossbars)."""
