@@ -1,0 +1,28 @@
+"""cimc's rewrite passes, one per file, each a frozen dataclass ``ModulePass``.
+
+:func:`get_all_passes` is the lazy registry (name -> factory returning the pass class), used by
+``cimc-opt``, the ``xdsl.universe`` entry point and :mod:`cimc.pipeline`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+
+#: pass name -> (module in cimc.passes, class name)
+_PASSES: dict[str, tuple[str, str]] = {
+    "cimq-fuse-requantize": ("fuse_requantize", "FuseRequantizePass"),
+}
+
+
+def _factory(module: str, cls: str) -> Callable[[], type[ModulePass]]:
+    def load() -> type[ModulePass]:
+        return getattr(importlib.import_module(f"cimc.passes.{module}"), cls)
+
+    return load
+
+
+def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    return {name: _factory(m, c) for name, (m, c) in _PASSES.items()}

@@ -1,0 +1,113 @@
+"""Reading and writing cimc IR files (``.mlir`` text + ``.weights.npz`` beside it)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Attribute
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import ParseError, VerifyException
+
+from cimc.cli_util import atomic_output
+from cimc.context import make_context
+from cimc.errors import InputFileError
+from cimc.weights import STORE, sidecar_path
+
+LEVEL_ATTR = "cimc.level"
+
+
+def module_level(module: ModuleOp) -> str | None:
+    attr = module.attributes.get(LEVEL_ATTR)
+    return attr.data if isinstance(attr, StringAttr) else None
+
+
+def set_module_level(module: ModuleOp, level: str) -> None:
+    module.attributes[LEVEL_ATTR] = StringAttr(level)
+
+
+def blob_digests(module: ModuleOp) -> set[str]:
+    """Digests of every ``#cimq.blob`` referenced in the module."""
+    from cimc.dialects.cimq import BlobAttr
+
+    found: set[str] = set()
+
+    def visit(attr: Attribute) -> None:
+        if isinstance(attr, BlobAttr):
+            found.add(attr.digest.data)
+
+    for op in module.walk():
+        for attr in op.attributes.values():
+            visit(attr)
+        for attr in op.properties.values():
+            visit(attr)
+    return found
+
+
+def module_text(module: ModuleOp, *, generic: bool = False) -> str:
+    buf = io.StringIO()
+    Printer(stream=buf, print_generic_format=generic).print_op(module)
+    buf.write("\n")
+    return buf.getvalue()
+
+
+def write_module(module: ModuleOp, path: str | os.PathLike[str], *, generic: bool = False) -> Path | None:
+    """Write the module text (and its weights beside it, if it has any); atomic."""
+    text = module_text(module, generic=generic)
+    digests = blob_digests(module)
+    side = sidecar_path(path) if digests else None
+    if side is not None:
+        STORE.save(side, digests)
+    try:
+        with atomic_output(path, "w") as fh:
+            fh.write(text)  # type: ignore[attr-defined]
+    except BaseException:
+        if side is not None and side.exists():
+            side.unlink()
+        raise
+    return side
+
+
+def parse_module_text(text: str, name: str = "<input>") -> ModuleOp:
+    ctx = make_context()
+    try:
+        module = Parser(ctx, text, name).parse_module()
+    except ParseError as exc:
+        first = str(exc).strip().splitlines()
+        msg = next((line for line in first if "error" in line.lower()), first[-1] if first else "")
+        loc = first[0] if first else name
+        raise InputFileError(f"{name}: malformed IR: {msg.strip()} ({loc.strip()})") from None
+    except Exception as exc:  # the xDSL parser raises assorted errors on bad text
+        raise InputFileError(f"{name}: malformed IR: {exc}".splitlines()[0]) from None
+    try:
+        module.verify()
+    except VerifyException as exc:
+        raise InputFileError(f"{name}: invalid IR: {str(exc).splitlines()[0]}") from None
+    return module
+
+
+def read_module(path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> ModuleOp:
+    """Parse a ``.mlir`` file; loads ``<stem>.weights.npz`` (or ``weights``) when present."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{p}: file not found")
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise InputFileError(f"{p}: not a text IR file") from None
+    side = Path(weights) if weights else sidecar_path(p)
+    if side.exists():
+        STORE.load(side)
+    elif weights:
+        raise InputFileError(f"{side}: weights file not found")
+    module = parse_module_text(text, str(p))
+    missing = [d for d in blob_digests(module) if d not in STORE]
+    if missing:
+        raise InputFileError(
+            f"{p}: {len(missing)} constant(s) refer to weights that are not loaded; expected them in "
+            f"{side}"
+        )
+    return module
