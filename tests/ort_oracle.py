@@ -1,0 +1,79 @@
+"""onnxruntime as the outside reference for cimc's integer results (test helper).
+
+``quantized_tensors(path, x)`` runs the ONNX file in onnxruntime with graph optimizations OFF
+(with them on, ORT fuses QDQ into integer kernels that round differently) and returns every
+integer tensor a QuantizeLinear or Clip produces, by ONNX tensor name. ``compare(...)`` matches
+them against the values cimc's executor recorded for ops that carry the same ``src`` name, and
+counts the 1-LSB differences that come from rounding ties in ORT's float accumulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def quantized_tensors(path, inputs: list[np.ndarray]) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    model = onnx.load(str(path))
+    graph = model.graph
+    existing = {o.name for o in graph.output}
+    names = []
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "Clip"):
+            for out in node.output:
+                if out and out not in existing:
+                    names.append(out)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for name in names:
+        vi = onnx.ValueInfoProto()
+        vi.name = name
+        if name in types:
+            vi.type.CopyFrom(types[name])
+        graph.output.append(vi)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feed = {i.name: x for i, x in zip(sess.get_inputs(), inputs)}
+    outs = sess.run(None, feed)
+    out_names = [o.name for o in sess.get_outputs()]
+    values = dict(zip(out_names, outs))
+    n_final = len(graph.output) - len(names)
+    return {n: values[n] for n in names}, outs[:n_final]
+
+
+@dataclass
+class Comparison:
+    tensors: int = 0
+    elements: int = 0
+    ties: int = 0
+    max_diff: int = 0
+    unmatched: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.tensors} quantized tensors, {self.elements} integers, {self.ties} rounding "
+            f"ties (1 LSB), max |diff| {self.max_diff}"
+        )
+
+
+def compare(recorded: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> Comparison:
+    """Compare cimc's integers (by src name) with ORT's; counts ties, tracks max difference."""
+    c = Comparison()
+    for name, ref in reference.items():
+        if name not in recorded:
+            c.unmatched.append(name)
+            continue
+        ours = np.asarray(recorded[name]).astype(np.int64)
+        theirs = np.asarray(ref).astype(np.int64)
+        assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
+        diff = np.abs(ours - theirs)
+        c.tensors += 1
+        c.elements += diff.size
+        c.ties += int((diff == 1).sum())
+        c.max_diff = max(c.max_diff, int(diff.max(initial=0)))
+    return c
