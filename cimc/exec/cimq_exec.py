@@ -367,10 +367,14 @@ def find_main(module: ModuleOp) -> Any:
     raise ExecutionError("the module has no func.func @main")
 
 
-def make_interpreter(module: ModuleOp, listeners: Sequence[Interpreter.Listener] = ()) -> Interpreter:
+def make_interpreter(
+    module: ModuleOp,
+    listeners: Sequence[Interpreter.Listener] = (),
+    functions: InterpreterFunctions | None = None,
+) -> Interpreter:
     interp = Interpreter(module, listeners=tuple(listeners))
     interp.register_implementations(FuncFunctions())
-    interp.register_implementations(CimqFunctions())
+    interp.register_implementations(functions or CimqFunctions())
     return interp
 
 
@@ -379,14 +383,16 @@ def run_cimq(
     inputs: Sequence[np.ndarray],
     *,
     record: Callable[[Operation], bool] | None = None,
-    extra_functions: Sequence[InterpreterFunctions] = (),
+    functions: InterpreterFunctions | None = None,
 ) -> tuple[list[np.ndarray], dict[Operation, Any]]:
-    """Run ``@main`` on ``inputs``; returns the outputs and the recorded op results."""
+    """Run ``@main`` on ``inputs``; returns the outputs and the recorded op results.
+
+    ``functions`` replaces the cimq function table (e.g. a subclass of :class:`CimqFunctions`
+    that checks or substitutes values, as the onnxruntime comparison tests do).
+    """
     main = find_main(module)
     args = check_inputs(main, inputs)
     recorder = _Recorder(record or (lambda op: False))
-    interp = make_interpreter(module, [recorder])
-    for fns in extra_functions:
-        interp.register_implementations(fns)
+    interp = make_interpreter(module, [recorder], functions)
     outs = interp.call_op("main", tuple(args))
     return [np.asarray(o) for o in outs], recorder.values
