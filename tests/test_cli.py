@@ -137,3 +137,68 @@ def test_missing_weights_sidecar(tmp_path: Path) -> None:
     p = tmp_path / "m.mlir"
     p.write_text(text)
     assert_one_line_error(cimc("run", str(p)), "m.weights.npz")
+
+
+# ---- ONNX inputs -------------------------------------------------------------------------------
+
+def _float_model(path: Path, op: str = "Relu") -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(op, ["x"], ["y"], name="act")
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+    return path
+
+
+def test_not_an_onnx_file(tmp_path: Path) -> None:
+    p = tmp_path / "model.onnx"
+    p.write_bytes(b"this is not a protobuf \x00\xff\x13")
+    out = tmp_path / "out.mlir"
+    assert_one_line_error(cimc("lower", str(p), "-o", str(out)), "model.onnx", "not an ONNX model")
+    assert not out.exists() and not (tmp_path / "out.weights.npz").exists()
+
+
+def test_truncated_onnx_file(tmp_path: Path) -> None:
+    full = Path(__file__).parent / "filecheck" / "frontend" / "Inputs" / "attention.onnx"
+    p = tmp_path / "cut.onnx"
+    p.write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2])
+    out = tmp_path / "out.mlir"
+    assert_one_line_error(cimc("lower", str(p), "-o", str(out)), "cut.onnx")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cut.onnx"]
+
+
+def test_float_model_without_qdq(tmp_path: Path) -> None:
+    p = _float_model(tmp_path / "float.onnx")
+    assert_one_line_error(cimc("lower", str(p)), "no QDQ nodes")
+
+
+def test_unsupported_op_names_node_and_op(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+        helper.make_node("Tanh", ["xd"], ["y"], name="squash"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits,
+    )
+    p = tmp_path / "tanh.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), p)
+    assert_one_line_error(cimc("lower", str(p)), "node 'squash'", "Tanh", "not supported")
+
+
+def test_run_onnx_file_at_cimq(tmp_path: Path) -> None:
+    onnx_file = Path(__file__).parent / "filecheck" / "frontend" / "Inputs" / "mlp.onnx"
+    proc = cimc("run", str(onnx_file), "--level", "cimq", "--batch", "4", "--output", str(tmp_path / "y.npy"))
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "y.npy").shape[0] == 4
