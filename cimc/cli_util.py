@@ -59,6 +59,9 @@ def atomic_output(path: str | os.PathLike[str], mode: str = "w") -> Iterator[obj
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode) as fh:
             yield fh
         os.replace(tmp, target)

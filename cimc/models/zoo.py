@@ -1,0 +1,107 @@
+"""The model registry: names, input shapes, crossbar layer names and :func:`build`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from cimc.errors import CimcError
+from cimc.models import cnn, vit
+from cimc.models.layers import LayerFactory
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A zoo model: its constructor, input shape ``(C, H, W)`` and default class count."""
+
+    make: Callable[..., nn.Module]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    description: str
+
+
+ZOO: dict[str, ZooEntry] = {
+    "lenet": ZooEntry(cnn.LeNet, (1, 28, 28), 10, "LeNet-5 CNN, 5 layers"),
+    "resnet_small": ZooEntry(cnn.resnet_small, (1, 28, 28), 10, "3-stage ResNet, 10 layers"),
+    "vit_small": ZooEntry(vit.vit_small, (1, 28, 28), 10, "ViT, patch 7, dim 64, 2 blocks"),
+    "resnet18": ZooEntry(cnn.resnet18, (3, 224, 224), 1000, "ResNet-18, 21 layers"),
+    "vgg16": ZooEntry(cnn.VGG16, (3, 224, 224), 1000, "VGG-16, 16 layers"),
+    "vit_b32": ZooEntry(vit.vit_b32, (3, 224, 224), 1000, "ViT-B/32, 98 layers"),
+}
+
+#: Names accepted by :func:`build`, small models first.
+MODEL_NAMES: tuple[str, ...] = tuple(ZOO)
+
+
+def _entry(name: str) -> ZooEntry:
+    if name not in ZOO:
+        raise CimcError(f"unknown model '{name}'; known models: {', '.join(MODEL_NAMES)}")
+    return ZOO[name]
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    """The input shape ``(C, H, W)`` of a zoo model (without the batch dimension)."""
+    return _entry(name).input_shape
+
+
+@cache
+def _layer_names(name: str) -> tuple[str, ...]:
+    factory = LayerFactory(record=True)
+    entry = _entry(name)
+    entry.make(factory, num_classes=entry.num_classes)
+    return tuple(factory.names)
+
+
+def layer_names(name: str) -> list[str]:
+    """Crossbar layer names (module paths) of a zoo model in forward-execution order.
+
+    This is the row order of a policy and the order of the crossbar nodes (Conv, Gemm, MatMul) in
+    the exported ONNX graph.
+    """
+    return list(_layer_names(name))
+
+
+def num_layers(name: str) -> int:
+    """Number of crossbar layers ``L`` of a zoo model (the rows of its policy)."""
+    return len(_layer_names(name))
+
+
+def build(
+    name: str,
+    policy: np.ndarray | list | None = None,
+    *,
+    seed: int = 0,
+    num_classes: int | None = None,
+    per_channel: bool = False,
+    quant: bool = True,
+) -> nn.Module:
+    """Build a zoo model from Brevitas quant layers at ``policy`` (``None``: every layer 8/8).
+
+    ``policy`` is an ``(L, 2)`` int array of ``[w_bits, a_bits]`` per crossbar layer in the order
+    of :func:`layer_names`. Weights are initialised from ``seed`` (the global torch RNG is left
+    untouched). ``quant=False`` builds the float twin with plain ``torch.nn`` layers and the same
+    parameter names, for float pre-training. The model carries ``cimc_name`` and
+    ``cimc_input_shape`` attributes used by :func:`cimc.models.export_onnx`.
+    """
+    from cimc.models.policy import validate_policy
+
+    entry = _entry(name)
+    names = layer_names(name)
+    bits = None
+    if policy is not None:
+        checked = validate_policy(policy, name)
+        bits = {n: (int(w), int(a)) for n, (w, a) in zip(names, checked, strict=True)}
+    factory = LayerFactory(bits=bits, quant=quant, per_channel=per_channel)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = entry.make(factory, num_classes=num_classes or entry.num_classes)
+    if factory.names != names:  # the constructors must be deterministic
+        raise AssertionError(f"{name}: layer order changed between record and build")
+    model.cimc_name = name
+    model.cimc_input_shape = entry.input_shape
+    return model
