@@ -177,6 +177,15 @@ def run_cmd(
             json.dump(payload, fh, indent=2)  # type: ignore[arg-type]
 
 
+def _register_commands() -> None:
+    from cimc.report_cli import register
+
+    register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console entry point."""
     raise SystemExit(run_guarded(lambda: app(standalone_mode=True)))

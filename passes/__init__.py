@@ -14,6 +14,10 @@ from xdsl.passes import ModulePass
 #: pass name -> (module in cimc.passes, class name)
 _PASSES: dict[str, tuple[str, str]] = {
     "cimq-fuse-requantize": ("fuse_requantize", "FuseRequantizePass"),
+    "convert-cimq-to-xbar": ("convert_cimq_to_xbar", "ConvertCimqToXbarPass"),
+    "xbar-tile": ("xbar_tile", "XbarTilePass"),
+    "xbar-narrow-slices": ("xbar_narrow_slices", "XbarNarrowSlicesPass"),
+    "xbar-set-bits": ("xbar_set_bits", "XbarSetBitsPass"),
 }
 
 

@@ -1,0 +1,186 @@
+"""The cost report of a compiled model: per crossbar layer and in total, from the xbar program.
+
+:func:`xbar_report` lowers a model to the ``xbar`` level (or takes one already there), walks its
+``xbar.layer`` ops and reads every number off the program: the descriptor ``(m, n, P, H)`` and
+bits from the layer, writes and cycles from the loop trip counts
+(:func:`cimc.exec.xbar_exec.analyse_layer`). Latency is ``writes * t_w + executes * t_e``
+(batch 1, the paper's model). The baseline is the same program rebuilt with every layer at
+w = a = 8 (``xbar-set-bits``) on the same hardware; speedup = L(8/8) / L(model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+
+from cimc.errors import CimcError
+from cimc.hw import Hardware
+
+
+def compile_pair(
+    module: ModuleOp, level: str, hw: Hardware, *, baseline: bool
+) -> tuple[ModuleOp, ModuleOp | None]:
+    """``module`` lowered to ``level`` and (if asked) its all-8/8 twin at ``xbar``.
+
+    Both are compiled from one ``xbar-mm`` module (the 8/8 twin gets ``xbar-set-bits`` there);
+    a module already past ``xbar-mm`` is widened layer by layer instead.
+    """
+    from cimc.context import make_context
+    from cimc.ir_io import module_level, set_module_level
+    from cimc.passes.xbar_set_bits import XbarSetBitsPass
+    from cimc.pipeline import check_level, levels, lower
+
+    check_level(level)
+    names = [n for n, _ in levels()]
+    current = module_level(module) or "cimq"
+    if names.index(current) > names.index(level):
+        level = current  # an already compiled module is reported as it is
+    ctx = make_context()
+    mm = module.clone()
+    if names.index(current) <= names.index("xbar-mm"):
+        lower(mm, "xbar-mm", hw=hw, ctx=ctx)
+    compiled = mm.clone() if baseline else mm
+    lower(compiled, level, hw=hw, ctx=ctx)
+    if not baseline:
+        return compiled, None
+    XbarSetBitsPass(8, 8).apply(ctx, mm)
+    if names.index(module_level(mm) or "cimq") < names.index("xbar"):
+        lower(mm, "xbar", hw=hw, ctx=ctx)
+    set_module_level(mm, "xbar")
+    return compiled, mm
+
+
+def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
+    from cimc.exec.xbar_exec import check_hardware
+
+    try:
+        check_hardware(module, hw)
+    except CimcError as exc:
+        raise CimcError(f"report: {exc.message}") from None
+
+
+def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
+    """One dict per ``xbar.layer`` of an ``xbar``-level module (program order)."""
+    from cimc.exec.xbar_exec import analyse_layer, module_layers
+
+    rows = []
+    for layer in module_layers(module):
+        p = analyse_layer(layer)
+        writes = p.writes
+        latency = writes * hw.t_write_us + p.executes * hw.t_exec_us
+        rows.append({
+            "name": p.name, "kind": p.kind, "m": p.m, "n": p.n, "P": p.P, "H": p.H,
+            "w_bits": p.w_bits, "a_bits": p.a_bits, "slices": p.slices,
+            "phys_rows": p.phys_rows, "phys_cols": p.phys_cols,
+            "row_tiles": p.row_tiles, "col_tiles": p.col_tiles, "chunks": p.chunks,
+            "tiles": p.row_tiles * p.col_tiles, "writes": writes, "executes": p.executes,
+            "latency_us": latency,
+            "lossless_adc_bits": hw.lossless_adc_bits(min(p.phys_rows, hw.rows)),
+        })
+    return rows
+
+
+def xbar_report(
+    module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True
+) -> dict[str, Any]:
+    """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None)."""
+    hw = hw or Hardware()
+    compiled, base = compile_pair(module, level, hw, baseline=baseline)
+    _check_geometry(compiled, hw)
+    from cimc.ir_io import module_level
+
+    level = module_level(compiled) or level
+    rows = layer_rows(compiled, hw)
+    if not rows:
+        raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
+    total = {
+        "writes": sum(r["writes"] for r in rows),
+        "executes": sum(r["executes"] for r in rows),
+        "latency_us": sum(r["latency_us"] for r in rows),
+    }
+    for r in rows:
+        r["share"] = r["latency_us"] / total["latency_us"] if total["latency_us"] else 0.0
+    out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "total": total}
+    if base is not None:
+        base_rows = layer_rows(base, hw)
+        base_lat = sum(r["latency_us"] for r in base_rows)
+        out["baseline"] = {
+            "bits": [8, 8],
+            "writes": sum(r["writes"] for r in base_rows),
+            "executes": sum(r["executes"] for r in base_rows),
+            "latency_us": base_lat,
+        }
+        for r, b in zip(rows, base_rows):
+            r["baseline_latency_us"] = b["latency_us"]
+        out["speedup"] = base_lat / total["latency_us"] if total["latency_us"] else float("inf")
+    return out
+
+
+def report_table(report: dict[str, Any]) -> Any:
+    """The report as a rich Table."""
+    from rich.table import Table
+
+    hw = report["hardware"]
+    title = (
+        f"crossbar cost, {hw['cols']}x{hw['rows']} crossbar, c={hw['cell_bits']}, "
+        f"d={hw['dac_bits']}, {hw['mapping']}"
+    )
+    table = Table(title=title)
+    for col, just in (
+        ("layer", "left"), ("kind", "left"), ("(m, n, P, H)", "left"), ("w/a", "right"),
+        ("S", "right"), ("tiles", "right"), ("writes", "right"), ("executes", "right"),
+        ("latency us", "right"), ("share", "right"), ("ADC bits", "right"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in report["layers"]:
+        table.add_row(
+            r["name"], r["kind"], f"({r['m']}, {r['n']}, {r['P']}, {r['H']})",
+            f"{r['w_bits']}/{r['a_bits']}", str(r["slices"]),
+            f"{r['row_tiles']}x{r['col_tiles']}", f"{r['writes']:,}", f"{r['executes']:,}",
+            f"{r['latency_us']:,.1f}", f"{100 * r['share']:.1f}%", str(r["lossless_adc_bits"]),
+        )
+    t = report["total"]
+    table.add_row("total", "", "", "", "", "", f"{t['writes']:,}", f"{t['executes']:,}",
+                  f"{t['latency_us']:,.1f}", "100%", "", style="bold")
+    if "baseline" in report:
+        b = report["baseline"]
+        table.caption = (
+            f"all-8/8 baseline: {b['latency_us']:,.1f} us -> speedup {report['speedup']:.3f}x"
+        )
+    return table
+
+
+def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+    """Per-layer bits (top) and latency against the 8/8 baseline (bottom), as an image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = report["layers"]
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(6, 0.4 * len(rows) + 2), 6), sharex=True)
+    ax1.bar(x - 0.2, [r["w_bits"] for r in rows], 0.4, label="weight bits")
+    ax1.bar(x + 0.2, [r["a_bits"] for r in rows], 0.4, label="input bits")
+    ax1.set_ylabel("bits")
+    ax1.set_ylim(0, 9)
+    ax1.legend(loc="upper right")
+    ax2.bar(x - 0.2, [r["latency_us"] for r in rows], 0.4, label="this model")
+    if "baseline" in report:
+        ax2.bar(x + 0.2, [r["baseline_latency_us"] for r in rows], 0.4, label="all 8/8")
+    ax2.set_ylabel("latency (us)")
+    ax2.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    ax2.legend(loc="upper right")
+    title = f"total {report['total']['latency_us']:,.0f} us"
+    if "speedup" in report:
+        title += f", speedup {report['speedup']:.2f}x over all-8/8"
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,238 @@
+"""``convert-cimq-to-xbar``: every crossbar product becomes a layer-level integer product.
+
+* ``cimq.conv`` -> ``xbar.im2col`` (host) + ``xbar.matmul`` with the static weight reshaped to
+  ``[G, C_in/G*kh*kw, C_out/G]`` + ``xbar.col2im`` (host). A conv with ``G`` groups is ``H = G``
+  repeats of one ``(m = C_out/G, n = C_in/G*kh*kw, P = Ho*Wo)`` layer (``kind = "depthwise"``
+  when every group has one input channel).
+* ``cimq.matmul`` (static ``[K, N]`` weight) -> ``cimq.reshape`` to ``[B, 1, P, K]`` (``P`` =
+  product of the non-batch leading dims, the tokens) + ``xbar.matmul`` (``H = 1``) +
+  ``xbar.unpack``.
+* ``cimq.matmul_act`` (attention) -> ``xbar.matmul_dyn``: batch dims ``[B, heads]`` become
+  ``[B, H]``, ``P`` = the streamed rows (queries), the right operand is written at run time.
+
+Each layer keeps its name (``layer``), bits and signedness. The streamed operand uses its own bit
+width; the stored operand uses its width if signed and one bit more if unsigned (its values must
+be signed integers on the crossbar). Everything else stays a cimq host op.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType, i32
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from cimc.dialects import cimq, xbar
+from cimc.errors import UnsupportedModelError
+from cimc.weights import STORE
+
+
+def weight_array(value: SSAValue, where: str) -> np.ndarray:
+    """The integers of a static weight (as stored, no int64 copy): it must be a ``cimq.const``."""
+    from cimc.exec.cimq_exec import dense_to_numpy
+
+    owner = value.owner
+    if not isinstance(owner, cimq.ConstOp):
+        raise UnsupportedModelError(
+            f"{where}: the weight is computed at run time, not a constant; only cimq.const "
+            "weights can be programmed at compile time"
+        )
+    shape = tuple(value.type.get_shape())  # type: ignore[union-attr]
+    if isinstance(owner.value, cimq.BlobAttr):
+        arr = STORE.get(owner.value.digest.data)
+    else:
+        arr = dense_to_numpy(owner.value)  # type: ignore[arg-type]
+    if arr.size == 1 and int(np.prod(shape)) != 1:
+        arr = np.full(shape, arr.reshape(-1)[0])
+    if arr.dtype.kind not in "iu":
+        arr = np.rint(arr).astype(np.int64)
+    return arr.reshape(shape)
+
+
+def blob_const(array: np.ndarray, key: str, result_type: TensorType) -> cimq.ConstOp:
+    """A ``cimq.const`` holding ``array`` in the weight store (``#cimq.blob``), as int8 when the
+    values fit (crossbar weights always do), else int64."""
+    small = array.size == 0 or (int(array.min()) >= -128 and int(array.max()) <= 127)
+    digest = STORE.put(np.ascontiguousarray(array, dtype=np.int8 if small else np.int64))
+    return cimq.ConstOp(cimq.BlobAttr(key, digest), result_type)
+
+
+def _erase_if_dead(value: SSAValue, rewriter: PatternRewriter) -> None:
+    """Drop the original weight constant once nothing uses it."""
+    owner = value.owner
+    if isinstance(owner, cimq.ConstOp) and not owner.output.uses:
+        rewriter.erase(owner)
+
+
+def _qtype(value: SSAValue) -> cimq.QuantType:
+    t = value.type
+    assert isinstance(t, TensorType) and isinstance(t.element_type, cimq.QuantType)
+    return t.element_type
+
+
+def _shape(value: SSAValue) -> list[int]:
+    t = value.type
+    assert isinstance(t, TensorType)
+    return list(t.get_shape())
+
+
+def _reshape(value: SSAValue, shape: list[int], onnx_shape: list[int]) -> cimq.ReshapeOp:
+    elem = _qtype(value)
+    return cimq.ReshapeOp.create(
+        operands=[value],
+        result_types=[TensorType(elem, shape)],
+        attributes={"shape": cimq.i64_array(onnx_shape)},
+    )
+
+
+def _product(cls, x: SSAValue, w: SSAValue, out_shape: list[int], name: str, kind: str):
+    """An ``xbar.matmul``/``xbar.matmul_dyn`` with bits taken from the operand types."""
+    wb = xbar.operand_bits(_qtype(w))
+    ab = _qtype(x).width
+    if wb > 8:
+        raise UnsupportedModelError(
+            f"layer '{name}': the crossbar operand is {_qtype(w).spec()}, which needs {wb} signed "
+            "bits (at most 8)"
+        )
+    return cls.create(
+        operands=[x, w],
+        result_types=[TensorType(i32, out_shape)],
+        properties={
+            "layer": StringAttr(name),
+            "kind": StringAttr(kind),
+            "w_bits": xbar.i64_attr(wb),
+            "a_bits": xbar.i64_attr(ab),
+        },
+    )
+
+
+def _hint(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+class _Namer:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def name(self, op: Operation, prefix: str) -> str:
+        self.count += 1
+        attr = op.attributes.get("layer")
+        return attr.data if isinstance(attr, StringAttr) else f"{prefix}{self.count}"
+
+
+@dataclass
+class ConvToXbar(RewritePattern):
+    namer: _Namer
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: cimq.ConvOp, rewriter: PatternRewriter) -> None:
+        name = self.namer.name(op, "conv")
+        W = weight_array(op.weight, f"conv layer '{name}'")
+        o, cg, kh, kw = W.shape
+        g = op.group.value.data
+        mg, ng = o // g, cg * kh * kw
+        wx = W.reshape(g, mg, ng).transpose(0, 2, 1)  # [G, n_g, m_g]
+        wq = _qtype(op.weight).with_scales(1.0)
+        wconst = blob_const(wx, f"{name}.xbar_weight", TensorType(wq, [g, ng, mg]))
+        wconst.output.name_hint = f"{_hint(name)}_w"
+        xs = _shape(op.input)
+        ys = _shape(op.output)
+        p = ys[2] * ys[3]
+        patches = xbar.Im2ColOp.create(
+            operands=[op.input],
+            result_types=[TensorType(_qtype(op.input), [xs[0], g, p, ng])],
+            properties={
+                "kernel": cimq.i64_array([kh, kw]),
+                "strides": op.strides,
+                "pads": op.pads,
+                "dilations": op.dilations,
+                "groups": xbar.i64_attr(g),
+            },
+        )
+        kind = "depthwise" if g > 1 and cg == 1 else "conv"
+        mm = _product(xbar.MatMulOp, patches.output, wconst.output, [xs[0], g, p, mg], name, kind)
+        patches.output.name_hint, mm.output.name_hint = f"{_hint(name)}_patches", f"{_hint(name)}_mm"
+        back = xbar.Col2ImOp.create(operands=[mm.output], result_types=[op.output.type])
+        weight = op.weight
+        rewriter.replace(op, [wconst, patches, mm, back], [back.output])
+        _erase_if_dead(weight, rewriter)
+
+
+@dataclass
+class MatMulToXbar(RewritePattern):
+    namer: _Namer
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: cimq.MatMulOp, rewriter: PatternRewriter) -> None:
+        name = self.namer.name(op, "linear")
+        W = weight_array(op.weight, f"linear layer '{name}'")
+        k, n_out = W.shape
+        xs = _shape(op.input)
+        if len(xs) < 2:
+            raise UnsupportedModelError(f"linear layer '{name}': input of rank {len(xs)} has no batch axis")
+        p = math.prod(xs[1:-1])
+        wq = _qtype(op.weight).with_scales(1.0)
+        wconst = blob_const(W[None], f"{name}.xbar_weight", TensorType(wq, [1, k, n_out]))
+        wconst.output.name_hint = f"{_hint(name)}_w"
+        rows = _reshape(op.input, [xs[0], 1, p, k], [0, 1, p, k])
+        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [xs[0], 1, p, n_out], name, "linear")
+        rows.output.name_hint, mm.output.name_hint = f"{_hint(name)}_rows", f"{_hint(name)}_mm"
+        back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
+        weight = op.weight
+        rewriter.replace(op, [wconst, rows, mm, back], [back.output])
+        _erase_if_dead(weight, rewriter)
+
+
+@dataclass
+class MatMulActToXbar(RewritePattern):
+    namer: _Namer
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: cimq.MatMulActOp, rewriter: PatternRewriter) -> None:
+        name = self.namer.name(op, "matmul")
+        a_s, b_s = _shape(op.lhs), _shape(op.rhs)
+        if a_s[:-2] != b_s[:-2]:
+            raise UnsupportedModelError(
+                f"attention matmul '{name}': batch dims {a_s[:-2]} and {b_s[:-2]} differ (no "
+                "broadcasting on the crossbar)"
+            )
+        lead = a_s[:-2]
+        b = lead[0] if lead else 1
+        h = math.prod(lead[1:]) if len(lead) > 1 else 1
+        t, d, m = a_s[-2], a_s[-1], b_s[-1]
+        new: list[Operation] = []
+        lhs, rhs = op.lhs, op.rhs
+        if len(a_s) != 4 or len(lead) < 1:
+            first = 0 if lead else 1
+            ra = _reshape(op.lhs, [b, h, t, d], [first, h, t, d])
+            rb = _reshape(op.rhs, [b, h, d, m], [first, h, d, m])
+            new += [ra, rb]
+            lhs, rhs = ra.output, rb.output
+        mm = _product(xbar.MatMulDynOp, lhs, rhs, [b, h, t, m], name, "matmul")
+        mm.output.name_hint = f"{_hint(name)}_mm"
+        back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
+        rewriter.replace(op, [*new, mm, back], [back.output])
+
+
+@dataclass(frozen=True)
+class ConvertCimqToXbarPass(ModulePass):
+    """Rewrite cimq crossbar products into ``xbar.matmul`` / ``xbar.matmul_dyn`` layers."""
+
+    name = "convert-cimq-to-xbar"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        namer = _Namer()
+        for pattern in (ConvToXbar(namer), MatMulToXbar(namer), MatMulActToXbar(namer)):
+            PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
