@@ -1,0 +1,317 @@
+"""``cimc-rl search``: the bit-width search on a zoo model, wired to the real modules.
+
+The pieces, each usable on its own:
+
+- :func:`describe_model`: the crossbar layers of a zoo model as search states
+  (:class:`~cimc.rl.env.LayerInfo`) and cost descriptors (:class:`cimc.cost.LayerDesc`), read from
+  the model itself with forward hooks (one batch-1 pass of the float twin);
+- :func:`make_accuracy_fn`: rebuild at the policy, load the 8-bit QAT checkpoint, fine-tune a few
+  steps, evaluate on the held-out ``val`` split (cimc.training / cimc.data);
+- :func:`make_cost_model`: the closed-form cost (cimc.cost) or the compiler's
+  (``cimc.rl.compiler_cost.CompilerCost``, or a factory plugged in as
+  :data:`COMPILER_COST_FACTORY`);
+- :func:`search_command`: the whole command; :func:`finalize`: after the search, fine-tune the
+  best policy briefly and export it as ONNX QCDQ (``best_model.onnx``).
+
+Heavy imports (torch, brevitas) happen inside functions so ``cimc-rl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cimc.cli_util import atomic_output
+from cimc.errors import CimcError, InputFileError
+
+#: ``factory(model_name, hw) -> cost_fn(policy) -> latency_us`` for ``--cost compiler``; set by
+#: the compiler side (the lead) once the compiled crossbar program can be costed per policy.
+COMPILER_COST_FACTORY: Callable[[str, Any], Callable[[Any], float]] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Model description
+# --------------------------------------------------------------------------------------------
+
+
+def describe_model(name: str) -> tuple[list[Any], list[Any]]:
+    """``(layer_infos, layer_descs)`` of zoo model ``name`` in policy row order.
+
+    Conv2d: ``m = C_out``, ``n = C_in * kh * kw / groups``, ``P = H_out * W_out``, ``H = groups``
+    (kind ``depthwise`` when groups == C_in > 1). Linear on ``T`` tokens: ``(out, in, T, 1)``.
+    Attention matmul ``a @ w`` (``w`` written to the crossbar): ``m = w.shape[-1]``,
+    ``n = w.shape[-2]``, ``P = a.shape[-2]``, ``H`` = heads.
+    """
+    import math
+
+    import torch
+
+    from cimc.cost import LayerDesc
+    from cimc.models import build, input_shape, layer_names
+    from cimc.rl.env import LAYER_ATTENTION, LAYER_CONV, LAYER_DEPTHWISE, LAYER_LINEAR, LayerInfo
+
+    names = layer_names(name)
+    model = build(name, None, quant=False).eval()
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise CimcError(f"model '{name}': crossbar layer '{missing[0]}' is not a module path")
+    seen: dict[str, tuple[Any, ...]] = {}
+    hooks = []
+    for n in names:
+        def hook(mod, args, out, _n=n):
+            seen.setdefault(_n, (mod, tuple(a.shape for a in args), tuple(out.shape)))
+        hooks.append(modules[n].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape(name)))
+    finally:
+        for h in hooks:
+            h.remove()
+
+    infos, descs = [], []
+    for i, n in enumerate(names):
+        if n not in seen:
+            raise CimcError(f"model '{name}': crossbar layer '{n}' did not run in the forward pass")
+        mod, in_shapes, out_shape = seen[n]
+        if isinstance(mod, torch.nn.Conv2d):
+            kh, kw = mod.kernel_size
+            g = mod.groups
+            dw = g > 1 and g == mod.in_channels
+            p = int(out_shape[-1] * out_shape[-2])
+            descs.append(LayerDesc(n, mod.out_channels // g, mod.in_channels // g * kh * kw, p, g,
+                                   "depthwise" if dw else "conv"))
+            infos.append(LayerInfo(LAYER_DEPTHWISE if dw else LAYER_CONV, mod.in_channels,
+                                   mod.out_channels, int(mod.stride[0]), int(kh),
+                                   int(mod.weight.numel()), int(in_shapes[0][-1] * in_shapes[0][-2]),
+                                   i, n))
+        elif isinstance(mod, torch.nn.Linear):
+            tokens = math.prod(in_shapes[0][1:-1]) if len(in_shapes[0]) > 2 else 1
+            descs.append(LayerDesc(n, mod.out_features, mod.in_features, int(tokens), 1, "linear"))
+            infos.append(LayerInfo(LAYER_LINEAR, mod.in_features, mod.out_features, 1, 1,
+                                   int(mod.weight.numel()), int(tokens), i, n))
+        elif len(in_shapes) == 2:  # activation-activation matmul a @ w
+            a, w = in_shapes
+            heads = math.prod(w[1:-2]) if len(w) > 2 else 1
+            m, k, p = int(w[-1]), int(w[-2]), int(a[-2])
+            descs.append(LayerDesc(n, m, k, p, int(heads), "matmul"))
+            infos.append(LayerInfo(LAYER_ATTENTION, k, m, 1, 1, m * k * int(heads), p, i, n))
+        else:
+            raise CimcError(f"model '{name}': cannot describe crossbar layer '{n}' "
+                            f"({type(mod).__name__})")
+    return infos, descs
+
+
+# --------------------------------------------------------------------------------------------
+# Accuracy and cost
+# --------------------------------------------------------------------------------------------
+
+
+def make_accuracy_fn(model: str, dataset: str, state_dict: dict[str, Any], *, finetune_steps: int,
+                     train_limit: int | None, eval_limit: int | None, seed: int = 0,
+                     lr: float = 2e-4, batch_size: int = 128) -> Callable[[Any], float]:
+    """``policy -> top-1 %``: rebuild, load the 8-bit QAT weights, fine-tune, evaluate on ``val``.
+
+    The data are loaded once; every call fine-tunes with the same seed, so the accuracy of a
+    policy does not depend on when it is asked for.
+    """
+    from cimc.data import load_dataset
+    from cimc.training import evaluate, finetune
+
+    train_data = load_dataset(dataset, "train", limit=train_limit)
+    val_data = load_dataset(dataset, "val", limit=eval_limit)
+
+    def accuracy(policy) -> float:
+        net = finetune(model, policy, state_dict, train_data, steps=finetune_steps, lr=lr,
+                       batch_size=batch_size, seed=seed, progress=False)
+        return float(evaluate(net, val_data, "val"))
+
+    return accuracy
+
+
+def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any):
+    """``closed-form`` (cimc.cost over ``descs``) or ``compiler`` (:data:`COMPILER_COST_FACTORY`
+    when set, else ``cimc.rl.compiler_cost.CompilerCost``)."""
+    from cimc.rl.search import ClosedFormCost, FunctionCost
+
+    if kind == "closed-form":
+        return ClosedFormCost(descs, hw)
+    if kind == "compiler":
+        if COMPILER_COST_FACTORY is not None:
+            return FunctionCost(COMPILER_COST_FACTORY(model, hw), n_layers=len(descs))
+        try:
+            from cimc.rl.compiler_cost import CompilerCost
+        except ImportError:
+            raise CimcError("--cost compiler: the compiler cost is not available; "
+                            "use --cost closed-form") from None
+        return CompilerCost(model, hw)
+    raise CimcError(f"--cost: expected 'closed-form' or 'compiler', got '{kind}'")
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------
+
+
+def _load_qat_state(ckpt: Path | None, model: str) -> dict[str, Any]:
+    from cimc.training import load_checkpoint
+
+    if ckpt is None:
+        raise InputFileError("--ckpt: give the 8-bit QAT checkpoint of the model "
+                             f"(e.g. `cimc-rl train --model {model} --bits 8`)")
+    state, meta = load_checkpoint(ckpt)
+    if meta.get("model") not in (None, model):
+        raise InputFileError(f"{ckpt}: checkpoint is for model '{meta.get('model')}', not '{model}'")
+    if meta.get("float"):
+        raise InputFileError(f"{ckpt}: is a float checkpoint; the search starts from the 8-bit QAT one")
+    return state
+
+
+def build_config(base: Path | None, **overrides: Any):
+    """A :class:`SearchConfig` from an optional JSON file plus the options that were given."""
+    from cimc.rl.env import SearchConfig
+
+    cfg = SearchConfig.from_json(base) if base is not None else SearchConfig()
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg.validate()
+
+
+def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, Any], *,
+             dataset: str, finetune_steps: int, train_limit: int | None, seed: int = 0) -> Path | None:
+    """Export the best policy's model as ``out_dir/best_model.onnx`` (ONNX QCDQ).
+
+    The model is the one the search scored (8-bit QAT weights fine-tuned ``finetune_steps`` at the
+    policy). A full QAT at the final policy and ``cimc report`` on the file come after this hook.
+    Returns the path, or ``None`` when ``cimc.models.export_onnx`` is not available.
+    """
+    try:
+        from cimc.models import export_onnx
+    except ImportError:
+        return None
+    from cimc.data import load_dataset
+    from cimc.models.policy import save_policy
+    from cimc.training import finetune
+
+    train_data = load_dataset(dataset, "train", limit=train_limit)
+    net = finetune(model, best_policy, state_dict, train_data, steps=finetune_steps, seed=seed,
+                   progress=False)
+    save_policy(out_dir / "best_policy_model.json", best_policy, model=model)
+    return export_onnx(net, out_dir / "best_model.onnx")
+
+
+def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any]) -> None:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from cimc.rl.env import uniform_policy
+
+    console = Console()
+    per_layer = getattr(cost_model, "layer_latencies", None)
+    base = per_layer(uniform_policy(len(names), 8)) if per_layer else None
+    best = per_layer(res.best_policy) if per_layer else None
+    table = Table(title=f"best policy (episode {res.best_episode})")
+    for col in ("#", "layer", "w", "a") + (("W8A8 us", "policy us") if base is not None else ()):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for i, (n, (w, a)) in enumerate(zip(names, np.asarray(res.best_policy))):
+        row = [str(i), n, str(int(w)), str(int(a))]
+        if base is not None and best is not None:
+            row += [f"{base[i]:.1f}", f"{best[i]:.1f}"]
+        table.add_row(*row)
+    console.print(table)
+    summary = Table(title="search result")
+    for col in ("policy", "latency us", "speedup", "top-1 %", "reward"):
+        summary.add_column(col, justify="right")
+    summary.add_row("W8A8 reference", f"{res.baseline_latency_us:.1f}", "1.00x", f"{res.acc_8bit:.2f}", "")
+    for u in uniform:
+        summary.add_row(u.label, f"{u.latency_us:.1f}", f"{u.speedup:.2f}x", f"{u.accuracy:.2f}",
+                        f"{u.reward:.2f}")
+    summary.add_row("searched", f"{res.best_latency_us:.1f}", f"{res.best_speedup:.2f}x",
+                    f"{res.best_accuracy:.2f}", f"{res.best_reward:.2f}")
+    console.print(summary)
+
+
+def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, config: Path | None,
+                   episodes: int | None, warmup: int | None, seed: int | None, acc_drop: float | None,
+                   method: str | None, cost: str, hw_path: Path | None, hw_set: str | None,
+                   finetune_steps: int, train_limit: int | None, eval_limit: int | None,
+                   cell_constraint: bool | None, first_last: bool | None, budget: float | None,
+                   resume: bool, uniform: bool, export: bool, progress: bool) -> dict[str, Any]:
+    """The ``search`` command without the CLI layer; returns the JSON summary it writes."""
+    from cimc.cli import load_hardware
+    from cimc.rl.baselines import uniform_policies
+    from cimc.rl.search import EnvSpec, run_search
+
+    hw = load_hardware(hw_path, hw_set)
+    cfg = build_config(config, episodes=episodes, warmup=warmup, seed=seed, allowed_drop=acc_drop,
+                       method=method, cell_bits=hw.cell_bits, cell_constraint=cell_constraint,
+                       first_last_8bit=first_last,
+                       reward_mode="budget" if budget is not None else None,
+                       latency_budget=budget)
+    infos, descs = describe_model(model)
+    state = _load_qat_state(ckpt, model)
+    accuracy_fn = make_accuracy_fn(model, dataset, state, finetune_steps=finetune_steps,
+                                   train_limit=train_limit, eval_limit=eval_limit, seed=cfg.seed)
+    cost_model = make_cost_model(cost, model, descs, hw)
+    spec = EnvSpec(tuple(infos), model=model, dataset=dataset)
+    res = run_search(cfg, spec, cost_model, accuracy_fn, out, resume=resume, progress=progress)
+    rows = uniform_policies(cfg, spec, cost_model, accuracy_fn, acc_8bit=res.acc_8bit) if uniform else []
+    onnx_path = None
+    if export:
+        onnx_path = finalize(out, model, res.best_policy, state, dataset=dataset,
+                             finetune_steps=finetune_steps, train_limit=train_limit, seed=cfg.seed)
+    summary = {"model": model, "dataset": dataset, "cost": cost, "hw": hw.to_dict(),
+               "config": cfg.to_dict(), **res.to_dict(), "layers": spec.names,
+               "uniform": [u.to_dict() for u in rows],
+               "best_model_onnx": str(onnx_path) if onnx_path else None}
+    with atomic_output(out / "summary.json") as fh:
+        fh.write(json.dumps(summary, indent=2) + "\n")  # type: ignore[attr-defined]
+    _print_report(res, spec.names, cost_model, rows)
+    print(f"best policy: {out / 'best_policy.npy'}  summary: {out / 'summary.json'}"
+          + (f"  model: {onnx_path}" if onnx_path else ""))
+    return summary
+
+
+def search_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name (e.g. lenet).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fashion_mnist, mnist or digits.")],
+    ckpt: Annotated[Optional[Path], typer.Option(help="8-bit QAT checkpoint (from `cimc-rl train --bits 8`).")] = None,
+    episodes: Annotated[Optional[int], typer.Option(help="Episodes (default 600).")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Warm-up episodes of random actions (default 30).")] = None,
+    hw: Annotated[Optional[Path], typer.Option("--hw", help="Hardware YAML (cimc or CIM-AQ layout).")] = None,
+    hw_set: Annotated[Optional[str], typer.Option("--hw-set", help="Hardware overrides: rows=128,cell_bits=2.")] = None,
+    acc_drop: Annotated[Optional[float], typer.Option("--acc-drop", help="Allowed top-1 drop in points (default 0.5).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/search"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the search in --out.")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per episode.")] = 50,
+    eval_limit: Annotated[Optional[int], typer.Option(help="Validation images per episode.")] = 2000,
+    train_limit: Annotated[Optional[int], typer.Option(help="Training images for the fine-tune.")] = 20000,
+    method: Annotated[Optional[str], typer.Option(help="ddpg or random.")] = None,
+    cost: Annotated[str, typer.Option(help="closed-form or compiler.")] = "closed-form",
+    config: Annotated[Optional[Path], typer.Option(help="SearchConfig JSON; options given override it.")] = None,
+    cell_constraint: Annotated[Optional[bool], typer.Option("--cell-constraint/--no-cell-constraint", help="Weight bits multiples of the cell bits (default on).")] = None,
+    first_last: Annotated[Optional[bool], typer.Option("--first-last/--no-first-last", help="First and last layers at 8/8 (default on).")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard latency budget as a fraction of W8A8.")] = None,
+    uniform: Annotated[bool, typer.Option("--uniform/--no-uniform", help="Also evaluate W8A8, W6A6, W4A4, W2A2.")] = False,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="Export the best model as ONNX.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+) -> None:
+    """Search per-layer weight/activation bits with DDPG (CIM-AQ) or random search."""
+    search_command(model=model, dataset=dataset, ckpt=ckpt, out=out, config=config,
+                   episodes=episodes, warmup=warmup, seed=seed, acc_drop=acc_drop, method=method,
+                   cost=cost, hw_path=hw, hw_set=hw_set, finetune_steps=finetune_steps,
+                   train_limit=train_limit, eval_limit=eval_limit, cell_constraint=cell_constraint,
+                   first_last=first_last, budget=budget, resume=resume, uniform=uniform,
+                   export=export, progress=progress)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``search`` command to ``cimc-rl``."""
+    app.command("search")(search_cmd)

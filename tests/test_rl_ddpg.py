@@ -1,0 +1,121 @@
+"""Tests of cimc.rl.ddpg: networks, buffer, noise schedule, updates, exact state round trip."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from cimc.rl.ddpg import Actor, Critic, DDPGAgent, ReplayBuffer, truncated_normal
+from cimc.rl.env import N_STATE, DDPGConfig
+
+
+def _fill(agent: DDPGAgent, n: int, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        s, s2 = rng.random(N_STATE), rng.random(N_STATE)
+        agent.observe(s, float(rng.random()), float(rng.normal(5, 2)), s2, i % 7 == 6)
+
+
+def test_network_shapes() -> None:
+    actor, critic = Actor(), Critic()
+    s = torch.rand(4, N_STATE)
+    u = actor(s)
+    assert u.shape == (4, 1) and bool(((u > 0) & (u < 1)).all())
+    assert critic(s, u).shape == (4, 1)
+    assert actor.fc1.out_features == 300 and actor.fc2.out_features == 300
+    assert critic.fc_s.out_features == 300 and critic.fc_a.in_features == 1
+
+
+def test_default_hyperparameters() -> None:
+    agent = DDPGAgent(n_layers=5)
+    assert agent.buffer.capacity == 128 * 5
+    assert agent.actor_optim.param_groups[0]["lr"] == pytest.approx(5e-5)
+    assert agent.critic_optim.param_groups[0]["lr"] == pytest.approx(1e-3)
+    cfg = agent.config
+    assert (cfg.tau, cfg.discount, cfg.batch_size, agent.warmup) == (0.01, 1.0, 64, 30)
+
+
+def test_replay_buffer_ring() -> None:
+    buf = ReplayBuffer(capacity=5)
+    for i in range(8):
+        buf.add(np.full(N_STATE, i), i / 10, float(i), np.zeros(N_STATE), False)
+    assert len(buf) == 5
+    assert sorted(buf.r[:, 0].tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0]
+    s, a, r, s2, d = buf.sample(np.random.default_rng(0), 3)
+    assert s.shape == (3, N_STATE) and a.shape == (3, 1) and r.shape == (3, 1)
+
+
+@pytest.mark.parametrize("episode, sigma", [(30, 0.6), (31, 0.6 * 0.997), (130, 0.6 * 0.997**100)])
+def test_noise_schedule(episode: int, sigma: float) -> None:
+    agent = DDPGAgent(n_layers=3, warmup=30)
+    assert agent.sigma(episode) == pytest.approx(sigma)
+    assert agent.sigma(29) == 0.0
+
+
+def test_truncated_normal_in_bounds_and_centred() -> None:
+    rng = np.random.default_rng(0)
+    xs = np.array([truncated_normal(rng, 0.7, 0.05) for _ in range(2000)])
+    assert xs.min() >= 0.0 and xs.max() <= 1.0
+    assert abs(xs.mean() - 0.7) < 0.01
+    edge = np.array([truncated_normal(rng, 0.0, 0.6) for _ in range(500)])
+    assert edge.min() >= 0.0 and edge.max() <= 1.0
+    assert truncated_normal(rng, 1.3, 0.0) == 1.0
+
+
+def test_warmup_actions_uniform_then_actor() -> None:
+    agent = DDPGAgent(n_layers=3, warmup=2, seed=3)
+    s = np.linspace(0, 1, N_STATE)
+    warm = [agent.select_action(s, 0) for _ in range(200)]
+    assert 0.4 < float(np.mean(warm)) < 0.6 and float(np.std(warm)) > 0.25
+    mu = agent.actor_output(s)
+    late = [agent.select_action(s, 10_000) for _ in range(50)]  # sigma ~ 0
+    assert np.allclose(late, mu, atol=1e-6)
+
+
+def test_update_changes_parameters_and_moving_average() -> None:
+    agent = DDPGAgent(n_layers=2, config=DDPGConfig(batch_size=8), seed=0)
+    _fill(agent, 20)
+    before = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    cbefore = {k: v.clone() for k, v in agent.critic.state_dict().items()}
+    tbefore = {k: v.clone() for k, v in agent.critic_target.state_dict().items()}
+    vl, pl = agent.update()
+    assert np.isfinite(vl) and np.isfinite(pl)
+    assert any(not torch.equal(before[k], v) for k, v in agent.actor.state_dict().items())
+    assert any(not torch.equal(cbefore[k], v) for k, v in agent.critic.state_dict().items())
+    assert any(not torch.equal(tbefore[k], v) for k, v in agent.critic_target.state_dict().items())
+    first = agent.moving_average
+    assert first is not None
+    agent.update()
+    # ma += 0.5 * (mean - ma): the second value lies strictly between first and the batch mean
+    assert agent.moving_average != first
+    assert agent.n_updates == 2
+
+
+def test_state_dict_round_trip_is_exact() -> None:
+    a = DDPGAgent(n_layers=2, config=DDPGConfig(batch_size=8), warmup=1, seed=5)
+    _fill(a, 30)
+    for _ in range(3):
+        a.update()
+    a.select_action(np.zeros(N_STATE), 4)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = DDPGAgent(n_layers=2, config=DDPGConfig(batch_size=8), warmup=1, seed=99)
+    b.load_state_dict(torch.load(buf, weights_only=False))
+    s = np.linspace(0, 1, N_STATE)
+    for step in range(5):
+        assert a.select_action(s, 5 + step) == b.select_action(s, 5 + step)
+        assert a.update() == b.update()
+    for k, v in a.actor.state_dict().items():
+        assert torch.equal(v, b.actor.state_dict()[k])
+    assert a.moving_average == b.moving_average
+
+
+def test_seed_makes_agents_identical_and_different_seeds_differ() -> None:
+    s = np.linspace(0, 1, N_STATE)
+    x = DDPGAgent(n_layers=2, seed=1).actor_output(s)
+    assert x == DDPGAgent(n_layers=2, seed=1).actor_output(s)
+    assert x != DDPGAgent(n_layers=2, seed=2).actor_output(s)
