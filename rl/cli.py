@@ -19,6 +19,13 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """Train, fine-tune and export mixed-precision models; search per-layer bit widths."""
+
+
 def _register_commands() -> None:
     from cimc.rl import search_cli, train_cli
 
