@@ -125,6 +125,57 @@ def _load_inputs(path: Path | None, module, batch: int, seed: int):
     return arrays
 
 
+def _load_labels(path: Path, n: int):
+    """Integer class labels ``[n]`` from a .npy file (checked before anything runs)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: labels file not found")
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputFileError(f"{path}: not a .npy array file ({exc})") from None
+    if hasattr(labels, "files") or labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise InputFileError(f"{path}: labels must be a 1-D integer array, got {getattr(labels, 'dtype', 'npz')}")
+    if labels.shape[0] != n:
+        raise InputFileError(f"{path}: {labels.shape[0]} labels for a batch of {n} inputs")
+    return labels.astype(np.int64)
+
+
+def _top1(out, labels=None):
+    """Predicted classes of ``out [B, ...]`` and (with labels) the top-1 accuracy in percent."""
+    pred = out.reshape(out.shape[0], -1).argmax(axis=1)
+    return pred, (None if labels is None else float(100.0 * (pred == labels).mean()))
+
+
+def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool):
+    """Run at ``level``; xbar levels go through :func:`cimc.exec.xbar_exec.run_xbar` with
+    ``fast``, and with ``compare`` also lossless (:func:`compare_lossy`). Returns the result and
+    the comparison (or None)."""
+    from cimc.exec import RunResult, run_at_level
+
+    if not level.startswith("xbar"):
+        return run_at_level(module, level, inputs, hw=hw, progress=progress), None
+    from cimc.exec.xbar_exec import compare_lossy, counters_table, run_xbar
+    from cimc.ir_io import module_level
+    from cimc.pipeline import level_names, lower
+
+    current = module_level(module) or "cimq"
+    names = level_names()
+    if names.index(current) > names.index(level):
+        raise CimcError(
+            f"the module is at level '{current}', past the asked level '{level}'; run it at "
+            f"--level {current} or give the ONNX file"
+        )
+    prog = module.clone()
+    lower(prog, level, hw=hw)
+    if not compare:
+        return run_xbar(prog, inputs, hw=hw, progress=progress, fast=fast), None
+    cmp = compare_lossy(prog, inputs, hw, fast=fast)
+    rep = cmp.pop("lossy_report")
+    return RunResult(cmp["lossy_outputs"], rep, counters_table(rep)), cmp
+
+
 @app.command("run")
 def run_cmd(
     model: Annotated[Path, typer.Argument(help="model.onnx (QCDQ) or model.mlir")],
@@ -140,24 +191,52 @@ def run_cmd(
     report: Annotated[
         Optional[Path], typer.Option("--report", help="Write counters and outputs summary as JSON.")
     ] = None,
+    fast: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--fast/--bit-serial",
+            help="xbar levels: exact one-step layers (same outputs and counters) or the bit-serial "
+            "crossbar loops. Default: fast where the ADC is lossless, bit-serial elsewhere.",
+        ),
+    ] = None,
+    labels: Annotated[
+        Optional[Path], typer.Option("--labels", help=".npy integer labels: print top-1 accuracy.")
+    ] = None,
+    compare_lossless: Annotated[
+        bool,
+        typer.Option(
+            "--compare-lossless",
+            help="xbar levels with a lossy ADC (--hw-set adc_bits=6): also run lossless and report "
+            "per-layer ADC saturations, output error and top-1 changes.",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     debug: DebugOpt = False,
 ) -> None:
     """Run a model at an IR level on an input and print a summary (and counters at xbar)."""
     import numpy as np
 
-    from cimc.exec import run_at_level
     from cimc.pipeline import check_level
 
     check_level(level)
-    hardware = load_hardware(hw, hw_set) if (hw or hw_set or level.startswith("xbar")) else None
+    on_xbar = level.startswith("xbar")
+    if fast is not None and not on_xbar:
+        raise CimcError(f"--fast/--bit-serial apply to xbar levels, not --level {level}")
+    hardware = load_hardware(hw, hw_set) if (hw or hw_set or on_xbar) else None
+    if compare_lossless and (not on_xbar or hardware is None or hardware.lossless):
+        raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
+    if fast and hardware is not None and not hardware.lossless:
+        raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
     module = load_model(model)
     inputs = _load_inputs(input, module, batch, seed)
-    result = run_at_level(module, level, inputs, hw=hardware, progress=progress)
+    from cimc.exec.cimq_exec import check_inputs, find_main
+
+    inputs = check_inputs(find_main(module), inputs)
+    y = _load_labels(labels, int(inputs[0].shape[0])) if labels is not None else None
+    result, cmp = _run_module(
+        module, level, inputs, hardware, fast=fast, progress=progress, compare=compare_lossless
+    )
     outs = result.outputs
-    if output is not None:
-        with atomic_output(output, "wb") as fh:
-            np.save(fh, outs[0] if len(outs) == 1 else np.stack(outs), allow_pickle=False)
     from rich.console import Console
     from rich.table import Table
 
@@ -168,13 +247,66 @@ def run_cmd(
     for i, o in enumerate(outs):
         top = o.reshape(o.shape[0], -1).argmax(axis=1)[:8].tolist() if o.ndim >= 1 and o.size else []
         table.add_row(str(i), str(list(o.shape)), str(o.dtype), str(top))
+    extra: dict = {}
+    if y is not None:
+        _, acc = _top1(outs[0], y)
+        extra["accuracy_top1"] = acc
+        table.caption = f"top-1 accuracy {acc:.2f}% ({int(round(acc * len(y) / 100))}/{len(y)})"
     console.print(table)
     if result.counters_table is not None:
         console.print(result.counters_table)
+    if cmp is not None:
+        extra["compare_lossless"] = _comparison(cmp, y)
+        console.print(_comparison_table(extra["compare_lossless"]))
+    if output is not None:
+        with atomic_output(output, "wb") as fh:
+            np.save(fh, outs[0] if len(outs) == 1 else np.stack(outs), allow_pickle=False)
     if report is not None:
-        payload = {"level": level, "outputs": [list(o.shape) for o in outs], **result.report}
+        payload = {"level": level, "outputs": [list(o.shape) for o in outs], **result.report, **extra}
+        payload.pop("_layer_outputs", None)
         with atomic_output(report, "w") as fh:
             json.dump(payload, fh, indent=2)  # type: ignore[arg-type]
+
+
+def _comparison(cmp: dict, labels) -> dict:
+    """The JSON part of a lossy-vs-lossless comparison, with top-1 changes (and accuracies)."""
+    exact, lossy = cmp["lossless_outputs"][0], cmp["lossy_outputs"][0]
+    p_exact, a_exact = _top1(exact, labels)
+    p_lossy, a_lossy = _top1(lossy, labels)
+    out = {
+        "adc_bits": cmp["adc_bits"],
+        "saturations": cmp["saturations"],
+        "layers": cmp["layers"],
+        "outputs": cmp["outputs"],
+        "top1_changed": int((p_exact != p_lossy).sum()),
+        "top1_changed_fraction": float((p_exact != p_lossy).mean()),
+    }
+    if labels is not None:
+        out["accuracy_top1_lossless"] = a_exact
+        out["accuracy_top1_lossy"] = a_lossy
+    return out
+
+
+def _comparison_table(c: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{c['adc_bits']}-bit ADC against a lossless ADC")
+    for col in ("layer", "ADC saturations", "of conversions", "max abs error", "rel error"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for r in c["layers"]:
+        table.add_row(r["name"], f"{r['adc_saturations']:,}", f"{r['adc_conversions']:,}",
+                      f"{r['max_abs_error']:g}", f"{r['rel_error']:.3g}")
+    o = c["outputs"][0]
+    caption = (
+        f"output: max abs error {o['max_abs_error']:g}, mean abs error {o['mean_abs_error']:.3g}, "
+        f"{100 * o['changed_fraction']:.1f}% of values changed; top-1 changed for "
+        f"{c['top1_changed']} input(s) ({100 * c['top1_changed_fraction']:.1f}%)"
+    )
+    if "accuracy_top1_lossy" in c:
+        caption += (f"; top-1 accuracy {c['accuracy_top1_lossless']:.2f}% lossless -> "
+                    f"{c['accuracy_top1_lossy']:.2f}% lossy")
+    table.caption = caption
+    return table
 
 
 def _register_commands() -> None:

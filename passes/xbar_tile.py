@@ -85,6 +85,38 @@ def _blob(array: np.ndarray, key: str, result_type, dtype) -> xbar.ConstOp:
     return xbar.ConstOp(cimq.BlobAttr(key, digest), result_type)
 
 
+#: Mapped cells of static weights: ``(weight blob digest, shape, w_bits, c, mapping, slices,
+#: offset) -> (cells, recomb, correction)`` digests in the weight store. Mapping is a pure
+#: function of these, so a second compile of the same weights (the report's 8/8 baseline,
+#: re-lowering a module) reuses the cells instead of mapping and hashing them again.
+_MAPPED: dict[tuple, tuple[str, str, str]] = {}
+
+
+def _mapped_blobs(
+    w: SSAValue, shape: tuple[int, int, int], w_bits: int, c: int, mapping: str, slices: int,
+    offset: int, name: str,
+) -> tuple[str, str, str]:
+    """Digests of the cells, recombination and correction blobs of the static weight ``w``."""
+    from cimc.exec.xbar_exec import map_cells_stack
+    from cimc.passes.convert_cimq_to_xbar import weight_array
+
+    owner = w.owner
+    key = None
+    if isinstance(owner, cimq.ConstOp) and isinstance(owner.value, cimq.BlobAttr):
+        key = (owner.value.digest.data, shape, w_bits, c, mapping, slices, offset)
+        hit = _MAPPED.get(key)
+        if hit is not None and all(d in STORE for d in hit):
+            return hit
+    W = weight_array(w, f"layer '{name}'")
+    g, rec = map_cells_stack(W, w_bits, c, mapping, slices, where=f"layer '{name}'")
+    corr_arr = offset * W.sum(axis=1, dtype=np.int64)  # [H, m]
+    out = (STORE.put(g), STORE.put(np.ascontiguousarray(rec, dtype=np.int64)),
+           STORE.put(np.ascontiguousarray(corr_arr, dtype=np.int64)))
+    if key is not None:
+        _MAPPED[key] = out
+    return out
+
+
 def _quant(value: SSAValue) -> cimq.QuantType:
     t = value.type
     assert isinstance(t, TensorType) and isinstance(t.element_type, cimq.QuantType)
@@ -119,8 +151,6 @@ def build_layer(
     narrow: bool = False,
 ) -> xbar.LayerOp:
     """The ``xbar.layer`` computing ``x [B, H, P, n] @ w`` on crossbars of ``geo``."""
-    from cimc.exec.xbar_exec import map_cells
-
     xq = _quant(x)
     xs = list(x.type.get_shape())  # type: ignore[union-attr]
     ws = list(w.type.get_shape())  # type: ignore[union-attr]
@@ -157,17 +187,12 @@ def build_layer(
             )
             cells, recomb, corr = mapped.results
         else:
-            from cimc.passes.convert_cimq_to_xbar import weight_array
-
-            W = weight_array(w, f"layer '{name}'")
-            gs, rec = [], None
-            for hh in range(h):
-                g, rec = map_cells(W[hh], w_bits, c, geo.mapping, slices, where=f"layer '{name}'")
-                gs.append(g)
-            cells = _blob(np.stack(gs), f"{name}.cells", cells_t, gs[0].dtype).output
-            recomb = _blob(rec, f"{name}.recomb", recomb_t, np.int64).output
-            corr_arr = offset * W.sum(axis=1, dtype=np.int64)  # [H, m]
-            corr = _blob(corr_arr, f"{name}.correction", TensorType(i64, [h, m]), np.int64).output
+            digests = _mapped_blobs(w, (h, n, m), w_bits, c, geo.mapping, slices, offset, name)
+            cells = xbar.ConstOp(cimq.BlobAttr(f"{name}.cells", digests[0]), cells_t).output
+            recomb = xbar.ConstOp(cimq.BlobAttr(f"{name}.recomb", digests[1]), recomb_t).output
+            corr = xbar.ConstOp(
+                cimq.BlobAttr(f"{name}.correction", digests[2]), TensorType(i64, [h, m])
+            ).output
         cells.name_hint, recomb.name_hint, corr.name_hint = "cells", "recomb", "corr"
         xu = xbar.OffsetOp.create(
             operands=[xa],

@@ -459,3 +459,85 @@ def crossbar_layer(
     xu = encode_activations(X, a_bits, signed)
     corr = activation_correction(W, a_bits, signed)
     return bitserial_layer(xu, mapped, a_bits, hw, counters=counters, correction=corr)
+
+
+# ---------------------------------------------------------------------------- compile-time cell mapping
+
+_MAP_MODES = {"dc": 0, "dr": 1, "of": 2}
+
+
+def _level_table(w_bits: int, cell_bits: int, mapping: str, slices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell levels of every ``w_bits`` signed value: ``(table [2^w, width] int16, bad [2^w])``.
+
+    Row ``v + 2^(w-1)`` holds the levels value ``v`` writes: ``dc`` ``[+s0, -s0, +s1, -s1, ...]``
+    (``width = 2S``), ``dr`` the ``S`` plus-row levels then the ``S`` (negated) minus-row levels,
+    ``of`` the ``S`` slices of ``v + 2^(w-1)``. ``bad[v]`` is the magnitude that does not fit
+    ``S`` cells of ``c`` bits (0 if it fits).
+    """
+    values = np.arange(-(1 << (w_bits - 1)), 1 << (w_bits - 1), dtype=np.int64)
+    mask = (1 << cell_bits) - 1
+    cap = 1 << (cell_bits * slices)
+    shifts = cell_bits * np.arange(slices, dtype=np.int64)
+    if mapping == "of":
+        mags = [values + (1 << (w_bits - 1))]
+    else:
+        mags = [np.maximum(values, 0), np.maximum(-values, 0)]
+    lv = [(mg[:, None] >> shifts[None, :]) & mask for mg in mags]  # [V, S] each
+    if mapping == "dc":
+        table = np.stack(lv, axis=-1).reshape(len(values), 2 * slices)
+    elif mapping == "dr":
+        table = np.concatenate([lv[0], -lv[1]], axis=1)
+    else:
+        table = lv[0]
+    top = np.max(np.stack(mags), axis=0)
+    bad = np.where(top >= cap, top, 0)
+    return np.ascontiguousarray(table, dtype=np.int16), bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _map_cells_kernel(W, half, table, bad, mode, slices, out):  # pragma: no cover - numba
+    """Write the cell levels of ``W [n, m]`` into ``out [rows, cols]`` (layout of
+    :func:`cimc.exec.xbar_exec.map_cells`) in one pass: a table look-up per weight, no
+    temporaries. Returns ``(status, value)``: 0 = ok; 1 = ``value`` is outside the signed range;
+    2 = the stored magnitude ``value`` does not fit the cells.
+    """
+    n, m = W.shape
+    nv = table.shape[0]
+    for k in range(n):
+        for o in range(m):
+            v = np.int64(W[k, o]) + half
+            if v < 0 or v >= nv:
+                return 1, v - half
+            if bad[v] != 0:
+                return 2, bad[v]
+            if mode == 0:
+                base = o * slices * 2
+                for j in range(2 * slices):
+                    out[k, base + j] = table[v, j]
+            elif mode == 1:
+                base = o * slices
+                for j in range(slices):
+                    out[k, base + j] = table[v, j]
+                    out[n + k, base + j] = table[v, slices + j]
+            else:
+                base = o * slices
+                for j in range(slices):
+                    out[k, base + j] = table[v, j]
+        if mode == 2:
+            out[k, m * slices] = 1
+    return 0, np.int64(0)
+
+
+def map_cells_into(W: np.ndarray, w_bits: int, cell_bits: int, mapping: str, slices: int,
+                   out: np.ndarray) -> tuple[int, int]:
+    """Run :func:`_map_cells_kernel` (``W`` any integer dtype, any strides); ``(status, value)``."""
+    if mapping not in _MAP_MODES:
+        raise ExecutionError(f"unknown mapping '{mapping}'")
+    if not 1 <= w_bits <= 16:
+        raise ExecutionError(f"cannot map {w_bits}-bit values onto cells (1..16 bits supported)")
+    if W.dtype.kind not in "iu":
+        W = W.astype(np.int64)
+    table, bad = _level_table(w_bits, cell_bits, mapping, slices)
+    table = table.astype(out.dtype)
+    status, value = _map_cells_kernel(W, 1 << (w_bits - 1), table, bad, _MAP_MODES[mapping], slices, out)
+    return int(status), int(value)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import scf
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp, TensorType
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp, StringAttr, TensorType
 from xdsl.interpreter import (
     Interpreter,
     InterpreterFunctions,
@@ -55,6 +55,58 @@ _F32_EXACT = 1 << 24
 # ---------------------------------------------------------------------------- weight mapping
 
 
+def _recomb_table(m: int, w_bits: int, cell_bits: int, mapping: str, slices: int) -> np.ndarray:
+    """``recomb [cols, 2]`` (output, coefficient) of the physical columns of :func:`map_cells`."""
+    shifts = np.int64(1) << (cell_bits * np.arange(slices, dtype=np.int64))
+    if mapping == "dc":
+        outs = np.repeat(np.arange(m, dtype=np.int64), slices * 2)
+        coefs = np.tile(np.stack([shifts, -shifts], axis=1).reshape(-1), m)
+        return np.stack([outs, coefs], axis=1)
+    outs = np.repeat(np.arange(m, dtype=np.int64), slices)
+    coefs = np.tile(shifts, m)
+    if mapping == "of":
+        outs = np.append(outs, -1)
+        coefs = np.append(coefs, -(1 << (w_bits - 1)))
+    return np.stack([outs, coefs], axis=1)
+
+
+def _mapping_error(W: np.ndarray, status: int, w_bits: int, cell_bits: int, mapping: str,
+                   slices: int, where: str) -> ExecutionError:
+    lo, hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
+    if int(W.min()) < lo or int(W.max()) > hi:  # the range is checked before the capacity
+        return ExecutionError(f"{where}: values in [{W.min()}, {W.max()}] exceed {w_bits}-bit signed integers")
+    W64 = W.astype(np.int64)
+    top = int((W64 + (1 << (w_bits - 1))).max()) if mapping == "of" else int(np.abs(W64).max())
+    return ExecutionError(
+        f"{where}: {slices} slice(s) of {cell_bits}-bit cells cannot hold the stored values (up to {top})"
+    )
+
+
+def map_cells_stack(
+    W: np.ndarray, w_bits: int, cell_bits: int, mapping: str, slices: int, *, where: str = "layer"
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`map_cells` of every ``W[h]`` of ``W [H, n, m]``: ``(g [H, rows, cols], recomb)``.
+
+    One numba pass per repeat writes straight into the result (int8 cells; int16 for 8-bit
+    cells): no int64/int16 temporaries and no stacking copy, so VGG-size layers map at memory
+    speed with the cells as the only allocation.
+    """
+    from cimc.exec.kernels import map_cells_into
+
+    if mapping not in ("dc", "dr", "of"):
+        raise ExecutionError(f"{where}: unknown mapping '{mapping}'")
+    W = np.asarray(W)
+    h, n, m = W.shape
+    rows, cols = (2 * n, m * slices) if mapping == "dr" else (n, m * slices * (2 if mapping == "dc" else 1) + (mapping == "of"))
+    gdtype = np.int8 if cell_bits <= 7 else np.int16
+    g = np.empty((h, rows, cols), dtype=gdtype)
+    for hh in range(h):
+        status, _ = map_cells_into(W[hh], w_bits, cell_bits, mapping, slices, g[hh])
+        if status:
+            raise _mapping_error(W[hh], status, w_bits, cell_bits, mapping, slices, where)
+    return g, _recomb_table(m, w_bits, cell_bits, mapping, slices)
+
+
 def map_cells(
     W: np.ndarray, w_bits: int, cell_bits: int, mapping: str, slices: int, *, where: str = "layer"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,51 +121,10 @@ def map_cells(
     ``(g [rows, cols] int8/int16, recomb [cols, 2] int64)``: physical column ``k`` adds
     ``recomb[k, 1] * value`` to output ``recomb[k, 0]`` (``-1``: to every output, the offset
     mapping's reference column), so that recombining ``drive(xu) @ g`` gives ``xu @ W``
-    (:func:`recombine`). Intermediates are int16: VGG-size layers map without gigabytes of
-    temporaries.
+    (:func:`recombine`). The levels are written by one numba pass (:func:`map_cells_stack`).
     """
-    W = np.asarray(W)
-    n, m = W.shape
-    lo, hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
-    if W.size and (int(W.min()) < lo or int(W.max()) > hi):
-        raise ExecutionError(f"{where}: values in [{W.min()}, {W.max()}] exceed {w_bits}-bit signed integers")
-    W16 = W.astype(np.int16)
-    if mapping == "of":
-        parts = [W16 + np.int16(1 << (w_bits - 1))]
-    else:
-        parts = [np.maximum(W16, 0), np.maximum(-W16, 0)]
-    cap = 1 << (cell_bits * slices)
-    if W.size and max(int(p.max()) for p in parts) >= cap:
-        raise ExecutionError(
-            f"{where}: {slices} slice(s) of {cell_bits}-bit cells cannot hold the stored values "
-            f"(up to {max(int(p.max()) for p in parts)})"
-        )
-    gdtype = np.int8 if cell_bits <= 7 else np.int16
-    mask = (1 << cell_bits) - 1
-    shifts = np.int64(1) << (cell_bits * np.arange(slices, dtype=np.int64))
-    bit_shifts = (cell_bits * np.arange(slices)).astype(np.int16)
-    if mapping == "dc":
-        both = np.stack(parts, axis=-1)[:, :, None, :]  # [n, m, 1, 2]
-        g = ((both >> bit_shifts[None, None, :, None]) & mask).astype(gdtype)  # [n, m, S, 2]
-        outs = np.repeat(np.arange(m, dtype=np.int64), slices * 2)
-        coefs = np.tile(np.stack([shifts, -shifts], axis=1).reshape(-1), m)
-        return g.reshape(n, m * slices * 2), np.stack([outs, coefs], axis=1)
-    outs = np.repeat(np.arange(m, dtype=np.int64), slices)
-    coefs = np.tile(shifts, m)
-    if mapping == "of":
-        outs = np.append(outs, -1)
-        coefs = np.append(coefs, -(1 << (w_bits - 1)))
-    recomb = np.stack([outs, coefs], axis=1)
-    if mapping == "dr":
-        both = np.stack([parts[0], parts[1]])[:, :, :, None]  # [2, n, m, 1]
-        g = ((both >> bit_shifts) & mask).astype(gdtype)  # [2, n, m, S]
-        g[1] *= -1
-        return g.reshape(2 * n, m * slices), recomb
-    if mapping != "of":
-        raise ExecutionError(f"{where}: unknown mapping '{mapping}'")
-    levels = ((parts[0][:, :, None] >> bit_shifts) & mask).astype(gdtype)  # [n, m, S]
-    g = np.concatenate([levels.reshape(n, m * slices), np.ones((n, 1), dtype=gdtype)], axis=1)
-    return g, recomb
+    g, recomb = map_cells_stack(np.asarray(W)[None], w_bits, cell_bits, mapping, slices, where=where)
+    return g[0], recomb
 
 
 def recombine(phys: np.ndarray, recomb: np.ndarray, m: int) -> np.ndarray:
@@ -249,6 +260,70 @@ def compiled_geometry(module: ModuleOp) -> dict[str, Any] | None:
     return None
 
 
+# ---------------------------------------------------------------------------- exact fast path
+
+#: float32 copies of static weights and their per-input-row magnitude bound, keyed by
+#: ``(blob digest, shape)``; bounded in bytes (oldest dropped first).
+_F32_WEIGHTS: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray] | None] = {}
+_F32_WEIGHTS_BYTES = 1 << 30
+
+
+def _f32_weights(w: np.ndarray, key: tuple[str, tuple[int, ...]] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(w as float32, max_o |w[..., i, o]| as float32)``, or None if ``w`` is not exact in float32."""
+    if key is not None and key in _F32_WEIGHTS:
+        return _F32_WEIGHTS[key]
+    wabs_max = np.abs(w).max(axis=-1) if w.size else np.zeros(w.shape[:-1], dtype=np.int64)
+    out = None
+    if not w.size or int(wabs_max.max()) < _F32_EXACT:
+        out = (w.astype(np.float32), wabs_max.astype(np.float32))
+    if key is not None:
+        used = sum(v[0].nbytes for v in _F32_WEIGHTS.values() if v is not None)
+        while _F32_WEIGHTS and out is not None and used + out[0].nbytes > _F32_WEIGHTS_BYTES:
+            old = _F32_WEIGHTS.pop(next(iter(_F32_WEIGHTS)))
+            used -= old[0].nbytes if old is not None else 0
+        if out is None or out[0].nbytes <= _F32_WEIGHTS_BYTES:
+            _F32_WEIGHTS[key] = out
+    return out
+
+
+def fast_matmul(x: np.ndarray, w: np.ndarray, key: tuple[str, tuple[int, ...]] | None = None) -> np.ndarray:
+    """``x [B, H, P, n] @ w`` (``w [H, n, m]`` static or ``[B, H, n, m]`` dynamic), exact int64.
+
+    float32 BLAS when provably exact: every partial sum of ``x[r] @ w[:, o]``, in any order, is
+    an integer of magnitude at most ``sum_i |x[r, i]| * max_o |w[i, o]|``; that bound is computed
+    (a float32 matrix-vector product, with its own rounding margin) and must stay below 2^24.
+    Otherwise :func:`cimc.semantics.exact_matmul` (float64 or int64). ``key`` caches the static
+    weight's float32 copy across runs.
+    """
+    wf = _f32_weights(w, key)
+    if wf is not None and x.size and w.size:
+        xf = x.astype(np.float32)
+        wt, wmax = wf
+        n = x.shape[-1]
+        bound = np.matmul(np.abs(xf), (wmax if w.ndim == 4 else wmax[None])[..., None])
+        if float(bound.max()) * (1.0 + 4.0 * n * 2.0**-24) < _F32_EXACT:
+            y = np.matmul(xf, wt if w.ndim == 4 else wt[None])
+            return y.astype(np.int64)
+    return sem.exact_matmul(x, w if w.ndim == 4 else w[None])
+
+
+def _static_key(op: xbar.LayerOp | xbar.MatMulOp) -> tuple[str, tuple[int, ...]] | None:
+    owner = op.operands[1].owner
+    if isinstance(owner, cimq.ConstOp) and isinstance(owner.value, cimq.BlobAttr):
+        return owner.value.digest.data, tuple(op.operands[1].type.get_shape())  # type: ignore[union-attr]
+    return None
+
+
+def _feeds_static_layers_only(op: cimq.ConstOp) -> bool:
+    """Whether every use of a constant is as the static weight of a crossbar layer."""
+    uses = list(op.output.uses)
+    return bool(uses) and all(
+        isinstance(u.operation, (xbar.LayerOp, xbar.MatMulOp)) and u.index == 1
+        and not (isinstance(u.operation, xbar.LayerOp) and u.operation.is_dynamic)
+        for u in uses
+    )
+
+
 # ---------------------------------------------------------------------------- runtime values
 
 
@@ -294,6 +369,19 @@ class XbarFunctions(InterpreterFunctions):
         self._planes: dict[tuple[int, int, int, int], np.ndarray] = {}
         bound = column_value_max(hw.rows, hw.cell_bits, hw.dac_bits)
         self.fdtype = np.float32 if bound < _F32_EXACT else np.float64
+
+    @impl(cimq.ConstOp)
+    def run_cimq_const(self, interp: Interpreter, op: cimq.ConstOp, args: tuple[Any, ...]):
+        """As :func:`cimc.exec.cimq_exec.const_value`, but a constant used only as static
+        crossbar weights is returned as stored (int8, read-only): no int64 copy per run."""
+        from cimc.exec.cimq_exec import const_value
+
+        if isinstance(op.value, cimq.BlobAttr) and _feeds_static_layers_only(op):
+            arr = STORE.get(op.value.digest.data)
+            shape = op.output.type.get_shape()  # type: ignore[union-attr]
+            if arr.dtype.kind in "iu" and arr.size == int(np.prod(shape)):
+                return (arr.reshape(shape),)
+        return (const_value(op),)
 
     # ---------------------------------------------------------------- xbar-mm level
 
@@ -344,13 +432,13 @@ class XbarFunctions(InterpreterFunctions):
     def run_matmul(self, interp: Interpreter, op: xbar.MatMulOp, args: tuple[Any, ...]):
         x, w = args
         self._finish(self._formula_layer(op, x))
-        return (sem.exact_matmul(x, w[None]),)
+        return (fast_matmul(x, w, _static_key(op)),)
 
     @impl(xbar.MatMulDynOp)
     def run_matmul_dyn(self, interp: Interpreter, op: xbar.MatMulDynOp, args: tuple[Any, ...]):
         x, r = args
         self._finish(self._formula_layer(op, x))
-        return (sem.exact_matmul(x, r),)
+        return (fast_matmul(x, r),)
 
     # ---------------------------------------------------------------- xbar level
 
@@ -377,7 +465,7 @@ class XbarFunctions(InterpreterFunctions):
             )
         x, w = args
         if (self.fast is None and lossless) or self.fast:
-            y = sem.exact_matmul(x, w if prog.dynamic else w[None])
+            y = fast_matmul(x, w, None if prog.dynamic else _static_key(op))
             record.counters = prog.counters(x.shape[0])
             record.path = "exact"
         else:
@@ -397,12 +485,31 @@ class XbarFunctions(InterpreterFunctions):
 
     @impl(xbar.ConstOp)
     def run_const(self, interp: Interpreter, op: xbar.ConstOp, args: tuple[Any, ...]):
-        arr = _const_array(op.value)
         t = op.output.type
+        if isinstance(t, xbar.CellsType) and isinstance(op.value, cimq.BlobAttr):
+            return (self._float_cells(op.value.digest.data, t),)
+        arr = _const_array(op.value)
         if isinstance(t, xbar.CellsType):
             return (arr.reshape(t.repeats.data, t.rows.data, t.cols.data),)
         assert isinstance(t, TensorType)
         return (np.asarray(arr, dtype=np.int64).reshape(t.get_shape()),)
+
+    def _float_cells(self, digest: str, t: xbar.CellsType) -> np.ndarray:
+        """The static cells as the float dtype the tiles are multiplied in, cached across runs
+        (:data:`_F32_WEIGHTS`' byte bound): programming a tile is then a slice, not a conversion."""
+        key = (digest, (t.repeats.data, t.rows.data, t.cols.data), np.dtype(self.fdtype).str)
+        hit = _F32_WEIGHTS.get(key)  # type: ignore[arg-type]
+        if hit is not None:
+            return hit[0]
+        cells = STORE.get(digest).reshape(key[1]).astype(self.fdtype)
+        cells.setflags(write=False)
+        used = sum(v[0].nbytes for v in _F32_WEIGHTS.values() if v is not None)
+        while _F32_WEIGHTS and used + cells.nbytes > _F32_WEIGHTS_BYTES:
+            old = _F32_WEIGHTS.pop(next(iter(_F32_WEIGHTS)))
+            used -= old[0].nbytes if old is not None else 0
+        if cells.nbytes <= _F32_WEIGHTS_BYTES:
+            _F32_WEIGHTS[key] = (cells, cells)  # type: ignore[index]
+        return cells
 
     @impl(xbar.MapDynOp)
     def run_map_dyn(self, interp: Interpreter, op: xbar.MapDynOp, args: tuple[Any, ...]):
@@ -412,13 +519,9 @@ class XbarFunctions(InterpreterFunctions):
         cells_t = op.cells.type
         assert isinstance(cells_t, xbar.CellsType)
         c = cells_t.cell_bits.data
-        gs = []
-        recomb = None
-        for bi in range(b):
-            for hi in range(h):
-                g, recomb = map_cells(r[bi, hi], wb, c, op.mapping.data, s, where="xbar.map_dyn")
-                gs.append(g)
-        g_all = np.stack(gs).reshape(b, h, *gs[0].shape)
+        parts = [map_cells_stack(r[bi], wb, c, op.mapping.data, s, where="xbar.map_dyn") for bi in range(b)]
+        g_all = np.stack([g for g, _ in parts])
+        recomb = parts[0][1]
         offset = (1 << (op.a_bits.value.data - 1)) if op.a_signed.value.data else 0
         return g_all, recomb, offset * r.sum(axis=2)
 
@@ -452,7 +555,66 @@ class XbarFunctions(InterpreterFunctions):
         copies = cells.shape[0] if cells.ndim == 4 else 1
         c.writes += copies
         c.cells_written += copies * tile.shape[-2] * tile.shape[-1]
-        return (np.ascontiguousarray(tile, dtype=self.fdtype),)
+        return (np.ascontiguousarray(tile, dtype=self.fdtype),)  # a copy; no conversion if cached
+
+    def run_chunks_fused(
+        self, interp: Interpreter, loop: scf.ForOp, plane_op: xbar.PlaneOp, shift_op: xbar.ShiftAddOp,
+        n_chunks: int,
+    ) -> None:
+        """The ``chunks`` loop of one tile (``plane; cycle; shift_add`` per DAC chunk) in one go.
+
+        All chunk planes of all vectors are stacked into one matrix and multiplied with the
+        tile in ONE BLAS call; a numba kernel then converts every (chunk, vector, column)
+        value on its own (the ADC clip and saturation count of :meth:`run_cycle`) and
+        shift-adds chunk ``i`` by ``i * d`` (:meth:`run_shift_add`). Results and counters are
+        those of running the loop body ``n_chunks`` times (tested against the unfused loop).
+        """
+        from cimc.exec.kernels import _PLANE_BYTES, _adc_shift_add, _build_planes
+
+        xu, h, rt = interp.get_values(plane_op.operands[:3])
+        (tile,) = interp.get_values((loop.body.block.ops.first.next_op.operands[0],))  # type: ignore[union-attr]
+        buf, h2, ct = interp.get_values(shift_op.operands[:3])
+        t = plane_op.plane.type
+        assert isinstance(t, xbar.PlaneType)
+        n = xu.shape[-1]
+        phys = 2 * n if plane_op.dual is not None else n
+        src = np.arange(rt * t.rows.data, min((rt + 1) * t.rows.data, phys), dtype=np.int64) % n
+        d = t.dac_bits.data
+        rows, cols = tile.shape[-2], tile.shape[-1]
+        lo, hi = self.hw.adc_range(rows)
+        b_sz, p_sz = xu.shape[0], xu.shape[2]
+        if buf.data is None:
+            buf.data = np.zeros((buf.repeats, b_sz, p_sz, buf.cols), dtype=np.int64)
+        c0 = ct * shift_op.columns.type.cols.data  # type: ignore[union-attr]
+        if tile.ndim == 3:  # a dynamic tile per batch element
+            groups = [(b, xu[b, h], tile[b], buf.data[h2, b]) for b in range(b_sz)]
+        else:
+            groups = [(-1, xu[:, h].reshape(b_sz * p_sz, n), tile, buf.data[h2].reshape(b_sz * p_sz, -1))]
+        itemsize = tile.dtype.itemsize
+        block = max(1, _PLANE_BYTES // (n_chunks * max(rows, cols) * itemsize))
+        sat = 0
+        for b, xv, g, out in groups:
+            n_vec = xv.shape[0]
+            for v0 in range(0, n_vec, block):
+                v1 = min(v0 + block, n_vec)
+                key = (id(xu), h, rt, b, v0)
+                planes = self._planes.get(key)
+                if planes is None:
+                    if not any(k[:3] == key[:3] for k in self._planes):
+                        self._planes.clear()  # keep the planes of one (repeat, row tile) only
+                    xb = np.ascontiguousarray(xv[v0:v1], dtype=np.int64)
+                    planes = np.empty((n_chunks * (v1 - v0), len(src)), dtype=tile.dtype)
+                    _build_planes(xb, src, 0, len(src), n_chunks, d, planes)
+                    if v0 == 0 and v1 == n_vec:  # reused by the next column tiles
+                        self._planes[key] = planes
+                part = planes @ g
+                sat += _adc_shift_add(part, v1 - v0, n_chunks, d, lo, hi, out, v0, c0)
+        c = self._counters()
+        vec = b_sz * p_sz * n_chunks
+        c.executes += vec
+        c.adc_conversions += vec * cols
+        c.dac_activations += vec * rows
+        c.adc_saturations += int(sat)
 
     @impl(xbar.PlaneOp)
     def run_plane(self, interp: Interpreter, op: xbar.PlaneOp, args: tuple[Any, ...]):
@@ -508,6 +670,50 @@ class XbarFunctions(InterpreterFunctions):
         return (np.ascontiguousarray(y - corr),)
 
 
+def fusable_chunks(loop: scf.ForOp) -> tuple[xbar.PlaneOp, xbar.ShiftAddOp] | None:
+    """``(plane, shift_add)`` if ``loop`` is a tile's canonical chunk loop (as built by
+    ``xbar-tile``: ``plane(iv); cycle(tile, plane); shift_add(cycle, iv); yield``), else None."""
+    from cimc.passes.xbar_tile import LOOP_ATTR
+
+    role = loop.attributes.get(LOOP_ATTR)
+    if not isinstance(role, StringAttr) or role.data != "chunks" or loop.iter_args:
+        return None
+    ops = list(loop.body.block.ops)
+    if len(ops) != 4 or not isinstance(ops[3], scf.YieldOp) or ops[3].operands:
+        return None
+    plane, cycle, shift = ops[:3]
+    if not (isinstance(plane, xbar.PlaneOp) and isinstance(cycle, xbar.CycleOp)
+            and isinstance(shift, xbar.ShiftAddOp)):
+        return None
+    iv = loop.body.block.args[0]
+    if (cycle.operands[1] is not plane.plane or shift.operands[3] is not cycle.output
+            or plane.operands[3] is not iv or shift.operands[4] is not iv
+            or any(v is iv for v in (*plane.operands[:3], cycle.operands[0], *shift.operands[:3]))):
+        return None
+    return plane, shift
+
+
+@register_impls
+class _FusedLoops(InterpreterFunctions):
+    """``scf.for`` with the chunk loops of crossbar tiles fused (:meth:`XbarFunctions.run_chunks_fused`)."""
+
+    def __init__(self, fns: XbarFunctions):
+        self.fns = fns
+
+    @impl(scf.ForOp)
+    def run_for(self, interp: Interpreter, op: scf.ForOp, args: tuple[Any, ...]):
+        lb, ub, step, *loop_args = args
+        fused = fusable_chunks(op) if self.fns.current is not None and lb == 0 and step == 1 else None
+        if fused is not None:
+            if ub > 0:
+                self.fns.run_chunks_fused(interp, op, *fused, ub)
+            return ()
+        values = tuple(loop_args)
+        for i in range(lb, ub, step):
+            values = interp.run_ssacfg_region(op.body, (i, *values), "for_loop")
+        return values
+
+
 class _HostTimer(Interpreter.Listener):
     """Wall time of the host ops of ``@main`` (everything but the crossbar layers)."""
 
@@ -556,12 +762,15 @@ def run_xbar(
     progress: bool = False,
     fast: bool | None = None,
     record_layers: bool = False,
+    fuse: bool = True,
 ) -> RunResult:
     """Run ``@main`` of an ``xbar-mm``/``xbar`` level module; counters in the result's report.
 
     ``fast``: None = exact one-step layers where the ADC is lossless, else bit-serial; True =
     always exact (an error on a lossy ADC); False = always bit-serial. ``record_layers`` adds the
     crossbar layers' outputs (``report["_layer_outputs"]``, not JSON) for comparisons.
+    ``fuse=False`` interprets every chunk loop op by op (one BLAS call per plane) instead of
+    running each tile's chunk loop as one stacked BLAS call; both are bit-identical.
     """
     hw = check_hardware(module, hw)
     main = find_main(module)
@@ -582,8 +791,13 @@ def run_xbar(
                 outputs[op.layer.data] = results[0]  # type: ignore[union-attr]
 
     interp = Interpreter(module, listeners=(timer, _Rec()))
-    for f in (FuncFunctions(), ArithFunctions(), ScfFunctions(), CimqFunctions(), fns):
-        interp.register_implementations(f)
+    interp.register_implementations(FuncFunctions())
+    interp.register_implementations(ArithFunctions())
+    interp.register_implementations(ScfFunctions())
+    interp.register_implementations(CimqFunctions())
+    interp.register_implementations(fns, override=True)  # cimq.const: see run_cimq_const
+    if fuse:
+        interp.register_implementations(_FusedLoops(fns), override=True)
     try:
         outs = interp.call_op("main", tuple(args))
     finally:
@@ -637,10 +851,11 @@ def counters_table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
     keys = ("writes", "cells_written", "executes", "adc_conversions", "adc_saturations", "dac_activations")
+    heads = ("writes", "cells written", "cycles", "ADC conversions", "ADC saturations", "DAC activations")
     table = Table(title=f"crossbar counters (batch {report['batch']})")
     table.add_column("layer")
-    for k in keys:
-        table.add_column(k.replace("_", " "), justify="right")
+    for head in heads:
+        table.add_column(head, justify="right")
     table.add_column("latency us", justify="right")
     for row in report["layers"]:
         table.add_row(row["name"], *(f"{row[k]:,}" for k in keys), f"{row['latency_us']:,.1f}")
@@ -649,16 +864,21 @@ def counters_table(report: dict[str, Any]) -> Any:
     return table
 
 
-def compare_lossy(module: ModuleOp, inputs: Sequence[np.ndarray], hw: Hardware) -> dict[str, Any]:
+def compare_lossy(
+    module: ModuleOp, inputs: Sequence[np.ndarray], hw: Hardware, *, fast: bool | None = None
+) -> dict[str, Any]:
     """Run ``module`` (an ``xbar`` level program) with ``hw``'s ADC and with a lossless one.
 
     Returns per-layer saturations and output errors of the lossy run against the lossless run,
-    and the error of the model outputs (max / mean absolute difference, fraction changed).
+    and the error of the model outputs (max / mean absolute difference, fraction changed), the
+    outputs of both runs and the lossy run's counters report (``lossy_report``). ``fast`` is
+    passed to the lossless run (and to the lossy one where its ADC is lossless after all).
     """
     import dataclasses
 
-    exact = run_xbar(module, inputs, hw=dataclasses.replace(hw, adc_bits=None), record_layers=True)
-    lossy = run_xbar(module, inputs, hw=hw, fast=False if not hw.lossless else None, record_layers=True)
+    exact = run_xbar(module, inputs, hw=dataclasses.replace(hw, adc_bits=None), record_layers=True,
+                     fast=fast)
+    lossy = run_xbar(module, inputs, hw=hw, fast=False if not hw.lossless else fast, record_layers=True)
     ex_out, lo_out = exact.report["_layer_outputs"], lossy.report["_layer_outputs"]
     layers = []
     for row in lossy.report["layers"]:
@@ -686,4 +906,5 @@ def compare_lossy(module: ModuleOp, inputs: Sequence[np.ndarray], hw: Hardware) 
         "outputs": outs,
         "lossless_outputs": exact.outputs,
         "lossy_outputs": lossy.outputs,
+        "lossy_report": {k: v for k, v in lossy.report.items() if k != "_layer_outputs"},
     }
