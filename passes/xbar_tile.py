@@ -80,11 +80,6 @@ def phys_shape(n: int, m: int, slices: int, mapping: str) -> tuple[int, int]:
     return n, m * slices + 1
 
 
-def _blob(array: np.ndarray, key: str, result_type, dtype) -> xbar.ConstOp:
-    digest = STORE.put(np.ascontiguousarray(array, dtype=dtype))
-    return xbar.ConstOp(cimq.BlobAttr(key, digest), result_type)
-
-
 #: Mapped cells of static weights: ``(weight blob digest, shape, w_bits, c, mapping, slices,
 #: offset) -> (cells, recomb, correction)`` digests in the weight store. Mapping is a pure
 #: function of these, so a second compile of the same weights (the report's 8/8 baseline,
