@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from cimc.cli_util import atomic_output, run_guarded
+from cimc.cli_util import console as cli_console
 from cimc.errors import CimcError, InputFileError
 
 app = typer.Typer(
@@ -237,10 +238,9 @@ def run_cmd(
         module, level, inputs, hardware, fast=fast, progress=progress, compare=compare_lossless
     )
     outs = result.outputs
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False)
+    console = cli_console()
     table = Table(title=f"cimc run --level {level}")
     for col in ("output", "shape", "dtype", "top-1 (first 8)"):
         table.add_column(col)

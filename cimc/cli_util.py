@@ -74,3 +74,15 @@ def atomic_output(path: str | os.PathLike[str], mode: str = "w") -> Iterator[obj
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     with atomic_output(path, "wb") as fh:
         fh.write(data)  # type: ignore[attr-defined]
+
+
+def console(*, stderr: bool = False):
+    """A rich console: the terminal's width on a terminal, 160 columns when piped or logged.
+
+    (rich falls back to 80 columns without a terminal, which would truncate the report tables.)
+    """
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(stderr=stderr, width=width)

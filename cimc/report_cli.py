@@ -32,17 +32,15 @@ def report_command(
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
     lossless ADC bits; totals and the speedup over the same model at all-8/8."""
-    from rich.console import Console
-
     from cimc.cli import load_hardware, load_model
-    from cimc.cli_util import atomic_output
+    from cimc.cli_util import atomic_output, console
     from cimc.report import plot_report, report_table, xbar_report
 
     hardware = load_hardware(hw, hw_set)
     module = load_model(model)
     report = xbar_report(module, hardware, level="xbar-opt" if opt else "xbar", baseline=baseline)
     report["model"] = str(model)
-    Console().print(report_table(report))
+    console().print(report_table(report))
     if json_out is not None:
         with atomic_output(json_out, "w") as fh:
             json.dump(report, fh, indent=2)  # type: ignore[arg-type]
