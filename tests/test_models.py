@@ -10,6 +10,8 @@ from cimc import models
 from cimc.errors import CimcError
 from onnx_bits import op_types, recover_bits
 
+from cimc.frontend import import_onnx, policy_of
+
 SMALL = ("lenet", "resnet_small", "vit_small")
 FULL = ("resnet18", "vgg16", "vit_b32")
 EXPECTED_LAYERS = {"lenet": 5, "resnet_small": 10, "vit_small": 18, "resnet18": 21, "vgg16": 16,
@@ -68,6 +70,9 @@ def test_policy_roundtrip_small(name: str, seed: int, tmp_path) -> None:
     assert len(ops) == models.num_layers(name)
     np.testing.assert_array_equal(bits, policy)
     assert not op_types(path) & SHAPE_OPS
+    # and cimc's importer (what `cimc lower` runs) recovers the same bits in the same order
+    result = import_onnx(path)
+    np.testing.assert_array_equal(policy_of(result), policy)
 
 
 def test_export_matches_onnxruntime(tmp_path) -> None:
@@ -178,6 +183,7 @@ def test_full_size_build_and_export(name: str, tmp_path) -> None:
     ops, bits = recover_bits(path)
     assert len(ops) == EXPECTED_LAYERS[name]
     np.testing.assert_array_equal(bits, policy)
+    np.testing.assert_array_equal(policy_of(import_onnx(path)), policy)
     assert not op_types(path) & SHAPE_OPS
     if name == "vit_b32":
         assert ops.count("MatMul") == 12 * 8 and ops[0] == "Conv" and ops[-1] == "Gemm"
