@@ -153,25 +153,13 @@ def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: 
     """Run at ``level``; xbar levels go through :func:`cimc.exec.xbar_exec.run_xbar` with
     ``fast``, and with ``compare`` also lossless (:func:`compare_lossy`). Returns the result and
     the comparison (or None)."""
-    from cimc.exec import RunResult, run_at_level
+    from cimc.exec import RunResult, lowered_copy, run_at_level
 
-    if not level.startswith("xbar"):
-        return run_at_level(module, level, inputs, hw=hw, progress=progress), None
-    from cimc.exec.xbar_exec import compare_lossy, counters_table, run_xbar
-    from cimc.ir_io import module_level
-    from cimc.pipeline import level_names, lower
-
-    current = module_level(module) or "cimq"
-    names = level_names()
-    if names.index(current) > names.index(level):
-        raise CimcError(
-            f"the module is at level '{current}', past the asked level '{level}'; run it at "
-            f"--level {current} or give the ONNX file"
-        )
-    prog = module.clone()
-    lower(prog, level, hw=hw)
     if not compare:
-        return run_xbar(prog, inputs, hw=hw, progress=progress, fast=fast), None
+        return run_at_level(module, level, inputs, hw=hw, progress=progress, fast=fast), None
+    from cimc.exec.xbar_exec import compare_lossy, counters_table
+
+    prog = lowered_copy(module, level, hw=hw)
     cmp = compare_lossy(prog, inputs, hw, fast=fast)
     rep = cmp.pop("lossy_report")
     return RunResult(cmp["lossy_outputs"], rep, counters_table(rep)), cmp

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import assert_one_line_error
+
 BIN = Path(sys.executable).parent
 SMALL = """
 func.func @main(%x: tensor<?x4xf32>) -> tensor<?x2xf32> {
@@ -28,16 +30,6 @@ def cimc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [str(BIN / "cimc"), *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode != 0, proc.stdout
-    err = proc.stderr.strip()
-    assert "Traceback" not in err, err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: "), err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.fixture()

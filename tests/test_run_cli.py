@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import assert_one_line_error
+
 BIN = Path(sys.executable).parent
 HW = "rows=64,cols=64,cell_bits=2,dac_bits=2"
 
@@ -17,16 +19,6 @@ HW = "rows=64,cols=64,cell_bits=2,dac_bits=2"
 def cimc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "cimc"), *args, "--no-progress"] if args[0] == "run" else
                           [str(BIN / "cimc"), *args], capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode != 0, proc.stdout
-    err = proc.stderr.strip()
-    assert "Traceback" not in err, err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: "), err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,8 @@ class RunResult:
     counters_table: Any = None
 
 
-def run_at_level(
-    module: ModuleOp,
-    level: str,
-    inputs: Sequence[np.ndarray],
-    *,
-    hw: object = None,
-    progress: bool = False,
-) -> RunResult:
-    """Lower a copy of ``module`` to ``level`` and execute it on ``inputs``."""
+def lowered_copy(module: ModuleOp, level: str, *, hw: object = None) -> ModuleOp:
+    """A copy of ``module`` lowered to ``level``; an error if the module is already past it."""
     from cimc.ir_io import module_level
     from cimc.pipeline import check_level, level_names, lower
 
@@ -44,13 +37,31 @@ def run_at_level(
             f"the module is at level '{current}', past the asked level '{level}'; run it at "
             f"--level {current} or give the ONNX file"
         )
-    module = module.clone()
-    lower(module, level, hw=hw)
+    copy = module.clone()
+    lower(copy, level, hw=hw)
+    return copy
+
+
+def run_at_level(
+    module: ModuleOp,
+    level: str,
+    inputs: Sequence[np.ndarray],
+    *,
+    hw: object = None,
+    progress: bool = False,
+    fast: bool | None = None,
+) -> RunResult:
+    """Lower a copy of ``module`` to ``level`` and execute it on ``inputs``.
+
+    ``fast`` (xbar levels): exact one-step layers or the bit-serial loops; None picks the fast
+    path where the ADC is lossless.
+    """
+    program = lowered_copy(module, level, hw=hw)
     if not level.startswith("xbar"):
         from cimc.exec.cimq_exec import run_cimq
 
-        outs, _ = run_cimq(module, inputs)
+        outs, _ = run_cimq(program, inputs)
         return RunResult(outs)
     from cimc.exec.xbar_exec import run_xbar
 
-    return run_xbar(module, inputs, hw=hw, progress=progress)
+    return run_xbar(program, inputs, hw=hw, progress=progress, fast=fast)
