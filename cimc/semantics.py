@@ -62,15 +62,30 @@ def quantize(x: np.ndarray, qt: QuantType) -> np.ndarray:
     """Float -> integers of ``qt`` (round half to even in float32, then saturate)."""
     x32 = np.asarray(x, dtype=np.float32)
     scale = scale_array(qt, x32.ndim).astype(np.float32)
-    q = np.rint(x32 / scale).astype(np.int64) + qt.zp
-    return np.clip(q, qt.qmin, qt.qmax)
+    lo, hi = np.float32(qt.qmin - qt.zp), np.float32(qt.qmax - qt.zp)
+    if x32.ndim == 0:
+        with np.errstate(over="ignore"):  # an overflow to inf saturates below
+            return np.clip(np.rint(x32 / scale), lo, hi).astype(np.int64) + qt.zp
+    with np.errstate(over="ignore"):
+        t = np.divide(x32, scale, dtype=np.float32)  # in place from here on: no temporaries
+    np.rint(t, out=t)
+    np.clip(t, lo, hi, out=t)  # saturate before the integer conversion: huge values stay huge
+    q = t.astype(np.int64)
+    if qt.zp:
+        q += qt.zp
+    return q
 
 
 def dequantize(q: np.ndarray, qt: QuantType) -> np.ndarray:
     """Integers of ``qt`` -> float32."""
     q = np.asarray(q)
     if qt.width == 32:
-        return (q.astype(np.float64) * scale_array(qt, q.ndim)).astype(np.float32)
+        p = q.astype(np.float64)
+        scale64 = scale_array(qt, q.ndim)
+        if p.ndim and np.broadcast_shapes(p.shape, scale64.shape) == p.shape:
+            p *= scale64  # in place: one float64 temporary fewer
+            return p.astype(np.float32)
+        return (p * scale64).astype(np.float32)
     scale = scale_array(qt, q.ndim).astype(np.float32)
     return (q - qt.zp).astype(np.float32) * scale
 

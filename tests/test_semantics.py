@@ -89,3 +89,12 @@ def test_conv2d_int_matches_direct_loops(group, strides, pads, dil) -> None:
     w = rng.integers(-7, 8, size=(8, 4 // group, 3, 2))
     got = sem.conv2d_int(x, w, strides, pads, dil, group)
     assert np.array_equal(got, _conv_reference(x, w, strides, pads, dil, group))
+
+
+def test_quantize_saturates_values_beyond_int64() -> None:
+    qt = QuantType(8, True, 0.1)
+    x = np.array([1e30, -1e30, 3e38], np.float32)
+    assert sem.quantize(x, qt).tolist() == [127, -128, 127]
+    assert int(sem.quantize(np.float32(1e30), qt)) == 127
+    shifted = QuantType(8, False, 0.5, zero_point=10)
+    assert sem.quantize(np.array([-1e30, 1e30, 0.0], np.float32), shifted).tolist() == [0, 255, 10]

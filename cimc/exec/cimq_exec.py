@@ -213,7 +213,7 @@ class CimqFunctions(InterpreterFunctions):
             x = np.maximum(x, np.float32(lo))
         if hi is not None:
             x = np.minimum(x, np.float32(hi))
-        return (x.astype(np.float32),)
+        return (x.astype(np.float32, copy=False),)
 
     @impl(cimq.GeluOp)
     def run_gelu(self, interp: Interpreter, op: cimq.GeluOp, args: tuple[Any, ...]):
@@ -237,19 +237,19 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.AddOp)
     def run_add(self, interp: Interpreter, op: cimq.AddOp, args: tuple[Any, ...]):
-        return ((args[0] + args[1]).astype(np.float32),)
+        return ((args[0] + args[1]).astype(np.float32, copy=False),)
 
     @impl(cimq.SubOp)
     def run_sub(self, interp: Interpreter, op: cimq.SubOp, args: tuple[Any, ...]):
-        return ((args[0] - args[1]).astype(np.float32),)
+        return ((args[0] - args[1]).astype(np.float32, copy=False),)
 
     @impl(cimq.MulOp)
     def run_mul(self, interp: Interpreter, op: cimq.MulOp, args: tuple[Any, ...]):
-        return ((args[0] * args[1]).astype(np.float32),)
+        return ((args[0] * args[1]).astype(np.float32, copy=False),)
 
     @impl(cimq.DivOp)
     def run_div(self, interp: Interpreter, op: cimq.DivOp, args: tuple[Any, ...]):
-        return ((args[0] / args[1]).astype(np.float32),)
+        return ((args[0] / args[1]).astype(np.float32, copy=False),)
 
     @impl(cimq.LayerNormOp)
     def run_layernorm(self, interp: Interpreter, op: cimq.LayerNormOp, args: tuple[Any, ...]):

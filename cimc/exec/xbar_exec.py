@@ -21,7 +21,8 @@ Both give identical outputs and counters (tested).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ from cimc import semantics as sem
 from cimc.dialects import cimq, xbar
 from cimc.errors import ExecutionError, UnsupportedModelError
 from cimc.exec import RunResult
-from cimc.exec.cimq_exec import CimqFunctions, check_inputs, dense_to_numpy, find_main
+from cimc.exec.cimq_exec import CimqFunctions, _qtype, check_inputs, dense_to_numpy, find_main
 from cimc.exec.kernels import Counters
 from cimc.hw import Hardware, column_value_max
 from cimc.weights import STORE
@@ -286,24 +287,46 @@ def _f32_weights(w: np.ndarray, key: tuple[str, tuple[int, ...]] | None) -> tupl
     return out
 
 
+def _f32_product(xf: np.ndarray, wt: np.ndarray, wmax: np.ndarray) -> np.ndarray | None:
+    """``xf [B, H, P, n] @ wt`` as int64 if float32 is provably exact for it, else None.
+
+    The exactness bound ``sum_i |x[r, i]| * wmax[i]`` of every row is one matrix-vector product
+    per ``(b, h)`` (no ``abs`` pass when ``x >= 0``). The product is computed transposed
+    (``[m, P]``), so the result is a ``[B, H, P, m]`` view of ``[B, H, m, P]`` memory and
+    ``xbar.col2im`` needs no copy.
+    """
+    b_sz, h_sz, p_sz, n = xf.shape
+    m = wt.shape[-1]
+    limit = _F32_EXACT / (1.0 + 4.0 * n * 2.0**-24)
+    nonneg = float(xf.min()) >= 0.0
+    for b in range(b_sz):
+        for h in range(h_sz):
+            xs = xf[b, h]
+            bound = np.matmul(xs if nonneg else np.abs(xs), wmax[b, h] if wmax.ndim == 3 else wmax[h])
+            if float(bound.max()) >= limit:
+                return None
+    out = np.empty((b_sz, h_sz, m, p_sz), dtype=np.int64)
+    for b in range(b_sz):
+        for h in range(h_sz):
+            out[b, h] = np.matmul((wt[b, h] if wt.ndim == 4 else wt[h]).T, xf[b, h].T)
+    return out.transpose(0, 1, 3, 2)
+
+
 def fast_matmul(x: np.ndarray, w: np.ndarray, key: tuple[str, tuple[int, ...]] | None = None) -> np.ndarray:
     """``x [B, H, P, n] @ w`` (``w [H, n, m]`` static or ``[B, H, n, m]`` dynamic), exact int64.
 
     float32 BLAS when provably exact: every partial sum of ``x[r] @ w[:, o]``, in any order, is
     an integer of magnitude at most ``sum_i |x[r, i]| * max_o |w[i, o]|``; that bound is computed
-    (a float32 matrix-vector product, with its own rounding margin) and must stay below 2^24.
+    (a float32 matrix-vector product, with its own rounding margin) and must stay below 2^24
+    (:func:`_f32_product`).
     Otherwise :func:`cimc.semantics.exact_matmul` (float64 or int64). ``key`` caches the static
-    weight's float32 copy across runs.
+    weight's float32 copy across runs. The result may be a transposed view.
     """
     wf = _f32_weights(w, key)
     if wf is not None and x.size and w.size:
-        xf = x.astype(np.float32)
-        wt, wmax = wf
-        n = x.shape[-1]
-        bound = np.matmul(np.abs(xf), (wmax if w.ndim == 4 else wmax[None])[..., None])
-        if float(bound.max()) * (1.0 + 4.0 * n * 2.0**-24) < _F32_EXACT:
-            y = np.matmul(xf, wt if w.ndim == 4 else wt[None])
-            return y.astype(np.int64)
+        y = _f32_product(x.astype(np.float32, copy=False), *wf)
+        if y is not None:
+            return y
     return sem.exact_matmul(x, w if w.ndim == 4 else w[None])
 
 
@@ -322,6 +345,200 @@ def _feeds_static_layers_only(op: cimq.ConstOp) -> bool:
         and not (isinstance(u.operation, xbar.LayerOp) and u.operation.is_dynamic)
         for u in uses
     )
+
+
+def _feeds_layers_only(op: Operation) -> bool:
+    """Whether every use of ``op``'s result is as the input of a crossbar layer (operand 0)."""
+    uses = list(op.results[0].uses)
+    return bool(uses) and all(
+        isinstance(u.operation, (xbar.LayerOp, xbar.MatMulOp, xbar.MatMulDynOp)) and u.index == 0
+        for u in uses
+    )
+
+
+def _const_value(op: cimq.ConstOp) -> np.ndarray:
+    from cimc.exec.cimq_exec import const_value
+
+    if isinstance(op.value, cimq.BlobAttr) and _feeds_static_layers_only(op):
+        arr = STORE.get(op.value.digest.data)
+        shape = op.output.type.get_shape()  # type: ignore[union-attr]
+        if arr.dtype.kind in "iu" and arr.size == int(np.prod(shape)):
+            return arr.reshape(shape)
+    return const_value(op)
+
+
+def cached_const(op: cimq.ConstOp) -> np.ndarray:
+    """The run-time value of a ``cimq.const`` (read-only), made once per op (:data:`_CONSTS`)."""
+    hit = _CONSTS.get(op)
+    if hit is not None and hit[0] is op.value and hit[1] is op.output.type:
+        return hit[2]
+    value = _const_value(op)
+    value.setflags(write=False)  # shared by every run of the module
+    _CONSTS[op] = (op.value, op.output.type, value)
+    return value
+
+
+@dataclass(frozen=True)
+class RequantPlan:
+    """``dequantize(s32) -> [mul c] -> [add c] -> [add r] -> [relu] -> quantize``, every value used once."""
+
+    head: cimq.DequantizeOp
+    tail: cimq.QuantizeOp
+    inner: tuple[Operation, ...]
+    mul: Any  # SSA value of the per-channel factor, or None
+    add: Any  # SSA value of the per-channel term, or None
+    res: Any  # SSA value of the full-shape term, or None
+    relu: bool
+    keep: bool = False
+    """Whether the float value quantized (the last inner op's) is also read by other ops."""
+
+
+_PLANS: "weakref.WeakKeyDictionary[Operation, tuple[Any, RequantPlan | None]]" = weakref.WeakKeyDictionary()
+
+
+def _defined_before(value: Any, op: Operation) -> bool:
+    """Whether ``value`` is computed before ``op`` runs (a block argument, or an op earlier in
+    ``op``'s block)."""
+    owner = value.owner
+    block = op.parent_block()
+    if not isinstance(owner, Operation):
+        return owner is block
+    if owner.parent_block() is not block:
+        return False
+    cur = op.prev_op
+    while cur is not None:
+        if cur is owner:
+            return True
+        cur = cur.prev_op
+    return False
+
+
+def _find_requant_plan(op: cimq.DequantizeOp) -> RequantPlan | None:
+    qt = _qtype(op.input.type)
+    if qt.width != 32 or qt.zp or (qt.per_channel and qt.channel_axis % 4 != 1):
+        return None
+    shape = op.output.type.get_shape()  # type: ignore[union-attr]
+    if len(shape) != 4:
+        return None
+    slots: dict[str, Any] = {"mul": None, "add": None, "res": None}
+    order = ["mul", "add", "res", "relu"]
+    inner: list[Operation] = []
+    relu = False
+    value = op.output
+    while True:
+        uses = list(value.uses)
+        quants = [u.operation for u in uses if isinstance(u.operation, cimq.QuantizeOp)]
+        if len(uses) > 1 and len(quants) == 1 and inner:  # the float value is read elsewhere too
+            uses = [u for u in uses if u.operation is quants[0]]
+            keep = True
+        elif len(uses) != 1:
+            return None
+        else:
+            keep = False
+        user, index = uses[0].operation, uses[0].index
+        if isinstance(user, cimq.QuantizeOp):
+            if _qtype(user.output.type).per_channel:
+                return None
+            return RequantPlan(op, user, tuple(inner), slots["mul"], slots["add"], slots["res"], relu, keep)
+        if keep:
+            return None
+        if isinstance(user, (cimq.MulOp, cimq.AddOp)):
+            other = user.operands[1 - index]
+            if other is value or not (isinstance(other.owner, cimq.ConstOp) or _defined_before(other, op)):
+                return None
+            full = list(other.type.get_shape()) == list(shape)  # type: ignore[union-attr]
+            kind = ("res" if full else "add") if isinstance(user, cimq.AddOp) else "mul"
+            if kind not in order or (kind == "mul" and full):
+                return None
+            order = order[order.index(kind) + 1 :]
+            slots[kind] = other
+        elif isinstance(user, cimq.ReluOp):
+            if "relu" not in order:
+                return None
+            order = []
+            relu = True
+        else:
+            return None
+        inner.append(user)
+        value = user.results[0]
+
+
+def _uses_key(ops: Sequence[Operation]) -> tuple[Any, ...]:
+    return tuple(
+        (id(op), tuple((id(u.operation), u.index) for u in op.results[0].uses),
+         tuple(id(v) for v in op.operands))
+        for op in ops
+    )
+
+
+def requant_plan(op: cimq.DequantizeOp) -> RequantPlan | None:
+    """The requantize chain that ``op`` heads, if any. Cached per op, and used again only while
+    the uses and operands of every op of the chain are unchanged."""
+    hit = _PLANS.get(op)
+    if hit is not None:
+        key, plan = hit
+        if key == _uses_key([op, *(plan.inner if plan is not None else ())]):
+            return plan
+    plan = _find_requant_plan(op)
+    _PLANS[op] = (_uses_key([op, *(plan.inner if plan is not None else ())]), plan)
+    return plan
+
+
+def _per_channel(arr: Any, c: int) -> np.ndarray | None:
+    """``arr`` as a float32 vector ``[C]`` if it broadcasts as ``[1, C, 1, 1]`` (or a scalar)."""
+    arr = np.asarray(arr)
+    if arr.dtype != np.float32 or arr.ndim > 4:
+        return None
+    shape = (1,) * (4 - arr.ndim) + arr.shape
+    if shape[0] != 1 or shape[2] != 1 or shape[3] != 1 or shape[1] not in (1, c):
+        return None
+    return np.ascontiguousarray(np.broadcast_to(arr.reshape(-1), (c,)))
+
+
+def _operand(value: Any, interp: Interpreter) -> Any:
+    """A chain operand: constants are evaluated here (they may come later in the block)."""
+    if isinstance(value.owner, cimq.ConstOp):
+        return cached_const(value.owner)
+    return interp.get_values((value,))[0]
+
+
+def _run_requant_chain(
+    plan: RequantPlan, acc: np.ndarray, interp: Interpreter
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The quantized result of ``plan`` on ``acc`` (and the float value it quantized when
+    ``plan.keep``), or None where the operands do not fit the kernel (the ops then run one by one)."""
+    from cimc.exec.kernels import requant_chain
+
+    acc = np.asarray(acc)
+    if acc.ndim != 4 or acc.dtype.kind not in "iu":
+        return None
+    c = acc.shape[1]
+    qt_in = _qtype(plan.head.input.type)
+    dscale = np.ascontiguousarray(np.broadcast_to(sem.scale_array(qt_in, 4).reshape(-1), (c,)), dtype=np.float64)
+    ones = np.zeros(c, dtype=np.float32)
+    mul = add = ones
+    if plan.mul is not None:
+        mul = _per_channel(_operand(plan.mul, interp), c)
+    if plan.add is not None:
+        add = _per_channel(_operand(plan.add, interp), c)
+    res = np.zeros((1, 1, 1, 1), dtype=np.float32)
+    if plan.res is not None:
+        res = np.asarray(_operand(plan.res, interp))
+        if res.dtype != np.float32 or res.shape != acc.shape:
+            return None
+    if mul is None or add is None:
+        return None
+    qt = _qtype(plan.tail.output.type)
+    qscale = np.float32(sem.scale_array(qt, 4).astype(np.float32).reshape(()))
+    t = np.empty(acc.shape, dtype=np.float32)
+    y = np.empty(acc.shape if plan.keep else (1, 1, 1, 1), dtype=np.float32)
+    requant_chain(acc, dscale, mul, add, res, plan.mul is not None, plan.add is not None,
+                  plan.res is not None, plan.relu, qscale, plan.keep, y, t)
+    np.clip(t, np.float32(qt.qmin - qt.zp), np.float32(qt.qmax - qt.zp), out=t)  # as sem.quantize
+    q = t.astype(np.int64)
+    if qt.zp:
+        q += qt.zp
+    return q, (y if plan.keep else None)
 
 
 # ---------------------------------------------------------------------------- runtime values
@@ -356,6 +573,11 @@ def _const_array(value: Any) -> np.ndarray:
     raise ExecutionError(f"xbar.const of unsupported value {value}")
 
 
+#: ``cimq.const`` values by op, with the value and type attributes they were made from (a changed
+#: op is recomputed); read-only arrays, dropped with the op.
+_CONSTS: "weakref.WeakKeyDictionary[Operation, tuple[Any, Any, np.ndarray]]" = weakref.WeakKeyDictionary()
+
+
 @register_impls
 class XbarFunctions(InterpreterFunctions):
     """numpy implementations of the xbar ops, counting hardware activity."""
@@ -367,37 +589,79 @@ class XbarFunctions(InterpreterFunctions):
         self.layers: list[LayerRecord] = []
         self.current: LayerRecord | None = None
         self._planes: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._skip: dict[Operation, np.ndarray | None] = {}  # fused chain ops -> their value
+        self._fused: dict[Operation, np.ndarray] = {}
         bound = column_value_max(hw.rows, hw.cell_bits, hw.dac_bits)
         self.fdtype = np.float32 if bound < _F32_EXACT else np.float64
 
     @impl(cimq.ConstOp)
     def run_cimq_const(self, interp: Interpreter, op: cimq.ConstOp, args: tuple[Any, ...]):
         """As :func:`cimc.exec.cimq_exec.const_value`, but a constant used only as static
-        crossbar weights is returned as stored (int8, read-only): no int64 copy per run."""
-        from cimc.exec.cimq_exec import const_value
+        crossbar weights is returned as stored (int8, read-only): no int64 copy per run; every
+        value is made once per op and reused by later runs (:data:`_CONSTS`)."""
+        return (cached_const(op),)
 
-        if isinstance(op.value, cimq.BlobAttr) and _feeds_static_layers_only(op):
-            arr = STORE.get(op.value.digest.data)
-            shape = op.output.type.get_shape()  # type: ignore[union-attr]
-            if arr.dtype.kind in "iu" and arr.size == int(np.prod(shape)):
-                return (arr.reshape(shape),)
-        return (const_value(op),)
+    # ---------------------------------------------------------------- fused host chains
+
+    @impl(cimq.DequantizeOp)
+    def run_dequantize(self, interp: Interpreter, op: cimq.DequantizeOp, args: tuple[Any, ...]):
+        """A 32-bit dequantize that heads a requantize chain (:func:`requant_plan`) runs the
+        whole chain in one pass (:func:`cimc.exec.kernels.requant_chain`); the chain's other
+        ops then pass their precomputed values on. Otherwise as in :mod:`cimq_exec`."""
+        plan = requant_plan(op)
+        if plan is not None:
+            done = _run_requant_chain(plan, args[0], interp)
+            if done is not None:
+                q, y = done
+                for inner in plan.inner:
+                    self._skip[inner] = None
+                if plan.keep:
+                    self._skip[plan.inner[-1]] = y
+                self._fused[plan.tail] = q
+                return (None,)
+        return (sem.dequantize(args[0], _qtype(op.input.type)),)
+
+    def _chain_or(self, op: Operation, fallback: Callable[[], Any]) -> tuple[Any, ...]:
+        if op in self._skip:
+            return (self._skip.pop(op),)
+        return (fallback(),)
+
+    @impl(cimq.MulOp)
+    def run_mul(self, interp: Interpreter, op: cimq.MulOp, args: tuple[Any, ...]):
+        return self._chain_or(op, lambda: (args[0] * args[1]).astype(np.float32, copy=False))
+
+    @impl(cimq.AddOp)
+    def run_add(self, interp: Interpreter, op: cimq.AddOp, args: tuple[Any, ...]):
+        return self._chain_or(op, lambda: (args[0] + args[1]).astype(np.float32, copy=False))
+
+    @impl(cimq.ReluOp)
+    def run_relu(self, interp: Interpreter, op: cimq.ReluOp, args: tuple[Any, ...]):
+        return self._chain_or(op, lambda: np.maximum(args[0], np.float32(0)))
+
+    @impl(cimq.QuantizeOp)
+    def run_quantize(self, interp: Interpreter, op: cimq.QuantizeOp, args: tuple[Any, ...]):
+        q = self._fused.pop(op, None)
+        if q is not None:
+            return (q,)
+        return (sem.quantize(args[0], _qtype(op.output.type)),)
 
     # ---------------------------------------------------------------- xbar-mm level
 
     @impl(xbar.Im2ColOp)
     def run_im2col(self, interp: Interpreter, op: xbar.Im2ColOp, args: tuple[Any, ...]):
-        x = args[0]
-        g = op.groups.value.data
-        cg = x.shape[1] // g
-        parts = [
-            sem.im2col(
-                x[:, i * cg : (i + 1) * cg], cimq.ints(op.kernel), cimq.ints(op.strides),  # type: ignore[arg-type]
-                cimq.ints(op.pads), cimq.ints(op.dilations),  # type: ignore[arg-type]
-            )[0]
-            for i in range(g)
-        ]
-        return (np.stack(parts, axis=1),)
+        """Grouped patches ``[B, G, Ho*Wo, Cg*kh*kw]`` (:func:`cimc.exec.kernels.im2col_grouped`,
+        a transposed view). When only crossbar layers read them they are float32 (exact: the
+        integers are below 2^24, checked), the dtype the fast path multiplies in and that the
+        bit-serial path's ``xbar.offset`` converts from exactly."""
+        from cimc.exec.kernels import im2col_grouped
+
+        dtype = np.float32 if _feeds_layers_only(op) else None
+        return (
+            im2col_grouped(
+                args[0], op.groups.value.data, cimq.ints(op.kernel), cimq.ints(op.strides),  # type: ignore[arg-type]
+                cimq.ints(op.pads), cimq.ints(op.dilations), dtype,  # type: ignore[arg-type]
+            ),
+        )
 
     @impl(xbar.Col2ImOp)
     def run_col2im(self, interp: Interpreter, op: xbar.Col2ImOp, args: tuple[Any, ...]):
@@ -528,7 +792,9 @@ class XbarFunctions(InterpreterFunctions):
     @impl(xbar.OffsetOp)
     def run_offset(self, interp: Interpreter, op: xbar.OffsetOp, args: tuple[Any, ...]):
         a = op.a_bits.value.data
-        xu = np.asarray(args[0], dtype=np.int64) + ((1 << (a - 1)) if op.signed is not None else 0)
+        xu = np.array(args[0], dtype=np.int64, order="C")  # a C-ordered copy (im2col gives a view)
+        if op.signed is not None:
+            xu += 1 << (a - 1)
         if xu.size and (xu.min() < 0 or xu.max() >= (1 << a)):
             raise ExecutionError(f"xbar.offset: inputs do not fit {a}-bit integers")
         return (xu,)
