@@ -266,3 +266,29 @@ def test_large_layer_is_blocked_over_vectors() -> None:
     y = crossbar_layer(X, W, 8, 8, True, hw, counters=counters)
     assert np.array_equal(y, X @ W)
     assert counters.executes == layer_cost(LayerDesc("l", 70, 300, 9000), 8, 8, hw).executes
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    groups=st.sampled_from([1, 2, 4]),
+    k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    s=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    p=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+    d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    seed=st.integers(0, 10_000),
+)
+def test_im2col_grouped_equals_reference_per_group(groups, k, s, p, d, seed) -> None:
+    from cimc.exec.kernels import im2col_grouped
+    from cimc.semantics import im2col
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(2, 4, 7, 6)).astype(np.int64)
+    if (7 + p[0] + p[2] - d[0] * (k[0] - 1) - 1) < 0 or (6 + p[1] + p[3] - d[1] * (k[1] - 1) - 1) < 0:
+        return
+    got = im2col_grouped(x, groups, k, s, p, d)
+    cg = 4 // groups
+    for g in range(groups):
+        ref, _, _ = im2col(x[:, g * cg : (g + 1) * cg], k, s, p, d)
+        assert np.array_equal(np.asarray(got[:, g]), ref)
+    as_f32 = im2col_grouped(x, groups, k, s, p, d, dtype=np.float32)
+    assert as_f32.dtype == np.float32 and np.array_equal(as_f32, got.astype(np.float32))
