@@ -21,6 +21,8 @@ over the run.
 
 from __future__ import annotations
 
+import os
+
 import json
 import math
 import time
@@ -34,7 +36,9 @@ from torch import nn
 from cimc.cli_util import atomic_output
 from cimc.errors import CimcError, InputFileError
 
-NUM_THREADS = 2
+#: torch threads for training and evaluation (the machine has 2 cores); ``CIMC_THREADS`` overrides,
+#: e.g. 1 when several jobs share the cores.
+NUM_THREADS = int(os.environ.get("CIMC_THREADS", "2"))
 QUANT_KEY_MARKERS = ("input_quant.", "a_quant.", "w_quant.", "weight_quant.", "bias_quant.")
 
 Dataset = str | tuple[np.ndarray, np.ndarray]

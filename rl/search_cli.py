@@ -10,8 +10,9 @@ The pieces, each usable on its own:
 - :func:`make_cost_model`: the closed-form cost (cimc.cost) or the compiler's
   (``cimc.rl.compiler_cost.CompilerCost``, or a factory plugged in as
   :data:`COMPILER_COST_FACTORY`);
-- :func:`search_command`: the whole command; :func:`finalize`: after the search, fine-tune the
-  best policy briefly and export it as ONNX QCDQ (``best_model.onnx``).
+- :func:`search_command`: the whole command; :func:`finalize`: after the search, a full QAT at
+  the best policy (:func:`final_qat`), the ONNX QCDQ export (``best_model.onnx``) and its
+  ``cimc report`` (``best_report.json`` / ``best_report.png``), computed from the exported file.
 
 Heavy imports (torch, brevitas) happen inside functions so ``cimc-rl --help`` stays fast.
 """
@@ -28,8 +29,8 @@ import typer
 from cimc.cli_util import atomic_output
 from cimc.errors import CimcError, InputFileError
 
-#: ``factory(model_name, hw) -> cost_fn(policy) -> latency_us`` for ``--cost compiler``; set by
-#: the compiler side (the lead) once the compiled crossbar program can be costed per policy.
+#: ``factory(model_name, hw) -> cost_fn(policy) -> latency_us``: when set, replaces
+#: :class:`cimc.rl.compiler_cost.CompilerCost` for ``--cost compiler`` (a hook for other compilers).
 COMPILER_COST_FACTORY: Callable[[str, Any], Callable[[Any], float]] | None = None
 
 
@@ -182,30 +183,69 @@ def build_config(base: Path | None, **overrides: Any):
     return cfg.validate()
 
 
-def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, Any], *,
-             dataset: str, finetune_steps: int, train_limit: int | None, seed: int = 0) -> Path | None:
-    """Export the best policy's model as ``out_dir/best_model.onnx`` (ONNX QCDQ).
-
-    The model is the one the search scored (8-bit QAT weights fine-tuned ``finetune_steps`` at the
-    policy). A full QAT at the final policy and ``cimc report`` on the file come after this hook.
-    Returns the path, or ``None`` when ``cimc.models.export_onnx`` is not available.
-    """
-    try:
-        from cimc.models import export_onnx
-    except ImportError:
-        return None
+def final_qat(model: str, policy: Any, state_dict: dict[str, Any], *, dataset: str,
+              epochs: float | None = None, steps: int | None = None, train_limit: int | None = None,
+              seed: int = 0, lr: float = 2e-4, progress: bool = False) -> tuple[Any, float]:
+    """QAT at ``policy`` from the 8-bit QAT weights (``steps`` if given, else ``epochs``, default
+    1); returns ``(model, top-1 % on the test split)``."""
     from cimc.data import load_dataset
-    from cimc.models.policy import save_policy
-    from cimc.training import finetune
+    from cimc.training import evaluate, finetune
 
     train_data = load_dataset(dataset, "train", limit=train_limit)
-    net = finetune(model, best_policy, state_dict, train_data, steps=finetune_steps, seed=seed,
-                   progress=False)
+    if steps is None and epochs is None:
+        epochs = 1.0
+    net = finetune(model, policy, state_dict, train_data, steps=steps,
+                   epochs=None if steps is not None else epochs, lr=lr, seed=seed,
+                   progress=progress)
+    return net, float(evaluate(net, dataset, "test"))
+
+
+def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, Any], *,
+             dataset: str, hw: Any, final_epochs: float | None = 1.0,
+             final_steps: int | None = None, train_limit: int | None = None, seed: int = 0,
+             progress: bool = False, show: bool = True) -> dict[str, Any]:
+    """After the search: full QAT at the best policy, ONNX QCDQ export and ``cimc report``.
+
+    Writes ``out_dir/best_model.onnx``, ``best_policy_model.json`` (the policy with its model),
+    ``best_report.json`` and ``best_report.png``. The report is computed from the exported file
+    (``xbar_report(import_onnx(path).module, hw)``) on the search's hardware, so its latency is
+    the compiled program's, not the search's estimate. Returns the numbers for ``summary.json``:
+    ``best_model_onnx``, ``final_test_accuracy``, ``final_epochs``/``final_steps``,
+    ``report_latency_us``, ``report_baseline_latency_us``, ``report_speedup``.
+    """
+    from cimc.cli_util import atomic_output
+    from cimc.frontend import import_onnx
+    from cimc.models import export_onnx
+    from cimc.models.policy import save_policy
+    from cimc.report import plot_report, report_table, xbar_report
+
+    net, test_acc = final_qat(model, best_policy, state_dict, dataset=dataset, epochs=final_epochs,
+                              steps=final_steps, train_limit=train_limit, seed=seed,
+                              progress=progress)
     save_policy(out_dir / "best_policy_model.json", best_policy, model=model)
-    return export_onnx(net, out_dir / "best_model.onnx")
+    onnx_path = export_onnx(net, out_dir / "best_model.onnx")
+    report = xbar_report(import_onnx(onnx_path).module, hw)
+    report["model"] = str(onnx_path)
+    with atomic_output(out_dir / "best_report.json") as fh:
+        fh.write(json.dumps(report, indent=2) + "\n")  # type: ignore[attr-defined]
+    plot_report(report, out_dir / "best_report.png")
+    if show:
+        from rich.console import Console
+
+        Console().print(report_table(report))
+    return {
+        "best_model_onnx": str(onnx_path),
+        "final_test_accuracy": test_acc,
+        "final_epochs": None if final_steps is not None else final_epochs,
+        "final_steps": final_steps,
+        "report_latency_us": float(report["total"]["latency_us"]),
+        "report_baseline_latency_us": float(report["baseline"]["latency_us"]),
+        "report_speedup": float(report["speedup"]),
+    }
 
 
-def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any]) -> None:
+def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any],
+                  final: dict[str, Any] | None = None) -> None:
     import numpy as np
     from rich.console import Console
     from rich.table import Table
@@ -226,14 +266,20 @@ def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any
         table.add_row(*row)
     console.print(table)
     summary = Table(title="search result")
-    for col in ("policy", "latency us", "speedup", "top-1 %", "reward"):
+    for col in ("policy", "latency us", "speedup", "val top-1 %", "test top-1 %", "reward"):
         summary.add_column(col, justify="right")
-    summary.add_row("W8A8 reference", f"{res.baseline_latency_us:.1f}", "1.00x", f"{res.acc_8bit:.2f}", "")
+    summary.add_row("W8A8 reference", f"{res.baseline_latency_us:.1f}", "1.00x", f"{res.acc_8bit:.2f}",
+                    "", "")
     for u in uniform:
-        summary.add_row(u.label, f"{u.latency_us:.1f}", f"{u.speedup:.2f}x", f"{u.accuracy:.2f}",
+        summary.add_row(u.label, f"{u.latency_us:.1f}", f"{u.speedup:.2f}x", f"{u.accuracy:.2f}", "",
                         f"{u.reward:.2f}")
     summary.add_row("searched", f"{res.best_latency_us:.1f}", f"{res.best_speedup:.2f}x",
-                    f"{res.best_accuracy:.2f}", f"{res.best_reward:.2f}")
+                    f"{res.best_accuracy:.2f}", "", f"{res.best_reward:.2f}")
+    if final is not None:
+        steps = final.get("final_steps")
+        label = f"final ({steps} steps)" if steps is not None else f"final ({final['final_epochs']:g} ep)"
+        summary.add_row(label + ", exported", f"{final['report_latency_us']:.1f}",
+                        f"{final['report_speedup']:.2f}x", "", f"{final['final_test_accuracy']:.2f}", "")
     console.print(summary)
 
 
@@ -242,12 +288,23 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
                    method: str | None, cost: str, hw_path: Path | None, hw_set: str | None,
                    finetune_steps: int, train_limit: int | None, eval_limit: int | None,
                    cell_constraint: bool | None, first_last: bool | None, budget: float | None,
-                   resume: bool, uniform: bool, export: bool, progress: bool) -> dict[str, Any]:
-    """The ``search`` command without the CLI layer; returns the JSON summary it writes."""
+                   resume: bool, uniform: bool, export: bool, progress: bool,
+                   final_epochs: float | None = 1.0, final_steps: int | None = None) -> dict[str, Any]:
+    """The ``search`` command without the CLI layer; returns the JSON summary it writes.
+
+    With ``export``, :func:`finalize` runs after the search (full QAT at the best policy for
+    ``final_steps`` steps, else ``final_epochs`` epochs; ONNX export; ``cimc report`` on it).
+    """
     from cimc.cli import load_hardware
     from cimc.rl.baselines import uniform_policies
     from cimc.rl.search import EnvSpec, run_search
 
+    if cost not in ("compiler", "closed-form"):
+        raise CimcError(f"--cost: expected 'compiler' or 'closed-form', got '{cost}'")
+    if final_steps is not None and final_steps < 1:
+        raise CimcError(f"--final-steps: expected >= 1, got {final_steps}")
+    if final_epochs is not None and not final_epochs > 0:
+        raise CimcError(f"--final-epochs: expected > 0, got {final_epochs}")
     hw = load_hardware(hw_path, hw_set)
     cfg = build_config(config, episodes=episodes, warmup=warmup, seed=seed, allowed_drop=acc_drop,
                        method=method, cell_bits=hw.cell_bits, cell_constraint=cell_constraint,
@@ -262,19 +319,20 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     spec = EnvSpec(tuple(infos), model=model, dataset=dataset)
     res = run_search(cfg, spec, cost_model, accuracy_fn, out, resume=resume, progress=progress)
     rows = uniform_policies(cfg, spec, cost_model, accuracy_fn, acc_8bit=res.acc_8bit) if uniform else []
-    onnx_path = None
+    final = None
     if export:
-        onnx_path = finalize(out, model, res.best_policy, state, dataset=dataset,
-                             finetune_steps=finetune_steps, train_limit=train_limit, seed=cfg.seed)
+        final = finalize(out, model, res.best_policy, state, dataset=dataset, hw=hw,
+                         final_epochs=final_epochs, final_steps=final_steps,
+                         train_limit=train_limit, seed=cfg.seed, progress=progress)
     summary = {"model": model, "dataset": dataset, "cost": cost, "hw": hw.to_dict(),
                "config": cfg.to_dict(), **res.to_dict(), "layers": spec.names,
                "uniform": [u.to_dict() for u in rows],
-               "best_model_onnx": str(onnx_path) if onnx_path else None}
+               "best_model_onnx": None, **(final or {})}
     with atomic_output(out / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")  # type: ignore[attr-defined]
-    _print_report(res, spec.names, cost_model, rows)
+    _print_report(res, spec.names, cost_model, rows, final)
     print(f"best policy: {out / 'best_policy.npy'}  summary: {out / 'summary.json'}"
-          + (f"  model: {onnx_path}" if onnx_path else ""))
+          + (f"  model: {final['best_model_onnx']}  report: {out / 'best_report.json'}" if final else ""))
     return summary
 
 
@@ -294,13 +352,15 @@ def search_cmd(
     eval_limit: Annotated[Optional[int], typer.Option(help="Validation images per episode.")] = 2000,
     train_limit: Annotated[Optional[int], typer.Option(help="Training images for the fine-tune.")] = 20000,
     method: Annotated[Optional[str], typer.Option(help="ddpg or random.")] = None,
-    cost: Annotated[str, typer.Option(help="closed-form or compiler.")] = "closed-form",
+    cost: Annotated[str, typer.Option(help="compiler (latency read off the compiled xbar program) or closed-form.")] = "compiler",
     config: Annotated[Optional[Path], typer.Option(help="SearchConfig JSON; options given override it.")] = None,
     cell_constraint: Annotated[Optional[bool], typer.Option("--cell-constraint/--no-cell-constraint", help="Weight bits multiples of the cell bits (default on).")] = None,
     first_last: Annotated[Optional[bool], typer.Option("--first-last/--no-first-last", help="First and last layers at 8/8 (default on).")] = None,
     budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard latency budget as a fraction of W8A8.")] = None,
     uniform: Annotated[bool, typer.Option("--uniform/--no-uniform", help="Also evaluate W8A8, W6A6, W4A4, W2A2.")] = False,
-    export: Annotated[bool, typer.Option("--export/--no-export", help="Export the best model as ONNX.")] = True,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="Final QAT at the best policy, ONNX export and its report.")] = True,
+    final_epochs: Annotated[float, typer.Option(help="Epochs of the final QAT at the best policy.")] = 1.0,
+    final_steps: Annotated[Optional[int], typer.Option(help="Steps of the final QAT (overrides --final-epochs).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ) -> None:
     """Search per-layer weight/activation bits with DDPG (CIM-AQ) or random search."""
@@ -309,7 +369,8 @@ def search_cmd(
                    cost=cost, hw_path=hw, hw_set=hw_set, finetune_steps=finetune_steps,
                    train_limit=train_limit, eval_limit=eval_limit, cell_constraint=cell_constraint,
                    first_last=first_last, budget=budget, resume=resume, uniform=uniform,
-                   export=export, progress=progress)
+                   export=export, progress=progress, final_epochs=final_epochs,
+                   final_steps=final_steps)
 
 
 def register(app: typer.Typer) -> None:

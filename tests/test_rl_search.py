@@ -289,10 +289,17 @@ def _run_cli(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_cli_search_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A tiny search (digits, lenet, compiler cost, non-default hardware) then the exported best
+    model run bit-serially at batch 1: its counted latency is the latency the search recorded."""
     pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+    from cimc.data import load_dataset
+    from cimc.exec.xbar_exec import run_xbar
+    from cimc.frontend import import_onnx
     from cimc.models import build
+    from cimc.pipeline import lower
     from cimc.training import save_checkpoint, train
 
+    t0 = time.perf_counter()
     model = build("lenet", seed=0)
     train(model, "digits", steps=1, limit=64, progress=False)  # initialises the activation scales
     ckpt = save_checkpoint(tmp_path / "q8" / "model.pt", model,
@@ -301,14 +308,40 @@ def test_cli_search_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     code, stdout, err = _run_cli(
         ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",
          "--warmup", "1", "--finetune-steps", "1", "--train-limit", "64", "--eval-limit", "50",
+         "--final-steps", "2", "--hw-set", "rows=128,cell_bits=2", "--no-first-last",
          "--out", str(out), "--no-progress", "--acc-drop", "100"], monkeypatch, capsys)
     assert code == 0, err
-    assert "best policy" in stdout and "searched" in stdout
+    assert "best policy" in stdout and "searched" in stdout and "exported" in stdout
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["cost"] == "compiler"
     assert summary["episodes"] == 3 and len(summary["best_policy"]) == 5
     assert summary["best_speedup"] >= 1.0
+    assert summary["final_steps"] == 2 and 0.0 <= summary["final_test_accuracy"] <= 100.0
     assert (out / "best_model.onnx").stat().st_size > 0
-    assert len(read_episodes(out / "episodes.jsonl")) == 3
+    assert (out / "best_report.png").stat().st_size > 1000
+    report = json.loads((out / "best_report.json").read_text())
+    assert [[r["w_bits"], r["a_bits"]] for r in report["layers"]] == summary["best_policy"]
+    recs = read_episodes(out / "episodes.jsonl")
+    assert len(recs) == 3
+    best = json.loads((out / "best_policy.json").read_text())
+    searched = next(r for r in recs if r["episode"] == best["episode"])["latency_us"]
+    assert best["latency_us"] == searched == summary["best_latency_us"]
+    assert summary["report_latency_us"] == pytest.approx(searched, rel=1e-12)
+    assert summary["report_speedup"] == pytest.approx(summary["best_speedup"], rel=1e-12)
+
+    # the exported model, bit-serially on the search's hardware, batch 1
+    hw = Hardware.from_dict(summary["hw"])
+    assert (hw.rows, hw.cell_bits) == (128, 2)
+    module = import_onnx(out / "best_model.onnx").module
+    lower(module, "xbar", hw=hw)
+    x = load_dataset("digits", "test", limit=1)[0]
+    res = run_xbar(module, [x], hw=hw, fast=False)
+    rows = res.report["layers"]
+    assert [[r["w_bits"], r["a_bits"]] for r in rows] == summary["best_policy"]
+    counted = sum(r["writes"] * hw.t_write_us + r["executes"] * hw.t_exec_us for r in rows)
+    assert counted == pytest.approx(searched, rel=1e-12)
+    assert time.perf_counter() - t0 < 120  # ~30 s alone on 2 cores
+
     # running again without --resume is refused with one line
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt),
                              "--episodes", "3", "--out", str(out), "--no-progress"], monkeypatch, capsys)
@@ -325,3 +358,10 @@ def test_cli_search_errors(tmp_path: Path, monkeypatch, capsys) -> None:
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--cost", "compiler",
                              "--method", "ppo", "--out", str(tmp_path / "c")], monkeypatch, capsys)
     assert code != 0 and "method" in err
+    code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--final-steps", "0",
+                             "--out", str(tmp_path / "d")], monkeypatch, capsys)
+    assert code != 0 and "--final-steps" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--cost", "table",
+                             "--ckpt", str(tmp_path / "none.pt"), "--out", str(tmp_path / "e")],
+                            monkeypatch, capsys)
+    assert code != 0 and "--cost" in err and len(err.strip().splitlines()) == 1
