@@ -11,32 +11,19 @@ its speedup over W8A8 exactly 1 for these all-8 models.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 
-from cimc.cost import LayerDesc, layer_cost, network_cost
+from cimc.cost import layer_cost, network_cost
 from cimc.exec.xbar_exec import run_xbar
 from cimc.hw import Hardware
 from cimc.pipeline import lower
 from cimc.report import xbar_report
 
+from descriptors import descriptor
+
 pytestmark = pytest.mark.slow
-
-
-def _descriptor(info) -> LayerDesc:
-    """``(m, n, P, H)`` of an imported layer from its shapes alone."""
-    s = info.shapes
-    out = s["output"]
-    if info.kind == "conv":
-        o, ig, kh, kw = s["weight"]
-        groups = s["input"][1] // ig
-        return LayerDesc(info.name, o // groups, ig * kh * kw, out[2] * out[3], groups, "conv")
-    if info.kind == "matmul_act":
-        return LayerDesc(info.name, s["weight"][-1], s["weight"][-2], out[-2], math.prod(out[1:-2]), "matmul")
-    k, n = s["weight"]
-    return LayerDesc(info.name, n, k, math.prod(out[1:-1]), 1, "linear")
 
 
 @pytest.mark.parametrize(
@@ -52,7 +39,7 @@ def test_counters_equal_closed_form(name, fast, n_layers):
     imported = import_onnx(zoo_onnx(name))
     infos = imported.layers
     assert len(infos) == n_layers
-    descs = [_descriptor(i) for i in infos]
+    descs = [descriptor(i) for i in infos]
     policy = [[i.w_bits, i.a_bits] for i in infos]
     assert policy == [[8, 8]] * n_layers
 

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 
 import numpy as np
 import pytest
 
-from cimc.cost import LayerDesc, layer_cost
+from cimc.cost import layer_cost
 from cimc.dialects import cimq
 from cimc.exec.cimq_exec import run_cimq
 from cimc.exec.xbar_exec import run_xbar
 from cimc.hw import Hardware
 from cimc.pipeline import lower
+
+from descriptors import descriptor
 
 pytest.importorskip("brevitas")
 brevitas_zoo = pytest.importorskip("brevitas_zoo")
@@ -46,21 +47,6 @@ CROSSBAR_OPS = (cimq.ConvOp, cimq.MatMulOp, cimq.MatMulActOp)
 def _hardware(index: int) -> Hardware:
     mapping, c, d, size = GRID[(7 * index) % len(GRID)]
     return Hardware(rows=size, cols=size, cell_bits=c, dac_bits=d, mapping=mapping)
-
-
-def _descriptor(info) -> LayerDesc:
-    """``(m, n, P, H)`` of an imported layer from its shapes alone."""
-    s = info.shapes
-    out = s["output"]
-    if info.kind == "conv":
-        o, ig, kh, kw = s["weight"]
-        groups = s["input"][1] // ig
-        return LayerDesc(info.name, o // groups, ig * kh * kw, out[2] * out[3], groups, "conv")
-    if info.kind == "matmul_act":
-        heads = math.prod(out[1:-2])
-        return LayerDesc(info.name, s["weight"][-1], s["weight"][-2], out[-2], heads, "matmul")
-    k, n = s["weight"]
-    return LayerDesc(info.name, n, k, math.prod(out[1:-1]), 1, "linear")
 
 
 def _as_cimq_layout(acc: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -91,7 +77,7 @@ def _check_model(module, layers, x: np.ndarray, hw: Hardware, where: str) -> dic
     assert set(rows) == {info.name for info in layers}, where
     tiled = False
     for info in layers:
-        desc = _descriptor(info)
+        desc = descriptor(info)
         row = rows[info.name]
         cost = layer_cost(desc, info.w_bits, info.a_bits, hw)
         dynamic = info.kind == "matmul_act"
