@@ -102,6 +102,18 @@ def lower_cmd(
     typer.echo(f"wrote {output}{extra}", err=True)
 
 
+def _load_array(path: Path, what: str, kinds: str):
+    """``np.load`` of a user file with one-line errors (``kinds``: ".npy/.npz" or ".npy")."""
+    import numpy as np
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: {what} file not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputFileError(f"{path}: not a {kinds} array file ({exc})") from None
+
+
 def _load_inputs(path: Path | None, module, batch: int, seed: int):
     import numpy as np
 
@@ -109,12 +121,7 @@ def _load_inputs(path: Path | None, module, batch: int, seed: int):
 
     main = find_main(module)
     if path is not None:
-        if not path.is_file():
-            raise InputFileError(f"{path}: input file not found")
-        try:
-            data = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputFileError(f"{path}: not a .npy/.npz array file ({exc})") from None
+        data = _load_array(path, "input", ".npy/.npz")
         if hasattr(data, "files"):
             return [data[k] for k in data.files]
         return [data]
@@ -130,12 +137,7 @@ def _load_labels(path: Path, n: int):
     """Integer class labels ``[n]`` from a .npy file (checked before anything runs)."""
     import numpy as np
 
-    if not path.is_file():
-        raise InputFileError(f"{path}: labels file not found")
-    try:
-        labels = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise InputFileError(f"{path}: not a .npy array file ({exc})") from None
+    labels = _load_array(path, "labels", ".npy")
     if hasattr(labels, "files") or labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise InputFileError(f"{path}: labels must be a 1-D integer array, got {getattr(labels, 'dtype', 'npz')}")
     if labels.shape[0] != n:
