@@ -159,6 +159,13 @@ class EvaluatorFactory:
     measured_hw: dict[str, Any] | None = None
     cost_batch: int = 16
 
+    def cost_inputs(self) -> np.ndarray:
+        """The calibration batch of ``--cost measured``: the first ``cost_batch`` validation
+        images."""
+        from cimc.data import load_dataset
+
+        return load_dataset(self.dataset, "val", limit=self.cost_batch)[0]
+
     def __call__(self) -> Any:
         evaluator = PolicyEvaluator(self.model, self.dataset, self.state_dict, self.settings)
         if self.measured_hw is None:
@@ -167,4 +174,4 @@ class EvaluatorFactory:
         from cimc.rl.measured_cost import MeasuredEvaluator
 
         return MeasuredEvaluator(evaluator, Hardware.from_dict(self.measured_hw),
-                                 batch_size=self.cost_batch)
+                                 batch=self.cost_inputs())

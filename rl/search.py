@@ -1,26 +1,39 @@
-"""The mixed-precision search loop (CIM-AQ): episodes, checkpoints, results.
+"""The mixed-precision search loop (CIM-AQ): episodes, rounds, checkpoints, results.
 
-An episode chooses ``2L`` actions (DDPG, or uniform random for ``method="random"``), turns them into
-an ``(L, 2)`` policy, applies the constraints, asks the injected :class:`CostModel` for the latency
-and the injected ``accuracy_fn(policy) -> top-1 %`` for the accuracy, computes the reward, stores
-the transitions and runs the DDPG updates.
+An episode chooses ``2L`` actions (cimc's DDPG, uniform random for ``method="random"``, or
+Stable-Baselines3's TD3 through :mod:`cimc.rl.gym_env` for ``method="td3"``), turns them into an
+``(L, 2)`` policy, applies the constraints, costs it (the injected :class:`CostModel`, or the
+counted latency that comes back with the evaluation for ``--cost measured``), measures its
+accuracy (the injected ``accuracy_fn(policy) -> top-1 %``, cached per policy: a policy is never
+evaluated twice), computes the reward and stores the transitions.
+
+Episodes are played in **rounds** of ``K = config.workers``: the actions of the K episodes come
+from the actor as it is at the start of the round, each episode with its own noise stream (a
+function of the seed and the episode index); the distinct new policies are evaluated together by
+an :class:`~cimc.rl.parallel.Executor` (in this process, or on K Ray workers); then the
+transitions are stored in episode order and the updates run (one per stored transition). The
+results depend on the seed and K only. K = 1 is CIM-AQ's sequential loop.
+
+Before the first episode the static cost model is filled for every uniform ``(w, a)`` the search
+can choose (:func:`cimc.rl.costs.prefill`), so episodes only look costs up.
 
 Files in ``out_dir``:
 
 - ``config.json``: the :class:`~cimc.rl.env.SearchConfig` of the run;
 - ``episodes.jsonl``: one JSON object per episode (policy, latency, cost ratio, speedup, accuracy,
-  reward, exploration sigma, and ``time`` = ``{agent_s, cost_s, accuracy_s}``: the only fields
-  that differ between two runs with the same seed);
+  reward, exploration sigma, and ``time`` = ``{accuracy_s, cost_s, agent_s, wall_s}``: the only
+  fields that differ between two runs with the same seed and K);
 - ``best_policy.npy`` / ``best_policy.json``: the best policy so far (highest reward);
 - ``checkpoint.pt``: everything needed to resume (agent, buffer, RNG states, history, episode
-  counter, accuracy cache), written atomically after every episode; ``episodes.jsonl`` is rebuilt
-  from it on resume, so a kill at any moment loses or repeats no episode;
+  counter, accuracy and measured-cost caches), written atomically after every round;
+  ``episodes.jsonl`` is rebuilt from it on resume, so a kill at any moment loses or repeats no
+  episode (a round cut by the kill is played again, identically);
 - ``search.png``: reward and speedup over the episodes and the best policy's bits per layer.
 
 The environment variable ``CIMC_SEARCH_KILL_AT`` makes the process SIGKILL itself (for tests):
-``K`` right after the checkpoint of the K-th finished episode is written (before its line is
-appended to ``episodes.jsonl``), ``K:mid`` in the middle of episode index ``K`` (after its accuracy
-is measured, before anything is written).
+``K`` right after the checkpoint of the round that finishes episode ``K - 1`` is written (before
+its lines are appended to ``episodes.jsonl``), ``K:mid`` in the round of episode index ``K``
+(after its evaluations, before anything is written).
 """
 
 from __future__ import annotations

@@ -333,6 +333,12 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
                                hw.to_dict() if cost == "measured" else None, cost_batch)
     cost_model = make_cost_model(cost, model, descs, hw)
     spec = EnvSpec(tuple(infos), model=model, dataset=dataset)
+    if cost == "measured":
+        import numpy as np
+
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out / "cost_batch.npy", "wb") as fh:
+            np.save(fh, factory.cost_inputs(), allow_pickle=False)
     executor = make_executor(None, factory, cfg.workers, address=ray_address)
     try:
         res = run_search(cfg, spec, cost_model, None, out, resume=resume, progress=progress,
@@ -347,6 +353,7 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
                          final_epochs=final_epochs, final_steps=final_steps,
                          train_limit=train_limit, seed=cfg.seed, progress=progress)
     summary = {"model": model, "dataset": dataset, "cost": cost, "hw": hw.to_dict(),
+               "cost_batch": cost_batch if cost == "measured" else None,
                "config": cfg.to_dict(), "eval": settings.to_dict(), **res.to_dict(),
                "layers": spec.names, "uniform": [u.to_dict() for u in rows],
                "time_per_episode": time_split(res.history), "best_model_onnx": None, **(final or {})}
