@@ -57,7 +57,7 @@ REPORT_KEYS = ("name", "kind", "m", "n", "P", "H", "w_bits", "a_bits", "slices",
 
 
 def _hardware(index: int):
-    from cimc.hw import Hardware
+    from cimc.target.hw import Hardware
 
     mapping, c, d, size = GRID[(7 * index) % len(GRID)]
     return Hardware(rows=size, cols=size, cell_bits=c, dac_bits=d, mapping=mapping)
@@ -146,7 +146,7 @@ def _cases(args) -> list[tuple[str, Any]]:
 
     def zoo_paper(name: str, tmp: Path):
         from cimc.frontend import import_onnx
-        from cimc.hw import Hardware
+        from cimc.target.hw import Hardware
         from cimc.models import build, export_onnx, input_shape, num_layers
 
         rng = np.random.default_rng(77)
@@ -157,7 +157,7 @@ def _cases(args) -> list[tuple[str, Any]]:
 
     def full(name: str, tmp: Path):
         from cimc.frontend import import_onnx
-        from cimc.hw import Hardware
+        from cimc.target.hw import Hardware
         from cimc.models import input_shape, zoo_onnx
 
         x = np.random.default_rng(0).standard_normal((1, *input_shape(name))).astype(np.float32)

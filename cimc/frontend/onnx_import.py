@@ -56,7 +56,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from cimc.dialects import cimq
 from cimc.dialects.cimq import QuantType, i64_array
 from cimc.errors import CimcError, InputFileError, UnsupportedModelError
-from cimc.weights import INLINE_LIMIT, STORE
+from cimc.weights import INLINE_LIMIT
 
 MIN_OPSET = 13
 MAX_OPSET = 21
@@ -384,7 +384,7 @@ class _Importer:
             return DenseIntOrFPElementsAttr(
                 TensorType(elem, list(arr.shape)), BytesAttr(np.array(arr, order="C").tobytes())
             )
-        return cimq.BlobAttr(origin or "const", STORE.put(arr))
+        return cimq.BlobAttr(origin or "const", arr)
 
     def shape_of(self, name: str, compute: Callable[[], Sequence[int]] | None = None
                  ) -> tuple[int, ...]:
