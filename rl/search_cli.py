@@ -295,7 +295,7 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     With ``export``, :func:`finalize` runs after the search (full QAT at the best policy for
     ``final_steps`` steps, else ``final_epochs`` epochs; ONNX export; ``cimc report`` on it).
     """
-    from cimc.cli import load_hardware
+    from cimc.loaders import load_hardware
     from cimc.rl.baselines import uniform_policies
     from cimc.rl.search import EnvSpec, run_search
 

@@ -12,7 +12,7 @@ from cimc.target import LayerDesc
 
 
 def descriptor(info) -> LayerDesc:
-    """``(m, n, P, H)`` of a :class:`cimc.frontend.onnx_import.LayerInfo`."""
+    """``(m, n, P, H)`` of a :class:`cimc.frontend.LayerInfo`."""
     s = info.shapes
     out = s["output"]
     if info.kind == "conv":

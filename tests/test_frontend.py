@@ -1,4 +1,4 @@
-"""Tests of the ONNX QDQ/QCDQ importer (:mod:`cimc.frontend.onnx_import`).
+"""Tests of the ONNX QDQ/QCDQ importer (:mod:`cimc.frontend`).
 
 * 52 random Brevitas models (tests/brevitas_zoo.py: conv nets, MLPs, attention; random per-layer
   weight / activation bits 2..8, per-tensor / per-channel, int32 / float / no bias, opsets

@@ -107,7 +107,7 @@ def test_tiny_search_end_to_end(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "best_policy.json").read_text())
     assert doc["layers"] == [d.name for d in DESCS] and doc["reward"] == best["reward"]
     assert (tmp_path / "search.png").stat().st_size > 1000
-    assert (tmp_path / "checkpoint.pt").exists()
+    assert (tmp_path / "checkpoint.zip").exists()
     for r in recs:
         pol = np.array(r["policy"])
         assert pol[0].tolist() == [8, 8] and pol[-1].tolist() == [8, 8]  # first/last
