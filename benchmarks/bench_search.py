@@ -156,7 +156,7 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from cimc.hw import Hardware
+    from cimc.target.hw import Hardware
     from cimc.rl.accuracy import EvalSettings, PolicyEvaluator
     from cimc.rl.compiler_cost import CompilerCost
     from cimc.rl.costs import prefill

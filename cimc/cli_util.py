@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 import traceback
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 from cimc.errors import CimcError
 
@@ -49,31 +46,22 @@ def run_guarded(entry: Callable[[], object], argv: list[str] | None = None) -> i
     return 0
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], mode: str = "w") -> Iterator[object]:
-    """Open a temporary file beside ``path`` and move it into place only on success.
+def atomic_output(path: str | os.PathLike[str], mode: str = "w"):
+    """Open an in-memory file whose content replaces ``path`` only when the block succeeds.
 
-    Nothing half-written is left on disk when the body raises.
+    See :mod:`cimc.safe_write`: fsynced and size checked, nothing half-written on failure,
+    devices and fifos written in place, one-line errors naming the path.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    from cimc.safe_write import atomic_output as _atomic
+
+    return _atomic(path, mode)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_output(path, "wb") as fh:
-        fh.write(data)  # type: ignore[attr-defined]
+    from cimc.safe_write import OutputSet
+
+    with OutputSet() as outs:
+        outs.put(path, data)
 
 
 def console(*, stderr: bool = False):

@@ -24,10 +24,11 @@ Files in ``out_dir``:
   reward, exploration sigma, and ``time`` = ``{accuracy_s, cost_s, agent_s, wall_s}``: the only
   fields that differ between two runs with the same seed and K);
 - ``best_policy.npy`` / ``best_policy.json``: the best policy so far (highest reward);
-- ``checkpoint.pt``: everything needed to resume (agent, buffer, RNG states, history, episode
-  counter, accuracy and measured-cost caches), written atomically after every round;
-  ``episodes.jsonl`` is rebuilt from it on resume, so a kill at any moment loses or repeats no
-  episode (a round cut by the kill is played again, identically);
+- ``checkpoint.zip``: everything needed to resume (agent, buffer, RNG states, history, episode
+  counter, accuracy and measured-cost caches) as JSON plus raw arrays (:mod:`cimc.state_file`:
+  loading it never unpickles, so a shared search folder cannot run code), written atomically
+  after every round; ``episodes.jsonl`` is rebuilt from it on resume, so a kill at any moment
+  loses or repeats no episode (a round cut by the kill is played again, identically);
 - ``search.png``: reward and speedup over the episodes and the best policy's bits per layer.
 
 The environment variable ``CIMC_SEARCH_KILL_AT`` makes the process SIGKILL itself (for tests):
@@ -67,7 +68,9 @@ from cimc.rl.env import (
 from cimc.rl.parallel import Executor, LocalExecutor
 from cimc.rl.plots import plot_search
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: The pickled checkpoint of cimc before version 2; never loaded (unpickling can run code).
+LEGACY_CHECKPOINT = "checkpoint.pt"
 KILL_ENV = "CIMC_SEARCH_KILL_AT"
 
 AccuracyFn = Callable[[np.ndarray], Any]
@@ -144,20 +147,19 @@ def read_episodes(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    import torch
+    from cimc.state_file import save_state
 
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_state(path, payload)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    import torch
+    """The checkpoint's payload; JSON and raw arrays only, nothing is unpickled."""
+    from cimc.state_file import load_state
 
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a corrupt file is a user-visible problem
-        raise CimcError(f"{path}: cannot read the search checkpoint ({type(exc).__name__})") from None
+    ck = load_state(path, "search checkpoint")
+    if not isinstance(ck, dict):
+        raise CimcError(f"{path}: not a search checkpoint (top level is {type(ck).__name__})")
+    return ck
 
 
 def _write_best(out_dir: Path, best: dict[str, Any], names: list[str]) -> None:
@@ -233,7 +235,7 @@ class _Search:
         self.acc_8bit: float | None = config.acc_8bit
         self.baseline_us: float = 0.0
         self.next_episode = 0
-        self.ckpt_path = out_dir / "checkpoint.pt"
+        self.ckpt_path = out_dir / "checkpoint.zip"
         self.jsonl_path = out_dir / "episodes.jsonl"
 
     # ---- evaluations with caches ----------------------------------------------------------------
@@ -248,6 +250,7 @@ class _Search:
             if not (use_cache and k in self.acc_cache) and k not in todo:
                 todo[k] = p
         fresh = dict(zip(todo, self.executor.map(list(todo.values()))))
+        seen: dict[str, float] = {}
         for k, ev in fresh.items():
             if self.measured:
                 if ev.latency_us is None:
@@ -259,10 +262,11 @@ class _Search:
         out = []
         for k in keys:
             if k in fresh:
-                ev = fresh.pop(k)
+                ev = fresh.pop(k)  # a policy twice in one round: evaluated once, then cached
                 out.append((ev.accuracy, ev.accuracy_s + ev.cost_s, False))
+                seen[k] = ev.accuracy
             else:
-                out.append((self.acc_cache[k], 0.0, True))
+                out.append((seen.get(k, self.acc_cache.get(k)), 0.0, True))
         return out
 
     # ---- checkpoint -----------------------------------------------------------------------------
@@ -290,6 +294,13 @@ class _Search:
         _save_checkpoint(self.ckpt_path, self.payload())
 
     def restore(self, ck: dict[str, Any]) -> None:
+        try:
+            self._restore(ck)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}" if str(exc) else type(exc).__name__
+            raise CimcError(f"{self.ckpt_path}: damaged search checkpoint ({detail})") from None
+
+    def _restore(self, ck: dict[str, Any]) -> None:
         import torch
 
         if ck.get("version") != CHECKPOINT_VERSION:
@@ -458,6 +469,9 @@ class _Search:
     def open(self, resume: bool) -> None:
         """Restore or start; rewrite ``episodes.jsonl`` and ``config.json``."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if (self.out_dir / LEGACY_CHECKPOINT).exists():
+            raise CimcError(f"{self.out_dir / LEGACY_CHECKPOINT}: a pickled checkpoint of an older cimc; "
+                            "it is not loaded (unpickling can run code): use another output folder")
         if self.ckpt_path.exists() and not resume:
             raise CimcError(f"{self.out_dir}: holds a search checkpoint; pass --resume to continue "
                             "it or choose another output folder")

@@ -3,14 +3,14 @@
 The pieces, each usable on its own:
 
 - :func:`describe_model`: the crossbar layers of a zoo model as search states
-  (:class:`~cimc.rl.env.LayerInfo`) and cost descriptors (:class:`cimc.cost.LayerDesc`), read from
+  (:class:`~cimc.rl.env.LayerInfo`) and cost descriptors (:class:`cimc.target.LayerDesc`), read from
   the model itself with forward hooks (one batch-1 pass of the float twin);
 - :class:`cimc.rl.accuracy.PolicyEvaluator` (built from an
   :class:`~cimc.rl.accuracy.EvaluatorFactory`, in this process or on each Ray worker): rebuild at
   the policy, load the 8-bit QAT checkpoint, calibrate / fine-tune, evaluate on a fixed subset
   of the ``val`` split;
 - :func:`make_cost_model`: the compiler's cost (``cimc.rl.compiler_cost.CompilerCost``, or a
-  factory plugged in as :data:`COMPILER_COST_FACTORY`), the closed form (cimc.cost), or the
+  factory plugged in as :data:`COMPILER_COST_FACTORY`), the closed form (cimc.target.cost), or the
   counted cycles of the executed program (``--cost measured``);
 - :func:`search_command`: the whole command; :func:`finalize`: after the search, a full QAT at
   the best policy (:func:`final_qat`), the ONNX QCDQ export (``best_model.onnx``) and its
@@ -53,7 +53,7 @@ def describe_model(name: str) -> tuple[list[Any], list[Any]]:
 
     import torch
 
-    from cimc.cost import LayerDesc
+    from cimc.target import LayerDesc
     from cimc.models import build, input_shape, layer_names
     from cimc.rl.env import LAYER_ATTENTION, LAYER_CONV, LAYER_DEPTHWISE, LAYER_LINEAR, LayerInfo
 
@@ -118,7 +118,7 @@ COST_KINDS = ("compiler", "closed-form", "measured")
 
 
 def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any):
-    """``closed-form`` (cimc.cost over ``descs``), ``compiler`` (:data:`COMPILER_COST_FACTORY`
+    """``closed-form`` (cimc.target.cost over ``descs``), ``compiler`` (:data:`COMPILER_COST_FACTORY`
     when set, else ``cimc.rl.compiler_cost.CompilerCost``) or ``measured`` (counted by the
     interpreter in the evaluations, ``cimc.rl.measured_cost``)."""
     from cimc.rl.costs import ClosedFormCost, FunctionCost
@@ -305,7 +305,7 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     """
     from rich.console import Console
 
-    from cimc.cli import load_hardware
+    from cimc.loaders import load_hardware
     from cimc.rl.accuracy import EvalSettings, EvaluatorFactory
     from cimc.rl.baselines import uniform_policies
     from cimc.rl.parallel import make_executor

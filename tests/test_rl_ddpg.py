@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 
 from cimc.rl.ddpg import Actor, Critic, DDPGAgent, ReplayBuffer, truncated_normal
 from cimc.rl.env import N_STATE, DDPGConfig
+from cimc.state_file import dumps_state, loads_state
 
 
 def _fill(agent: DDPGAgent, n: int, seed: int = 1) -> None:
@@ -100,11 +99,9 @@ def test_state_dict_round_trip_is_exact() -> None:
     for _ in range(3):
         a.update()
     a.select_action(np.zeros(N_STATE), 4)
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
+    data = dumps_state(a.state_dict())  # the search checkpoint's format: JSON + raw arrays
     b = DDPGAgent(n_layers=2, config=DDPGConfig(batch_size=8), warmup=1, seed=99)
-    b.load_state_dict(torch.load(buf, weights_only=False))
+    b.load_state_dict(loads_state(data))
     s = np.linspace(0, 1, N_STATE)
     for step in range(5):
         assert a.select_action(s, 5 + step) == b.select_action(s, 5 + step)

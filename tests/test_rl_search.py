@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimc.cost import LayerDesc
+from cimc.target import LayerDesc
 from cimc.errors import CimcError
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.rl.baselines import random_search, uniform_policies
 from cimc.rl.env import SearchConfig, layer_info_from_desc, uniform_policy
 from cimc.rl.search import (
@@ -107,7 +107,7 @@ def test_tiny_search_end_to_end(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "best_policy.json").read_text())
     assert doc["layers"] == [d.name for d in DESCS] and doc["reward"] == best["reward"]
     assert (tmp_path / "search.png").stat().st_size > 1000
-    assert (tmp_path / "checkpoint.pt").exists()
+    assert (tmp_path / "checkpoint.zip").exists()
     for r in recs:
         pol = np.array(r["policy"])
         assert pol[0].tolist() == [8, 8] and pol[-1].tolist() == [8, 8]  # first/last
@@ -195,8 +195,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from cimc.cost import LayerDesc
-    from cimc.hw import Hardware
+    from cimc.target import LayerDesc
+    from cimc.target.hw import Hardware
     from cimc.rl.env import SearchConfig, layer_info_from_desc
     from cimc.rl.search import ClosedFormCost, EnvSpec, run_search
 
