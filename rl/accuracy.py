@@ -170,7 +170,7 @@ class EvaluatorFactory:
         evaluator = PolicyEvaluator(self.model, self.dataset, self.state_dict, self.settings)
         if self.measured_hw is None:
             return evaluator
-        from cimc.hw import Hardware
+        from cimc.target.hw import Hardware
         from cimc.rl.measured_cost import MeasuredEvaluator
 
         return MeasuredEvaluator(evaluator, Hardware.from_dict(self.measured_hw),

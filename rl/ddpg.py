@@ -258,8 +258,9 @@ class DDPGAgent:
     def _soft_update(self, target: nn.Module, source: nn.Module) -> None:
         tau = self.config.tau
         with torch.no_grad():
-            for tp, p in zip(target.parameters(), source.parameters(), strict=True):
-                tp.mul_(1.0 - tau).add_(p, alpha=tau)
+            tps, ps = list(target.parameters()), list(source.parameters())
+            torch._foreach_mul_(tps, 1.0 - tau)
+            torch._foreach_add_(tps, ps, alpha=tau)
 
     # ---- checkpointing ------------------------------------------------------------------------
 

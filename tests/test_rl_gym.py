@@ -9,8 +9,8 @@ import pytest
 
 gym = pytest.importorskip("gymnasium", reason="gymnasium is installed by the set-up (pyproject)")
 
-from cimc.cost import LayerDesc  # noqa: E402
-from cimc.hw import Hardware  # noqa: E402
+from cimc.target.cost import LayerDesc  # noqa: E402
+from cimc.target.hw import Hardware  # noqa: E402
 from cimc.rl.costs import ClosedFormCost  # noqa: E402
 from cimc.rl.env import SearchConfig, layer_info_from_desc  # noqa: E402
 from cimc.rl.gym_env import BitWidthGymEnv  # noqa: E402

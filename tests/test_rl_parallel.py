@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimc.cost import LayerDesc
-from cimc.hw import Hardware
+from cimc.target.cost import LayerDesc
+from cimc.target.hw import Hardware
 from cimc.rl.costs import ClosedFormCost
 from cimc.rl.env import SearchConfig, layer_info_from_desc
 from cimc.rl.parallel import LocalExecutor, RayExecutor
@@ -155,8 +155,8 @@ def test_kill_points_with_rounds(tmp_path: Path, monkeypatch) -> None:
     script.write_text(textwrap.dedent(f"""
         import sys
         import numpy as np
-        from cimc.cost import LayerDesc
-        from cimc.hw import Hardware
+        from cimc.target.cost import LayerDesc
+        from cimc.target.hw import Hardware
         from cimc.rl.costs import ClosedFormCost
         from cimc.rl.env import SearchConfig, layer_info_from_desc
         from cimc.rl.search import EnvSpec, run_search
