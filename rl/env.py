@@ -89,28 +89,43 @@ def layer_info_from_desc(desc: Any, index: int) -> LayerInfo:
 
 @dataclass
 class DDPGConfig:
-    """DDPG hyper-parameters (defaults are CIM-AQ's; :data:`TUNED_DDPG` holds cimc's).
+    """DDPG hyper-parameters; the defaults are cimc's, :data:`CIMAQ_DDPG` holds CIM-AQ's.
 
+    ``discount``: bootstrap weight of the next step's value (CIM-AQ: 1; cimc: 0, see below).
     ``reward_norm``: ``"ma"`` (CIM-AQ: subtract a moving average of batch means, ``ma_alpha``) or
     ``"buffer"`` (subtract the mean of the rewards in the replay buffer and divide by their
     standard deviation). ``sigma_end``: when set, the exploration width decays geometrically from
     ``sigma0`` after the warm-up to ``sigma_end`` at the last episode (replaces ``sigma_decay``).
     ``updates_per_step``: DDPG updates per stored transition after each episode (CIM-AQ: 1).
+
+    Every transition of an episode carries the episode's reward (CIM-AQ). With a discount of 0
+    the critic learns that reward given the layer's state and action, a regression; with
+    CIM-AQ's discount of 1 it must learn the sum of the ``2L - t`` identical rewards still to
+    come, by bootstrapping through ``2L`` steps of lagging target networks. The README's search
+    section gives the measurements behind cimc's defaults.
     """
 
     hidden: int = 300
     lr_actor: float = 5e-5
     lr_critic: float = 1e-3
     tau: float = 0.01
-    discount: float = 1.0
+    discount: float = 0.0
     batch_size: int = 64
     buffer_per_layer: int = 128
-    sigma0: float = 0.6
+    sigma0: float = 0.5
     sigma_decay: float = 0.997
-    sigma_end: float | None = None
+    sigma_end: float | None = 0.05
     ma_alpha: float = 0.5
-    reward_norm: str = "ma"
+    reward_norm: str = "buffer"
     updates_per_step: float = 1.0
+
+
+#: CIM-AQ's DDPG settings (cim-model.md section 4), for ``DDPGConfig(**CIMAQ_DDPG)``.
+CIMAQ_DDPG: dict[str, Any] = {
+    "hidden": 300, "lr_actor": 5e-5, "lr_critic": 1e-3, "tau": 0.01, "discount": 1.0,
+    "batch_size": 64, "buffer_per_layer": 128, "sigma0": 0.6, "sigma_decay": 0.997,
+    "sigma_end": None, "ma_alpha": 0.5, "reward_norm": "ma", "updates_per_step": 1.0,
+}
 
 
 @dataclass

@@ -186,3 +186,44 @@ def test_local_executor_evaluates_in_order() -> None:
     ex = LocalExecutor(synthetic_accuracy, 2)
     pols = [np.full((5, 2), b) for b in (8, 4, 2)]
     assert [e.accuracy for e in ex.map(pols)] == [synthetic_accuracy(p) for p in pols]
+
+
+@pytest.mark.slow
+def test_cli_search_with_two_workers(tmp_path: Path) -> None:
+    """``cimc-rl search --workers 2``: the real evaluator, sent to two Ray workers, gives the
+    episodes of the same search run sequentially with K = 2 (``--workers`` is part of the
+    configuration, so ``--resume`` without it is refused)."""
+    import json
+    import subprocess
+
+    pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+    from cimc.models import build
+    from cimc.training import save_checkpoint, train
+
+    model = build("lenet", seed=0)
+    train(model, "digits", steps=2, limit=64, progress=False)
+    ckpt = save_checkpoint(tmp_path / "q8" / "model.pt", model, {"model": "lenet", "float": False})
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "CIMC_THREADS": "1"}
+    code = "import sys; from cimc.rl.cli import main; sys.argv[0] = 'cimc-rl'; main()"
+    common = ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "4",
+              "--warmup", "2", "--eval-limit", "40", "--calib-images", "32", "--cost", "closed-form",
+              "--no-export", "--no-progress"]
+    ray = subprocess.run([sys.executable, "-c", code, *common, "--workers", "2", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert ray.returncode == 0, ray.stderr
+    assert "2 workers" in ray.stdout
+    from cimc.rl.accuracy import EvalSettings, EvaluatorFactory
+    from cimc.rl.search_cli import describe_model
+
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    state = {k: v for k, v in model.state_dict().items()}
+    factory = EvaluatorFactory("lenet", "digits", state, EvalSettings(**summary["eval"]))
+    infos, descs = describe_model("lenet")
+    cfg = SearchConfig.from_dict(summary["config"])
+    run_search(cfg, EnvSpec(tuple(infos)), ClosedFormCost(descs, Hardware()), factory(),
+               tmp_path / "seq", progress=False)
+    assert _episodes(tmp_path / "r") == _episodes(tmp_path / "seq")
+    again = subprocess.run([sys.executable, "-c", code, *common, "--resume", "--out", str(tmp_path / "r")],
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode != 0 and "different search configuration" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1

@@ -118,7 +118,7 @@ def test_tiny_search_end_to_end(tmp_path: Path) -> None:
     # updates start after the warm-up: one per stored transition (2L = 10)
     assert [r["updates"] for r in recs[:5]] == [0] * 5
     assert all(r["updates"] == 10 for r in recs[5:])
-    assert recs[10]["sigma"] == pytest.approx(0.6 * 0.997**4)
+    assert recs[10]["sigma"] == pytest.approx(0.5 * 0.1 ** (4 / 17))  # 0.5 -> 0.05 over episodes 6..23
 
 
 def test_same_seed_identical_other_seed_differs(tmp_path: Path) -> None:
