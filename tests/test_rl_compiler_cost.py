@@ -102,3 +102,9 @@ def test_search_prefills_the_cost_cache(tmp_path: Path) -> None:
         assert r["latency_us"] == compiler.latency(np.array(r["policy"]))
     compiler.latency(_random_policy(np.random.default_rng(7), 5))
     assert compiler.compiles == len(pairs)
+    # resumed in a new process (a new, empty cost model): prefilled again before the episodes
+    fresh = CompilerCost("lenet", Hardware())
+    cfg.episodes = 5
+    run_search(cfg, spec, fresh, accuracy, tmp_path, resume=True, progress=False)
+    assert fresh.compiles == len(pairs)
+    assert all(r["time"]["cost_s"] < 0.5 * sleep_s for r in read_episodes(tmp_path / "episodes.jsonl"))

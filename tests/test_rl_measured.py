@@ -99,4 +99,7 @@ def test_evaluator_calibrates_only_batchnorm_and_is_deterministic(tmp_path: Path
     pol = np.full((10, 2), 4)
     a, b = ev(pol), ev(pol)
     assert a == b and 0.0 <= a <= 100.0
+    from cimc.training import evaluate
+
+    assert a == evaluate(ev.model_at(pol), ev.val_data, "val")  # inference mode changes nothing
     assert ev.val_data[0].shape[0] == 50
