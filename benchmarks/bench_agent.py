@@ -46,6 +46,8 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ddpg-sigma": ("ddpg", "cimaq", {"sigma0": 0.5, "sigma_end": 0.05}),
     "ddpg-lr": ("ddpg", "cimaq", {"lr_actor": 3e-4}),
     "ddpg-cimc": ("ddpg", "cimc", {}),
+    "ddpg-cimc-upd0.25": ("ddpg", "cimc", {"updates_per_step": 0.25}),
+    "ddpg-cimc-lr3e-4": ("ddpg", "cimc", {"lr_actor": 3e-4}),
     "td3": ("td3", "cimc", {}),
 }
 
