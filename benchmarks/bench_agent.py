@@ -47,6 +47,10 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ddpg-lr": ("ddpg", "cimaq", {"lr_actor": 3e-4}),
     "ddpg-cimc": ("ddpg", "cimc", {}),
     "ddpg-cimc-upd0.25": ("ddpg", "cimc", {"updates_per_step": 0.25}),
+    "ddpg-cimc-inv": ("ddpg", "cimc", {"actor_grad": "inverting"}),
+    "ddpg-cimaq-inv": ("ddpg", "cimaq", {"actor_grad": "inverting"}),
+    "ddpg-cimc-inv-lr3e-4": ("ddpg", "cimc", {"actor_grad": "inverting", "lr_actor": 3e-4}),
+    "ddpg-cimc-inv-sigma0.3": ("ddpg", "cimc", {"actor_grad": "inverting", "sigma0": 0.3}),
     "ddpg-cimc-lr3e-4": ("ddpg", "cimc", {"lr_actor": 3e-4}),
     "td3": ("td3", "cimc", {}),
 }

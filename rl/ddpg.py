@@ -49,10 +49,14 @@ class Actor(nn.Module):
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, 1)
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
+    def logit(self, s: torch.Tensor) -> torch.Tensor:
+        """The output before the sigmoid."""
         x = torch.relu(self.fc1(s))
         x = torch.relu(self.fc2(x))
-        return torch.sigmoid(self.fc3(x))
+        return self.fc3(x)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logit(s))
 
 
 class Critic(nn.Module):
@@ -217,8 +221,11 @@ class DDPGAgent:
         self.critic_optim.step()
 
         self.actor_optim.zero_grad()
-        policy_loss = -self.critic(ts, self.actor(ts)).mean()
-        policy_loss.backward()
+        if cfg.actor_grad == "inverting":
+            policy_loss = self._inverting_actor_loss(ts)
+        else:
+            policy_loss = -self.critic(ts, self.actor(ts)).mean()
+            policy_loss.backward()
         self.actor_optim.step()
 
         self._soft_update(self.actor_target, self.actor)
@@ -226,6 +233,24 @@ class DDPGAgent:
         self.value_loss, self.policy_loss = float(value_loss.item()), float(policy_loss.item())
         self.n_updates += 1
         return self.value_loss, self.policy_loss
+
+    def _inverting_actor_loss(self, ts: torch.Tensor) -> torch.Tensor:
+        """Actor step with inverted gradients on the bounded action (Hausknecht & Stone, 2016).
+
+        The critic's gradient ``dQ/du`` at ``u = sigmoid(logit)`` moves the logit directly
+        (not through the sigmoid's derivative, which vanishes when ``u`` nears 0 or 1), scaled by
+        the room left towards the bound it pushes to: ``(1 - u)`` upwards, ``u`` downwards. An
+        actor that ran to a bound therefore comes back as soon as the critic says so. Leaves the
+        gradients in the actor and returns ``-Q`` (the usual policy loss, for the record).
+        """
+        logit = self.actor.logit(ts)
+        u = torch.sigmoid(logit).detach().requires_grad_(True)
+        q = self.critic(ts, u)
+        (dq_du,) = torch.autograd.grad(q.sum(), u)
+        step = torch.where(dq_du > 0, dq_du * (1.0 - u), dq_du * u).detach()
+        (-(step * logit).sum() / len(ts)).backward()
+        self.critic_optim.zero_grad()  # the critic's gradients of this step are not used
+        return -q.detach().mean()
 
     def _normalise(self, r: np.ndarray) -> np.ndarray:
         """The batch rewards as the critic sees them (see ``DDPGConfig.reward_norm``)."""

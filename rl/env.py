@@ -97,6 +97,8 @@ class DDPGConfig:
     standard deviation). ``sigma_end``: when set, the exploration width decays geometrically from
     ``sigma0`` after the warm-up to ``sigma_end`` at the last episode (replaces ``sigma_decay``).
     ``updates_per_step``: DDPG updates per stored transition after each episode (CIM-AQ: 1).
+    ``actor_grad``: ``"sigmoid"`` (CIM-AQ: the critic's gradient through the actor's sigmoid) or
+    ``"inverting"`` (inverted gradients on the logit, see ``DDPGAgent._inverting_actor_loss``).
 
     Every transition of an episode carries the episode's reward (CIM-AQ). With a discount of 0
     the critic learns that reward given the layer's state and action, a regression; with
@@ -118,6 +120,7 @@ class DDPGConfig:
     ma_alpha: float = 0.5
     reward_norm: str = "buffer"
     updates_per_step: float = 1.0
+    actor_grad: str = "inverting"
 
 
 #: CIM-AQ's DDPG settings (cim-model.md section 4), for ``DDPGConfig(**CIMAQ_DDPG)``.
@@ -125,6 +128,7 @@ CIMAQ_DDPG: dict[str, Any] = {
     "hidden": 300, "lr_actor": 5e-5, "lr_critic": 1e-3, "tau": 0.01, "discount": 1.0,
     "batch_size": 64, "buffer_per_layer": 128, "sigma0": 0.6, "sigma_decay": 0.997,
     "sigma_end": None, "ma_alpha": 0.5, "reward_norm": "ma", "updates_per_step": 1.0,
+    "actor_grad": "sigmoid",
 }
 
 
@@ -187,6 +191,8 @@ class SearchConfig:
             raise CimcError(f"search config: ddpg.reward_norm must be 'ma' or 'buffer', got {self.ddpg.reward_norm!r}")
         if self.ddpg.sigma_end is not None and not 0 < self.ddpg.sigma_end <= self.ddpg.sigma0:
             raise CimcError(f"search config: ddpg.sigma_end must be in (0, sigma0], got {self.ddpg.sigma_end}")
+        if self.ddpg.actor_grad not in ("sigmoid", "inverting"):
+            raise CimcError(f"search config: ddpg.actor_grad must be 'sigmoid' or 'inverting', got {self.ddpg.actor_grad!r}")
         if self.ddpg.updates_per_step < 0:
             raise CimcError(f"search config: ddpg.updates_per_step must be >= 0, got {self.ddpg.updates_per_step}")
         if self.ddpg.batch_size < 1 or self.ddpg.buffer_per_layer < 1:

@@ -39,8 +39,34 @@ def test_default_hyperparameters() -> None:
     # cimc's departures from CIM-AQ (README, search section)
     mine = DDPGConfig()
     assert (mine.discount, mine.reward_norm, mine.sigma0, mine.sigma_end) == (0.0, "buffer", 0.5, 0.05)
+    assert mine.actor_grad == "inverting"
     assert {k for k in CIMAQ_DDPG if getattr(mine, k) != CIMAQ_DDPG[k]} == {
-        "discount", "reward_norm", "sigma0", "sigma_end"}
+        "discount", "reward_norm", "sigma0", "sigma_end", "actor_grad"}
+
+
+def test_inverted_gradients_do_not_vanish_at_a_saturated_actor() -> None:
+    """An actor at u ~ 1 whose critic says lower is better: through the sigmoid the logit's
+    gradient has all but vanished (and Adam, whose second moment remembers the larger gradients
+    of before, barely moves it); the inverted gradient is the critic's, scaled by u ~ 1."""
+    agent = DDPGAgent(n_layers=2, config=DDPGConfig(batch_size=16), warmup=0, seed=0)
+    with torch.no_grad():
+        agent.actor.fc3.bias.fill_(9.0)  # sigmoid(9) = 0.9999
+    _fill(agent, 32)
+    s = torch.as_tensor(agent.buffer.s[:16], dtype=torch.float32)
+    u = agent.actor(s).detach().requires_grad_(True)
+    (dq_du,) = torch.autograd.grad(agent.critic(s, u).sum(), u)
+    grads = {}
+    for mode in ("sigmoid", "inverting"):
+        agent.actor.zero_grad()
+        if mode == "sigmoid":
+            (-agent.critic(s, agent.actor(s)).mean()).backward()
+        else:
+            agent._inverting_actor_loss(s)
+        grads[mode] = float(agent.actor.fc3.bias.grad.detach())
+    assert float(u.detach().min()) > 0.999
+    expected = -float(torch.where(dq_du > 0, dq_du * (1 - u), dq_du * u).mean())
+    assert grads["inverting"] == pytest.approx(expected, rel=1e-5)
+    assert abs(grads["inverting"]) > 1000 * abs(grads["sigmoid"])
 
 
 def test_replay_buffer_ring() -> None:
