@@ -130,8 +130,8 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     p = Path(path)
     model = load_model(p)
     opset = opset_of(model, p)
-    check_qdq(model.graph, p)
     info = check_inputs(model.graph, p, batch)
+    check_qdq(model.graph, p)
     shapes = infer_shapes(model, p, info.infer)
     inputs_vi = graph_inputs(model.graph)
     dims_of = [[d if isinstance(d, int) else info.infer for d in input_dims(vi)]
