@@ -13,9 +13,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from cimc import report_cli
 from cimc.cli_util import atomic_output, run_guarded
 from cimc.cli_util import console as cli_console
 from cimc.errors import CimcError, InputFileError
+from cimc.loaders import load_hardware, load_model
 
 app = typer.Typer(
     name="cimc",
@@ -32,29 +34,6 @@ HwOpt = Annotated[
 HwSetOpt = Annotated[
     Optional[str], typer.Option("--hw-set", help="Override hardware fields: rows=128,cell_bits=2.")
 ]
-
-
-def load_hardware(hw: Path | None, hw_set: str | None):
-    """The hardware description from ``--hw`` and ``--hw-set`` (paper defaults otherwise)."""
-    from cimc.hw import Hardware
-
-    base = Hardware.from_yaml(hw) if hw is not None else Hardware()
-    return base.with_overrides(hw_set) if hw_set else base
-
-
-def load_model(path: Path, *, weights: Path | None = None):
-    """An ONNX file is imported; a ``.mlir`` file is parsed (weights from its sidecar)."""
-    if not path.exists():
-        raise InputFileError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a directory, expected an .onnx or .mlir file")
-    if path.suffix == ".mlir":
-        from cimc.ir_io import read_module
-
-        return read_module(path, weights)
-    from cimc.frontend import import_onnx
-
-    return import_onnx(path).module
 
 
 @app.callback()
@@ -299,13 +278,7 @@ def _comparison_table(c: dict):
     return table
 
 
-def _register_commands() -> None:
-    from cimc.report_cli import register
-
-    register(app)
-
-
-_register_commands()
+report_cli.register(app)
 
 
 def main() -> None:

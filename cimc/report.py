@@ -3,8 +3,8 @@
 :func:`xbar_report` lowers a model to the ``xbar`` level (or takes one already there), walks its
 ``xbar.layer`` ops and reads every number off the program: the descriptor ``(m, n, P, H)`` and
 bits from the layer, writes and cycles from the loop trip counts
-(:func:`cimc.exec.xbar_exec.analyse_layer`). Latency is ``writes * t_w + executes * t_e``
-(batch 1, the paper's model). The baseline is the same program rebuilt with every layer at
+(:func:`cimc.analysis.analyse_layer`), without reading or mapping a single weight. Latency is
+:func:`cimc.target.counters.latency_us` (batch 1, the paper's model). The baseline is the same program rebuilt with every layer at
 w = a = 8 (``xbar-set-bits``) on the same hardware; speedup = L(8/8) / L(model).
 """
 
@@ -15,8 +15,14 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
+from cimc.analysis import analyse_layer, check_hardware, module_layers
+from cimc.context import make_context
 from cimc.errors import CimcError
-from cimc.hw import Hardware
+from cimc.ir_io import module_level, set_module_level
+from cimc.passes.xbar_set_bits import XbarSetBitsPass
+from cimc.pipeline import check_level, levels, lower
+from cimc.target.counters import latency_us
+from cimc.target.hw import Hardware
 
 
 def compile_pair(
@@ -27,11 +33,6 @@ def compile_pair(
     Both are compiled from one ``xbar-mm`` module (the 8/8 twin gets ``xbar-set-bits`` there);
     a module already past ``xbar-mm`` is widened layer by layer instead.
     """
-    from cimc.context import make_context
-    from cimc.ir_io import module_level, set_module_level
-    from cimc.passes.xbar_set_bits import XbarSetBitsPass
-    from cimc.pipeline import check_level, levels, lower
-
     check_level(level)
     names = [n for n, _ in levels()]
     current = module_level(module) or "cimq"
@@ -53,8 +54,6 @@ def compile_pair(
 
 
 def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
-    from cimc.exec.xbar_exec import check_hardware
-
     try:
         check_hardware(module, hw)
     except CimcError as exc:
@@ -63,21 +62,20 @@ def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
 
 def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     """One dict per ``xbar.layer`` of an ``xbar``-level module (program order)."""
-    from cimc.exec.xbar_exec import analyse_layer, module_layers
-
     rows = []
     for layer in module_layers(module):
         p = analyse_layer(layer)
-        writes = p.writes
-        latency = writes * hw.t_write_us + p.executes * hw.t_exec_us
+        c = p.counters(1)
+        writes = c.writes
+        latency = latency_us(c, hw)
         rows.append({
             "name": p.name, "kind": p.kind, "m": p.m, "n": p.n, "P": p.P, "H": p.H,
             "w_bits": p.w_bits, "a_bits": p.a_bits, "slices": p.slices,
             "phys_rows": p.phys_rows, "phys_cols": p.phys_cols,
             "row_tiles": p.row_tiles, "col_tiles": p.col_tiles, "chunks": p.chunks,
-            "tiles": p.row_tiles * p.col_tiles, "writes": writes, "executes": p.executes,
+            "tiles": p.tiles, "writes": writes, "executes": c.executes,
             "latency_us": latency,
-            "lossless_adc_bits": hw.lossless_adc_bits(min(p.phys_rows, hw.rows)),
+            "lossless_adc_bits": hw.lossless_adc_bits(p.tallest_rows),
         })
     return rows
 
@@ -89,8 +87,6 @@ def xbar_report(
     hw = hw or Hardware()
     compiled, base = compile_pair(module, level, hw, baseline=baseline)
     _check_geometry(compiled, hw)
-    from cimc.ir_io import module_level
-
     level = module_level(compiled) or level
     rows = layer_rows(compiled, hw)
     if not rows:

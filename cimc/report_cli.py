@@ -11,6 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from cimc.cli_util import atomic_output, console
+from cimc.loaders import load_hardware, load_model
+
 
 def report_command(
     model: Annotated[Path, typer.Argument(help="model.onnx (QCDQ) or model.mlir")],
@@ -32,8 +35,6 @@ def report_command(
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
     lossless ADC bits; totals and the speedup over the same model at all-8/8."""
-    from cimc.cli import load_hardware, load_model
-    from cimc.cli_util import atomic_output, console
     from cimc.report import plot_report, report_table, xbar_report
 
     hardware = load_hardware(hw, hw_set)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from cimc.cost import LayerDesc
+from cimc.target import LayerDesc
 
 
 def descriptor(info) -> LayerDesc:

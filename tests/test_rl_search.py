@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimc.cost import LayerDesc
+from cimc.target import LayerDesc
 from cimc.errors import CimcError
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.rl.baselines import random_search, uniform_policies
 from cimc.rl.env import SearchConfig, layer_info_from_desc, uniform_policy
 from cimc.rl.search import (
@@ -195,8 +195,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from cimc.cost import LayerDesc
-    from cimc.hw import Hardware
+    from cimc.target import LayerDesc
+    from cimc.target.hw import Hardware
     from cimc.rl.env import SearchConfig, layer_info_from_desc
     from cimc.rl.search import ClosedFormCost, EnvSpec, run_search
 

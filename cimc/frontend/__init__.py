@@ -8,7 +8,7 @@ The modules, in the order a file goes through them:
 * :mod:`~cimc.frontend.shapes`: static shapes (onnx shape inference) and constant folding;
 * :mod:`~cimc.frontend.values` / :mod:`~cimc.frontend.types`: the value table's entries, the node
   a handler receives, ONNX types to numpy / xDSL types;
-* :mod:`~cimc.frontend.context`: the import context (value table, emission, weight store);
+* :mod:`~cimc.frontend.context`: the import context (value table, emission, blobs);
 * :mod:`~cimc.frontend.quantizers`: Q / DQ / Clip -> bits, scales and zero points;
 * :mod:`~cimc.frontend.ops_crossbar`, :mod:`~cimc.frontend.ops_float`,
   :mod:`~cimc.frontend.ops_layout`: one handler per op kind;

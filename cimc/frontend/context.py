@@ -3,7 +3,8 @@
 :class:`ImportContext` maps ONNX tensor names to entries, knows the static shapes and the batch
 sizes, and turns entries into SSA values on demand (a constant becomes a ``cimq.const`` when first
 used as a float, a pending quantizer becomes a ``cimq.quantize`` when its integers are first
-used). It is the only place of the front end that writes into the weight store.
+used). It is the only place of the front end that makes ``#cimq.blob`` constants; each holds its
+array, so the weights belong to the module being built.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cimc.frontend.load import BatchInfo
 from cimc.frontend.result import LayerInfo
 from cimc.frontend.types import xdsl_elem
 from cimc.frontend.values import Const, Entry, NodeError, QConst, Tensor
-from cimc.weights import INLINE_LIMIT, STORE, WeightStore
+from cimc.weights import INLINE_LIMIT
 
 
 @dataclass
@@ -39,7 +40,6 @@ class ImportContext:
     shapes: dict[str, tuple[int, ...]]
     used: set[str]
     block: Block
-    store: WeightStore = STORE
     values: dict[str, Entry] = field(default_factory=dict)
     layers: list[LayerInfo] = field(default_factory=list)
 
@@ -76,13 +76,13 @@ class ImportContext:
         return op
 
     def const_attr(self, arr: np.ndarray, origin: str) -> Attribute:
-        """Inline ``dense<...>`` for small arrays, else a blob in the weight store."""
+        """Inline ``dense<...>`` for small arrays, else a ``#cimq.blob`` of the module."""
         if arr.size <= INLINE_LIMIT:
             elem = xdsl_elem(arr.dtype)
             return DenseIntOrFPElementsAttr(
                 TensorType(elem, list(arr.shape)), BytesAttr(np.array(arr, order="C").tobytes())
             )
-        return cimq.BlobAttr(origin or "const", self.store.put(arr))
+        return cimq.BlobAttr(origin or "const", arr)
 
     def float_const(self, arr: np.ndarray, origin: str) -> SSAValue:
         op = cimq.ConstOp(self.const_attr(arr, origin), TensorType(f32, list(arr.shape)))

@@ -7,10 +7,10 @@ the weights handling and works without the plugin machinery.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from xdsl.xdsl_opt_main import xDSLOptMain
+
+from cimc.ir_io import bind_blobs
+from cimc.weights import WeightStore, sidecar_path
 
 
 class CimcOptMain(xDSLOptMain):
@@ -22,6 +22,15 @@ class CimcOptMain(xDSLOptMain):
             if name not in self.ctx.registered_dialect_names:
                 self.ctx.register_dialect(name, factory)
 
+    def parse_chunk(self, chunk, file_extension: str, start_offset: int = 0):
+        """Parse, then fill the module's blobs from ``<stem>.weights.npz`` beside the input."""
+        module = super().parse_chunk(chunk, file_extension, start_offset)
+        name = self.get_input_name()
+        side = sidecar_path(name) if name.endswith(".mlir") else None
+        if module is not None and side is not None and side.is_file():
+            bind_blobs(module, WeightStore.load(side))
+        return module
+
     def register_all_passes(self) -> None:
         super().register_all_passes()
         from cimc.passes import get_all_passes
@@ -30,20 +39,9 @@ class CimcOptMain(xDSLOptMain):
             self.register_pass(name, factory)
 
 
-def _load_sidecar(argv: list[str]) -> None:
-    from cimc.weights import STORE, sidecar_path
-
-    for arg in argv:
-        if arg.endswith(".mlir") and Path(arg).is_file():
-            side = sidecar_path(arg)
-            if side.exists():
-                STORE.load(side)
-
-
 def main() -> None:
     from cimc.cli_util import run_guarded
 
-    _load_sidecar(sys.argv[1:])
     raise SystemExit(run_guarded(lambda: CimcOptMain(description="cimc modular optimizer driver").run()))
 
 

@@ -106,7 +106,7 @@ class FunctionCost:
 
 
 def _latency_of(result: Any) -> float:
-    """The latency in us of whatever ``cimc.cost.layer_cost``/``network_cost`` returns."""
+    """The latency in us of whatever ``cimc.target.layer_cost``/``network_cost`` returns."""
     for attr in ("latency_us", "latency", "total_latency_us", "total_us"):
         if hasattr(result, attr):
             return float(getattr(result, attr))
@@ -118,15 +118,15 @@ def _latency_of(result: Any) -> float:
 
 
 class ClosedFormCost:
-    """The paper's closed-form latency (``cimc.cost.layer_cost``) over a list of ``LayerDesc``."""
+    """The paper's closed-form latency (``cimc.target.layer_cost``) over a list of ``LayerDesc``."""
 
     def __init__(self, descs: Sequence[Any], hw: Any = None):
         try:
-            from cimc import cost as cost_mod
+            from cimc.target import cost as cost_mod
         except ImportError as exc:
-            raise CimcError(f"closed-form cost: cimc.cost is not available ({exc})") from None
+            raise CimcError(f"closed-form cost: cimc.target.cost is not available ({exc})") from None
         if hw is None:
-            from cimc.hw import Hardware
+            from cimc.target.hw import Hardware
 
             hw = Hardware()
         self.descs = list(descs)

@@ -1,0 +1,259 @@
+"""``xbar-tile``: every ``xbar.matmul``/``xbar.matmul_dyn`` becomes an ``xbar.layer`` holding its
+explicit bit-serial crossbar program, with the loops in the IR (not unrolled)::
+
+    scf.for %h (repeats) { scf.for %rt (row tiles) { scf.for %ct (column tiles) {
+      %t = xbar.program %g[%h, %rt, %ct]                     // one write
+      scf.for %i (DAC chunks) { plane; cycle; shift_add }    // one cycle per vector
+    } } }
+
+Shapes, slices, tiles and chunks come from the target model
+(:func:`cimc.target.geometry.layer_geometry`); the weight is not touched: an ``xbar.map`` op says
+how it is sliced and mapped (:mod:`cimc.target.mapping`), and the cells are built when the program
+first needs them (the executor), never for counting. Options default to the paper's hardware; the
+pipeline fills them from the :class:`cimc.target.hw.Hardware` given to ``lower``. The program's
+trip counts are exactly the paper's ``X = row_tiles * col_tiles`` writes and ``P * X * ceil(a/d)``
+cycles per repeat (``S = ceil(w/c)`` slices, or ``ceil((w-1)/c)`` after ``xbar-narrow-slices``).
+
+The ADC resolution is not compiled in: the executor applies the hardware's ADC at run time, so
+one program can be run lossless and lossy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from xdsl.builder import ImplicitBuilder
+from xdsl.context import Context
+from xdsl.dialects import arith, scf
+from xdsl.dialects.builtin import (
+    IndexType,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    i32,
+    i64,
+)
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+)
+
+from cimc.analysis import LOOP_ATTR
+from cimc.dialects import cimq, xbar
+from cimc.errors import CimcError, HardwareError, UnsupportedModelError
+from cimc.target.geometry import LayerDesc, LayerGeometry, layer_geometry
+from cimc.target.hw import Hardware
+
+def crossbar(rows: int, cols: int, cell_bits: int, dac_bits: int, mapping: str) -> Hardware:
+    """The crossbar a program is compiled for (timings and ADC are run-time matters)."""
+    try:
+        return Hardware(rows=rows, cols=cols, cell_bits=cell_bits, dac_bits=dac_bits, mapping=mapping)
+    except HardwareError as exc:
+        raise HardwareError(f"xbar-tile: {exc.message}") from None
+
+
+def _quant(value: SSAValue) -> cimq.QuantType:
+    t = value.type
+    assert isinstance(t, TensorType) and isinstance(t.element_type, cimq.QuantType)
+    return t.element_type
+
+
+_IV_HINT = re.compile(r"[^A-Za-z0-9_]")
+_IV_NAMES = {"repeats": "h", "row_tiles": "rt", "col_tiles": "ct", "chunks": "i"}
+
+
+def _loop(lb: SSAValue, ub: SSAValue, step: SSAValue, role: str, body) -> scf.ForOp:
+    block = Block(arg_types=[IndexType()])
+    block.args[0].name_hint = _IV_NAMES[role]
+    with ImplicitBuilder(block):
+        body(block.args[0])
+        scf.YieldOp()
+    loop = scf.ForOp(lb, ub, step, [], block)
+    loop.attributes[LOOP_ATTR] = StringAttr(role)
+    return loop
+
+
+def build_layer(
+    x: SSAValue,
+    w: SSAValue,
+    *,
+    name: str,
+    kind: str,
+    w_bits: int,
+    a_bits: int,
+    dynamic: bool,
+    hw: Hardware,
+    narrow: bool = False,
+) -> xbar.LayerOp:
+    """The ``xbar.layer`` computing ``x [B, H, P, n] @ w`` on crossbars of ``hw``."""
+    xq = _quant(x)
+    xs = list(x.type.get_shape())  # type: ignore[union-attr]
+    ws = list(w.type.get_shape())  # type: ignore[union-attr]
+    _, h, p, n = xs
+    m = ws[-1]
+    try:
+        geo = layer_geometry(LayerDesc(name, m, n, p, h, kind), w_bits, a_bits, hw, narrow=narrow)
+    except CimcError as exc:
+        raise UnsupportedModelError(exc.message) from None
+    signed = xq.is_signed
+    cells_t = xbar.CellsType(h, geo.phys_rows, geo.phys_cols, hw.cell_bits)
+    corr_t = TensorType(i64, [ws[0], h, m] if dynamic else [h, m])
+    out_t = TensorType(i32, [xs[0], h, p, m])
+
+    block = Block(arg_types=[x.type, w.type])
+    xa, wa = block.args
+    xa.name_hint, wa.name_hint = "x", "w"
+    with ImplicitBuilder(block):
+        mapped = xbar.MapOp.create(
+            operands=[wa],
+            result_types=[cells_t, TensorType(i64, [geo.phys_cols, 2]), corr_t],
+            properties={
+                "w_bits": xbar.i64_attr(w_bits),
+                "a_bits": xbar.i64_attr(a_bits),
+                "a_signed": xbar.i64_attr(int(signed)),
+                "slices": xbar.i64_attr(geo.slices),
+                "mapping": StringAttr(hw.mapping),
+            },
+        )
+        cells, recomb, corr = mapped.results
+        cells.name_hint, recomb.name_hint, corr.name_hint = "cells", "recomb", "corr"
+        xu = xbar.OffsetOp.create(
+            operands=[xa],
+            result_types=[TensorType(i32, xs)],
+            properties={"a_bits": xbar.i64_attr(a_bits), **({"signed": UnitAttr()} if signed else {})},
+        ).output
+        xu.name_hint = "xu"
+        buf = xbar.AllocOp.create(result_types=[xbar.BufType(h, geo.phys_cols)]).output
+        buf.name_hint = "buf"
+        _build_loops(geo, hw, cells, xu, buf)
+        acc = xbar.RecombineOp.create(operands=[buf, recomb, corr], result_types=[out_t]).output
+        acc.name_hint = "acc"
+        xbar.YieldOp.create(operands=[acc])
+
+    props = {
+        "layer": StringAttr(name),
+        "kind": StringAttr(kind),
+        "mapping": StringAttr(hw.mapping),
+        **{
+            k: xbar.i64_attr(v)
+            for k, v in dict(
+                m=m, n=n, P=p, H=h, w_bits=w_bits, a_bits=a_bits, a_signed=int(signed),
+                slices=geo.slices, row_tiles=geo.row_tiles, col_tiles=geo.col_tiles,
+                chunks=geo.chunks, cell_bits=hw.cell_bits, dac_bits=hw.dac_bits,
+            ).items()
+        },
+    }
+    if dynamic:
+        props["dynamic"] = UnitAttr()
+    layer = xbar.LayerOp.create(
+        operands=[x, w], result_types=[out_t], properties=props, regions=[Region(block)]
+    )
+    layer.output.name_hint = _IV_HINT.sub("_", name) + "_acc"
+    return layer
+
+
+def _build_loops(geo: LayerGeometry, hw: Hardware, cells: SSAValue, xu: SSAValue, buf: SSAValue) -> None:
+    """``scf.for`` repeats x row tiles x column tiles { program; scf.for chunks { plane; cycle;
+    shift_add } }, built at the current insertion point."""
+    consts: dict[int, SSAValue] = {}
+
+    def idx(v: int) -> SSAValue:
+        if v not in consts:
+            consts[v] = arith.ConstantOp(IntegerAttr(v, IndexType())).result
+            consts[v].name_hint = f"c{v}"
+        return consts[v]
+
+    zero, one = idx(0), idx(1)
+    bounds = (idx(geo.desc.H), idx(geo.row_tiles), idx(geo.col_tiles), idx(geo.chunks))
+    tile_t = xbar.TileType(hw.rows, hw.cols, hw.cell_bits)
+    plane_t = xbar.PlaneType(hw.rows, hw.dac_bits)
+    cols_t = xbar.ColumnsType(hw.cols)
+
+    def chunk_body(hv, rtv, ctv, tile):
+        def body(iv):
+            plane = xbar.PlaneOp.create(
+                operands=[xu, hv, rtv, iv],
+                result_types=[plane_t],
+                properties={"dual": UnitAttr()} if hw.mapping == "dr" else {},
+            ).plane
+            plane.name_hint = "plane"
+            col = xbar.CycleOp.create(operands=[tile, plane], result_types=[cols_t]).output
+            col.name_hint = "adc"
+            xbar.ShiftAddOp.create(
+                operands=[buf, hv, ctv, col, iv], properties={"dac_bits": xbar.i64_attr(hw.dac_bits)}
+            )
+
+        return body
+
+    def ct_body(hv, rtv):
+        def body(ctv):
+            tile = xbar.ProgramOp.create(operands=[cells, hv, rtv, ctv], result_types=[tile_t]).tile
+            tile.name_hint = "tile"
+            _loop(zero, bounds[3], one, "chunks", chunk_body(hv, rtv, ctv, tile))
+
+        return body
+
+    _loop(
+        zero, bounds[0], one, "repeats",
+        lambda hv: _loop(zero, bounds[1], one, "row_tiles", lambda rtv: _loop(
+            zero, bounds[2], one, "col_tiles", ct_body(hv, rtv))),
+    )
+
+
+def layer_crossbar(layer: xbar.LayerOp) -> Hardware:
+    """The crossbar a layer was compiled for (from its tile type and properties)."""
+    for op in layer.body.walk():
+        if isinstance(op, xbar.ProgramOp):
+            t = op.tile.type
+            assert isinstance(t, xbar.TileType)
+            return crossbar(t.rows.data, t.cols.data, layer.value("cell_bits"),
+                            layer.value("dac_bits"), layer.mapping.data)
+    raise UnsupportedModelError(f"layer '{layer.layer.data}' has no xbar.program")
+
+
+@dataclass
+class TileProducts(RewritePattern):
+    hw: Hardware
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, (xbar.MatMulOp, xbar.MatMulDynOp)):
+            return
+        layer = build_layer(
+            op.lhs,
+            op.rhs,
+            name=op.layer.data,
+            kind=op.kind.data,
+            w_bits=op.w_bits.value.data,
+            a_bits=op.a_bits.value.data,
+            dynamic=isinstance(op, xbar.MatMulDynOp),
+            hw=self.hw,
+            narrow=op.narrow_slices is not None,
+        )
+        rewriter.replace(op, [layer])
+
+
+@dataclass(frozen=True)
+class XbarTilePass(ModulePass):
+    """Lower layer-level products to tiled, bit-serial crossbar programs."""
+
+    name = "xbar-tile"
+
+    rows: int = 256
+    cols: int = 256
+    cell_bits: int = 4
+    dac_bits: int = 1
+    mapping: str = "dc"
+
+    @staticmethod
+    def from_hardware(hw: Hardware) -> XbarTilePass:
+        return XbarTilePass(hw.rows, hw.cols, hw.cell_bits, hw.dac_bits, hw.mapping)
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        hw = crossbar(self.rows, self.cols, self.cell_bits, self.dac_bits, self.mapping)
+        PatternRewriteWalker(TileProducts(hw), apply_recursively=False).rewrite_module(op)
