@@ -347,7 +347,7 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.GatherOp)
     def run_gather(self, interp: Interpreter, op: cimq.GatherOp, args: tuple[Any, ...]):
-        index = op.index.value.data if op.index is not None else dense_to_numpy(op.indices)  # type: ignore[arg-type]
+        index = op.index.value.data if op.index is not None else cimq.dense_to_numpy(op.indices)  # type: ignore[arg-type]
         return (np.take(args[0], index, axis=op.axis.value.data),)
 
     @impl(cimq.PadOp)
