@@ -78,9 +78,9 @@ class LayerProgram:
         """Crossbar cycles per inference (batch 1)."""
         return self.counters(1).executes
 
-    def counters(self, batch: int) -> Counters:
-        """The counters of running ``batch`` inferences (no saturations: lossless)."""
-        return layer_counters(self.geometry, batch=batch, dynamic=self.dynamic)
+    def counters(self, batch: int, hw: Hardware | None = None) -> Counters:
+        """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless)."""
+        return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic)
 
 
 def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:

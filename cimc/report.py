@@ -65,7 +65,7 @@ def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     rows = []
     for layer in module_layers(module):
         p = analyse_layer(layer)
-        c = p.counters(1)
+        c = p.counters(1, hw)
         writes = c.writes
         latency = latency_us(c, hw)
         rows.append({
