@@ -106,8 +106,9 @@ def _load_inputs(path: Path | None, module, batch: int, seed: int):
         return [data]
     rng = np.random.default_rng(seed)
     arrays = []
+    fixed = "cimq.fixed_batch" in main.attributes  # typed at one batch: use its shape
     for t in main.function_type.inputs.data:
-        shape = [batch if i == 0 else d for i, d in enumerate(t.get_shape())]
+        shape = [batch if i == 0 and not (fixed and d >= 0) else d for i, d in enumerate(t.get_shape())]
         arrays.append(rng.standard_normal(shape).astype(np.float32))
     return arrays
 
