@@ -60,9 +60,13 @@ class LayerProgram:
     geometry: LayerGeometry
     a_signed: bool
     dynamic: bool
+    amortised: bool = False
+    """Static tiles programmed once per run (``xbar-batch-amortise``), not once per inference."""
+    skip_zero: bool = False
+    """Cycles whose input plane is zero on every row of the tile are skipped at run time."""
 
     def __getattr__(self, name: str) -> Any:  # descriptor and geometry fields read through
-        if name in ("geometry", "a_signed", "dynamic"):
+        if name in ("geometry", "a_signed", "dynamic", "amortised", "skip_zero"):
             raise AttributeError(name)
         for part in (self.geometry, self.geometry.desc):
             if hasattr(part, name):
@@ -80,8 +84,10 @@ class LayerProgram:
         return self.counters(1).executes
 
     def counters(self, batch: int, hw: Hardware | None = None) -> Counters:
-        """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless)."""
-        return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic)
+        """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless; no
+        skipped cycles: the worst case of run-time skipping)."""
+        return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic,
+                              amortised=self.amortised)
 
 
 def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:
@@ -98,12 +104,15 @@ def analyse_layer(layer: xbar.LayerOp) -> LayerProgram:
     name = layer.layer.data
     writes = cycles = 0
     cells_t = None
+    amortised, skip = set(), set()
     for op in layer.body.walk():
         if isinstance(op, xbar.ProgramOp):
             writes += issue_count(op, layer)
             cells_t = op.cells.type
+            amortised.add(op.amortised is not None)
         elif isinstance(op, xbar.CycleOp):
             cycles += issue_count(op, layer)
+            skip.add(op.skip_zero is not None)
     if not isinstance(cells_t, xbar.CellsType):
         raise UnsupportedModelError(f"layer '{name}' programs no tile")
     v = layer.value
@@ -122,7 +131,11 @@ def analyse_layer(layer: xbar.LayerOp) -> LayerProgram:
             f"layer '{name}': {writes} tile writes and {cycles} cycle issues do not match the "
             f"program's loops ({desc.H} x {geom.row_tiles} x {geom.col_tiles} x {geom.chunks})"
         )
-    return LayerProgram(geom, bool(v("a_signed")), layer.is_dynamic)
+    if len(amortised) > 1 or len(skip) > 1:
+        raise UnsupportedModelError(f"layer '{name}': its tiles disagree on amortised / skip_zero")
+    if layer.is_dynamic and True in amortised:
+        raise UnsupportedModelError(f"layer '{name}': run-time written tiles cannot be amortised")
+    return LayerProgram(geom, bool(v("a_signed")), layer.is_dynamic, True in amortised, True in skip)
 
 
 def module_layers(module: ModuleOp) -> list[xbar.LayerOp]:
@@ -159,13 +172,13 @@ def check_hardware(module: ModuleOp, hw: Hardware | None) -> Hardware:
 
 
 def schedule_layers(module: ModuleOp, hw: Hardware, *, batch: int = 1,
-                    measured: dict[str, dict[tuple[int, int], int]] | None = None) -> list[SchedLayer]:
+                    measured: dict[str, dict[tuple[int, int, int], int]] | None = None) -> list[SchedLayer]:
     """The programmed tiles of every layer of an ``xbar`` module as the chip schedule sees them
     (:func:`cimc.target.schedule.schedule`), for one run of ``batch`` inputs.
 
     Cycles per tile are the program's (the worst case: every cycle executed) unless
-    ``measured[layer][(h, rt)]`` gives the cycles a run executed on each tile of row tile ``rt``
-    of repeat ``h`` (the interpreter's counts, with skipped cycles left out).
+    ``measured[layer][(h, rt, ct)]`` gives the cycles a run of ``batch`` inputs executed on that
+    tile (the interpreter's counts, skipped cycles left out: ``RunResult.tile_cycles``).
     """
     out = []
     for layer in module_layers(module):
@@ -175,7 +188,7 @@ def schedule_layers(module: ModuleOp, hw: Hardware, *, batch: int = 1,
         writes = prog.counters(batch, hw).writes // max(geom.repeats * geom.tiles, 1)
         seen = (measured or {}).get(prog.name)
         tiles = tuple(
-            SchedTile(h, rt, ct, rows_t, cols_t, seen.get((h, rt), 0) if seen is not None else full, writes)
+            SchedTile(h, rt, ct, rows_t, cols_t, seen.get((h, rt, ct), 0) if seen is not None else full, writes)
             for h, rt, ct, rows_t, cols_t in layer_tiles(geom)
         )
         out.append(SchedLayer(prog.name, tiles, static=not prog.dynamic))

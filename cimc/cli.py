@@ -181,6 +181,15 @@ def run_cmd(
         ),
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    schedule_out: Annotated[
+        Optional[Path], typer.Option("--schedule", help="xbar levels: write the chip schedule of this run (JSON).")
+    ] = None,
+    gantt: Annotated[
+        Optional[Path], typer.Option("--gantt", help="xbar levels: draw the chip schedule of this run (PNG).")
+    ] = None,
+    waterfall: Annotated[
+        Optional[Path], typer.Option("--waterfall", help="--level xbar-opt: each optimisation's contribution (PNG).")
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a model at an IR level on an input and print a summary (and counters at xbar)."""
@@ -224,6 +233,10 @@ def run_cmd(
     console.print(table)
     if result.counters_table is not None:
         console.print(result.counters_table)
+    if on_xbar:
+        extra.update(_chip(model, module, level, result, hardware, schedule_out, gantt, waterfall))
+    elif schedule_out or gantt or waterfall:
+        raise CimcError("--schedule, --gantt and --waterfall apply to xbar levels")
     if cmp is not None:
         extra["compare_lossless"] = _comparison(cmp, y)
         console.print(_comparison_table(extra["compare_lossless"]))
@@ -235,6 +248,29 @@ def run_cmd(
         payload.pop("_layer_outputs", None)
         with atomic_output(report, "w") as fh:
             json.dump(payload, fh, indent=2)  # type: ignore[arg-type]
+
+
+def _chip(model: Path, module, level: str, result, hw, schedule_out, gantt, waterfall) -> dict:
+    """The chip's view of the run (printed; JSON part returned); writes the schedule, Gantt and
+    waterfall all or nothing."""
+    from cimc.chip_report import gantt_png, run_chip_report, steps_waterfall
+    from cimc.safe_write import OutputSet
+
+    if waterfall is not None and level != "xbar-opt":
+        raise CimcError("--waterfall needs --level xbar-opt")
+    part, sched, tables = run_chip_report(module, level, result.report, result.tile_cycles, hw)
+    for table in tables:
+        cli_console().print(table)
+    outs = OutputSet([model])
+    if schedule_out is not None:
+        outs.put(schedule_out, json.dumps({"model": str(model), "level": level, **sched.as_dict()}) + "\n")
+    if gantt is not None:
+        outs.put(gantt, gantt_png(sched, f"{model.name} at {level}"))
+    if waterfall is not None:
+        outs.put(waterfall, steps_waterfall(part["optimisations"], f"{model.name}: this run", hw.to_dict()))
+    for path in outs.commit():
+        typer.echo(f"wrote {path}", err=True)
+    return part
 
 
 def _comparison(cmp: dict, labels) -> dict:

@@ -43,6 +43,9 @@ def report_command(
     gantt: Annotated[
         Optional[Path], typer.Option("--gantt", help="Draw the chip schedule: arrays x time, coloured by layer (PNG).")
     ] = None,
+    waterfall: Annotated[
+        Optional[Path], typer.Option("--waterfall", help="With --opt: each optimisation's contribution as a waterfall (PNG).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
@@ -55,7 +58,20 @@ def report_command(
     report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch)
     report["model"] = str(model)
     console().print(report_table(report))
+    steps = report.get("optimisations")
+    if steps is not None:
+        from cimc.chip_report import steps_table
+
+        console().print(steps_table(steps, f"{model.name}: each optimisation's contribution (static)"))
+    if waterfall is not None and steps is None:
+        from cimc.errors import CimcError
+
+        raise CimcError("--waterfall needs --opt (and a model below the xbar-opt level)")
     outputs: list[tuple[Path, bytes]] = []
+    if waterfall is not None:
+        from cimc.chip_report import steps_waterfall
+
+        outputs.append((waterfall, steps_waterfall(steps, f"{model.name}: from the paper's model to cimc's", report["hardware"])))
     if json_out is not None:
         outputs.append((json_out, (json.dumps(report, indent=2) + "\n").encode()))
     if plot is not None:

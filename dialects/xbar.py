@@ -696,8 +696,8 @@ class AllocOp(IRDLOperation):
 
 @irdl_op_definition
 class ProgramOp(IRDLOperation):
-    """Program one tile (one write): the cells of repeat ``h``, row tile ``rt``, column tile
-    ``ct`` (edge tiles are partly used).
+    """Program one tile (one write per inference): the cells of repeat ``h``, row tile ``rt``,
+    column tile ``ct`` (edge tiles are partly used); ``{amortised}``: one write for the batch.
 
     ``%t = xbar.program %g[%h, %rt, %ct] : !xbar.cells<1x27x32, c4> -> !xbar.tile<256x256, c4>``
     """
@@ -708,9 +708,13 @@ class ProgramOp(IRDLOperation):
     rt = operand_def(IndexType)
     ct = operand_def(IndexType)
     tile = result_def(TileType)
+    amortised = opt_prop_def(UnitAttr)
+    """Programmed once for the whole batch (``xbar-batch-amortise``); without it every inference
+    of the batch programs the tile again, as in the paper (run-time written cells always are)."""
     assembly_format = (
         "$cells `[` $h `,` $rt `,` $ct `]` attr-dict `:` type($cells) `->` type($tile)"
     )
+    irdl_options = (ParsePropInAttrDict(),)
 
     def verify_(self) -> None:
         cells, tile = self.cells.type, self.tile.type
@@ -758,7 +762,11 @@ class CycleOp(IRDLOperation):
     tile = operand_def(TileType)
     plane = operand_def(PlaneType)
     output = result_def(ColumnsType)
+    skip_zero = opt_prop_def(UnitAttr)
+    """Run-time skipping (``xbar-skip-zero-planes``): a vector whose plane is zero on every row
+    of the tile gets no cycle (its codes are zero); the executor counts it as skipped."""
     assembly_format = "$tile `,` $plane attr-dict `:` type($tile) `,` type($plane) `->` type($output)"
+    irdl_options = (ParsePropInAttrDict(),)
 
     def verify_(self) -> None:
         tile, plane, cols = self.tile.type, self.plane.type, self.output.type

@@ -38,6 +38,7 @@ from cimc.errors import ExecutionError
 from cimc.exec.cimq_exec import const_value
 from cimc.exec.fast_path import fast_matmul
 from cimc.exec.host import im2col_grouped
+from cimc.exec.skipping import measured_counters, plane_skips
 from cimc.target.counters import Counters, layer_counters
 from cimc.target.geometry import LayerDesc, layer_geometry
 from cimc.target.hw import Hardware
@@ -74,6 +75,18 @@ class LayerRecord:
     path: str = ""
     weight: Blob | None = None
     """The static weight's blob (cells are derived from it once)."""
+    batch: int = 1
+    tile_cycles: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    """Cycles executed per tile ``(h, rt, ct)`` (kept where cycles were skipped)."""
+    skipped_by_plane: np.ndarray | None = None
+    """Skipped cycles per DAC chunk (bit-plane) index, over all tiles and vectors."""
+
+    def count_skips(self, executed: int, skipped_per_chunk: np.ndarray, tile: tuple[int, int, int]) -> None:
+        """Record a tile's executed cycles and the skipped ones per chunk."""
+        self.tile_cycles[tile] = self.tile_cycles.get(tile, 0) + executed
+        if self.skipped_by_plane is None:
+            self.skipped_by_plane = np.zeros(len(skipped_per_chunk), dtype=np.int64)
+        self.skipped_by_plane += skipped_per_chunk
 
 
 def static_blob(value: Any) -> Blob | None:
@@ -126,7 +139,9 @@ class XbarFunctions(InterpreterFunctions):
         self.progress = progress
         self.layers: list[LayerRecord] = []
         self.current: LayerRecord | None = None
-        self._planes: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._planes: dict[tuple, np.ndarray] = {}
+        self._chunk_of: dict[int, int] = {}
+        self._tile: tuple[int, int, int] = (0, 0, 0)
         self.fdtype = plane_dtype(hw.rows, hw.cell_bits, hw.dac_bits)
 
     @impl(cimq.ConstOp)
@@ -191,7 +206,8 @@ class XbarFunctions(InterpreterFunctions):
         start = time.perf_counter()
         prog = analyse_layer(op)
         blob = None if prog.dynamic else static_blob(op.weight)
-        record = LayerRecord(prog, prog.name, prog.kind, weight=blob)
+        x, w = args
+        record = LayerRecord(prog, prog.name, prog.kind, weight=blob, batch=int(x.shape[0]))
         need = self.hw.lossless_adc_bits(prog.geometry.tallest_rows)
         lossless = self.hw.adc_bits is None or self.hw.adc_bits >= need
         if self.fast and not lossless:
@@ -199,10 +215,11 @@ class XbarFunctions(InterpreterFunctions):
                 f"layer '{prog.name}': the fast path needs a lossless ADC ({self.hw.adc_bits} bits "
                 f"< {need}); run with fast=False"
             )
-        x, w = args
         if self.fast or (self.fast is None and lossless):
             y = fast_matmul(x, w, blob)
             record.counters = prog.counters(x.shape[0], self.hw)
+            if prog.skip_zero:
+                self._fast_skips(record, prog, x)
             record.path = "exact"
         else:
             self.current = record
@@ -210,10 +227,23 @@ class XbarFunctions(InterpreterFunctions):
             (y,) = interp.run_ssacfg_region(op.body, args, f"xbar.layer {prog.name}")
             self.current = None
             self._planes.clear()
+            self._chunk_of.clear()
             record.path = "bit-serial"
         record.seconds = time.perf_counter() - start
         self._finish(record)
         return (y,)
+
+    def _fast_skips(self, record: LayerRecord, prog: LayerProgram, x: np.ndarray) -> None:
+        """The exact path of a skipping layer: count from the inputs what the cycles would skip."""
+        geom = prog.geometry
+        xu = np.asarray(x, dtype=np.int64)
+        if prog.a_signed:
+            xu = xu + (1 << (geom.a_bits - 1))
+        executed, per_chunk = plane_skips(xu, geom, self.hw.mapping == "dr", self.hw.dac_bits)
+        full = record.batch * geom.desc.P * geom.chunks
+        writes = record.counters.writes // max(geom.repeats * geom.tiles, 1)
+        record.counters, record.tile_cycles = measured_counters(geom, executed, self.hw, writes, full)
+        record.skipped_by_plane = per_chunk
 
     @impl_terminator(xbar.YieldOp)
     def run_yield(self, interp: Interpreter, op: xbar.YieldOp, args: tuple[Any, ...]):
@@ -290,7 +320,10 @@ class XbarFunctions(InterpreterFunctions):
         rs, cs = slice(rt * t.rows.data, (rt + 1) * t.rows.data), slice(ct * t.cols.data, (ct + 1) * t.cols.data)
         levels = cells[:, h, rs, cs] if cells.ndim == 4 else cells[h, rs, cs]
         c = self._counters()
-        copies = cells.shape[0] if cells.ndim == 4 else 1
+        # run-time cells: one stack per batch element; static ones: every inference programs
+        # the tile again unless the program is amortised over the batch
+        copies = cells.shape[0] if cells.ndim == 4 else (1 if op.amortised else self.current.batch)
+        self._tile = (h, rt, ct)
         c.writes += copies
         c.cells_written += copies * levels.shape[-2] * levels.shape[-1]
         return (program_tile(levels, self.fdtype),)
@@ -335,15 +368,34 @@ class XbarFunctions(InterpreterFunctions):
         else:
             groups = [(-1, xu[:, h].reshape(b_sz * p_sz, n), tile, buf.data[h2].reshape(b_sz * p_sz, -1))]
         block = vector_block(n_chunks, rows, cols, tile.dtype.itemsize)
+        skip = loop.body.block.ops.first.next_op.skip_zero is not None  # type: ignore[union-attr]
         sat = 0
+        skipped = np.zeros(n_chunks, dtype=np.int64)
         for b, xv, g, out in groups:
             n_vec = xv.shape[0]
             for v0 in range(0, n_vec, block):
                 v1 = min(v0 + block, n_vec)
-                planes = self._planes_of((id(xu), h, rt, b, v0), xv[v0:v1], src, n_chunks, d,
-                                         keep=v0 == 0 and v1 == n_vec)
+                key = (id(xu), h, rt, b, v0)
+                planes = self._planes_of(key, xv[v0:v1], src, n_chunks, d, keep=v0 == 0 and v1 == n_vec)
+                if skip:
+                    skipped += self._zero_planes(key, planes, n_chunks)
                 sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0)
-        self._count_cycles(b_sz * p_sz * n_chunks, rows, cols, sat)
+        total = b_sz * p_sz * n_chunks
+        ran = total - int(skipped.sum())
+        self._count_cycles(ran, rows, cols, sat)
+        if skip:
+            self._counters().skipped_cycles += total - ran
+            self.current.count_skips(ran, skipped, (h, rt, ct))  # type: ignore[union-attr]
+
+    def _zero_planes(self, key: tuple, planes: np.ndarray, n_chunks: int) -> np.ndarray:
+        """Per chunk, how many vectors' planes are zero on every row (kept with the planes)."""
+        zk = ("zero", *key)
+        zeros = self._planes.get(zk)
+        if zeros is None:
+            zeros = (~planes.any(axis=1)).reshape(n_chunks, -1).sum(axis=1)
+            if key in self._planes:
+                self._planes[zk] = zeros
+        return zeros
 
     @impl(xbar.PlaneOp)
     def run_plane(self, interp: Interpreter, op: xbar.PlaneOp, args: tuple[Any, ...]):
@@ -357,6 +409,7 @@ class XbarFunctions(InterpreterFunctions):
         d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
         plane = (((xu[:, h][..., src]) >> (i * d)) & ((1 << d) - 1)).astype(self.fdtype)
         self._planes[key] = plane
+        self._chunk_of[id(plane)] = i
         return (plane,)
 
     @impl(xbar.CycleOp)
@@ -365,7 +418,16 @@ class XbarFunctions(InterpreterFunctions):
         rows, cols = tile.shape[-2], tile.shape[-1]
         lo, hi = self.hw.adc_range(rows)
         codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
-        self._count_cycles(plane.shape[0] * plane.shape[1], rows, cols, sat)
+        total = plane.shape[0] * plane.shape[1]
+        if op.skip_zero is None:
+            self._count_cycles(total, rows, cols, sat)
+            return (codes,)
+        zero = int((~plane.any(axis=-1)).sum())  # their codes are zero: no cycle ran
+        self._count_cycles(total - zero, rows, cols, sat)
+        self._counters().skipped_cycles += zero
+        per_chunk = np.zeros(self.current.program.chunks, dtype=np.int64)  # type: ignore[union-attr]
+        per_chunk[self._chunk_of[id(plane)]] = zero
+        self.current.count_skips(total - zero, per_chunk, self._tile)  # type: ignore[union-attr]
         return (codes,)
 
     @impl(xbar.ShiftAddOp)

@@ -10,7 +10,7 @@ Every count is a sum over the programmed tiles of a layer. A tile that uses ``ro
 ``cols_t`` columns and runs ``k`` cycles (``k = P * ceil(a/d) * B``: one per vector and DAC
 chunk) contributes (:func:`tile_counters`)::
 
-    writes          = w                      (w = 1, or B when every inference programs it)
+    writes          = w                      (w = B: every inference programs it; 1 if amortised)
     cells_written   = w * rows_t * cols_t
     executes        = k                      (crossbar cycles)
     adc_conversions = k * cols_t             (per cycle: the tile's columns)
@@ -125,15 +125,21 @@ def layer_tiles(geom: LayerGeometry) -> Iterable[tuple[int, int, int, int, int]]
                 yield h, rt, ct, r1 - r0, c1 - c0
 
 
+def writes_per_run(batch: int, *, dynamic: bool = False, amortised: bool = False) -> int:
+    """Writes of a tile in a run of ``batch`` inferences: one per inference (the paper; run-time
+    written tiles always), or one for the whole batch when amortised (``xbar-batch-amortise``)."""
+    return 1 if amortised and not dynamic else batch
+
+
 def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: int = 1,
-                   dynamic: bool = False) -> Counters:
+                   dynamic: bool = False, amortised: bool = False) -> Counters:
     """The closed-form counters of ``batch`` inferences of a layer (no saturations, no skips).
 
-    Static tiles are programmed once per run, dynamic (run-time written) ones once per batch
-    element. ``hw`` gives the ADCs per array (one per column if None).
+    Every inference programs every tile (:func:`writes_per_run`). ``hw`` gives the ADCs per
+    array (one per column if None).
     """
     cycles = batch * geom.desc.P * geom.chunks
-    wmul = batch if dynamic else 1
+    wmul = writes_per_run(batch, dynamic=dynamic, amortised=amortised)
     adcs = _adcs(hw, geom.tile_cols)
     # The grid factorises: sum over row tiles x column tiles of the per-tile terms.
     row_sizes = [r1 - r0 for r0, r1 in tile_bounds(geom.phys_rows, geom.tile_rows)]
