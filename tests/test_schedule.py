@@ -183,7 +183,8 @@ def test_run_xbar_opt_reports_each_optimisation_measured(tmp_path):
     out = json.loads(rep.read_text())
     steps = out["optimisations"]
     names = [s["name"] for s in steps["steps"]]
-    assert names == ["paper", "chip", "xbar-narrow-slices", "xbar-skip-zero-planes", "xbar-batch-amortise"]
+    assert names == ["paper", "chip", "xbar-narrow-slices", "xbar-pack", "xbar-skip-zero-weights",
+                     "xbar-skip-zero-planes", "xbar-batch-amortise"]
     assert steps["measured"] and steps["batch"] == 64
     by = {s["name"]: s for s in steps["steps"]}
     # the measured skipping is what the run counted; amortisation leaves one write per tile per run

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cimc.target.counters import Counters, cycle_counters, layer_tiles, tile_counters
+from cimc.target.counters import Counters, cycle_counters, layer_tiles, tile_counters, writes_per_run
 from cimc.target.geometry import LayerGeometry, tile_bounds
 from cimc.target.hw import Hardware
+from cimc.target.packing import pack_inputs
 
 
 def _input_ranges(r0: int, r1: int, n: int, dual: bool) -> list[tuple[int, int]]:
@@ -56,14 +57,32 @@ def plane_skips(xu: np.ndarray, geom: LayerGeometry, dual: bool, dac_bits: int) 
 
 
 def measured_counters(geom: LayerGeometry, executed: np.ndarray, hw: Hardware, writes: int,
-                      full_cycles: int) -> tuple[Counters, dict[tuple[int, int, int], int]]:
+                      full_cycles: int, programmed: int | None = None) -> tuple[Counters, dict[tuple[int, int, int], int]]:
     """The counters of a layer whose tile ``(h, rt, *)`` executed ``executed[h, rt]`` of its
-    ``full_cycles`` cycles (each tile written ``writes`` times), and the cycles per tile."""
+    ``full_cycles`` cycles (each tile written ``writes`` times, its cells programmed
+    ``programmed`` times), and the cycles per tile."""
     total = Counters()
     per_tile: dict[tuple[int, int, int], int] = {}
     for h, rt, ct, rows_t, cols_t in layer_tiles(geom):
         ran = int(executed[h, rt])
-        total += tile_counters(rows_t, cols_t, 0, writes, hw.adcs)
+        total += tile_counters(rows_t, cols_t, 0, writes, hw.adcs, programmed)
         total += cycle_counters(rows_t, cols_t, ran, hw.adcs, skipped=full_cycles - ran)
         per_tile[(h, rt, ct)] = ran
     return total, per_tile
+
+
+def fast_path_skips(prog, x: np.ndarray, hw: Hardware, batch: int):
+    """A skipping layer on the exact path: ``(counters, cycles per tile, skipped per chunk)``
+    counted from its inputs ``x [B, H, P, n]`` (offset-encoded and block-packed as it streams)."""
+    geom = prog.geometry
+    xu = np.asarray(x, dtype=np.int64)
+    if prog.a_signed:
+        xu = xu + (1 << (geom.a_bits - 1))
+    if geom.blocks > 1:
+        xu = pack_inputs(xu, geom.blocks)
+    executed, per_chunk = plane_skips(xu, geom, hw.mapping == "dr", hw.dac_bits)
+    full = batch * geom.desc.P * geom.chunks
+    writes = writes_per_run(batch, dynamic=prog.dynamic, amortised=prog.amortised)
+    counters, per_tile = measured_counters(geom, executed, hw, 0 if prog.shared else writes, full,
+                                           programmed=writes)
+    return counters, per_tile, per_chunk

@@ -38,7 +38,7 @@ from cimc.errors import ExecutionError
 from cimc.exec.cimq_exec import const_value
 from cimc.exec.fast_path import fast_matmul
 from cimc.exec.host import im2col_grouped
-from cimc.exec.skipping import measured_counters, plane_skips
+from cimc.exec.skipping import fast_path_skips
 from cimc.target.counters import Counters, layer_counters
 from cimc.target.geometry import LayerDesc, layer_geometry
 from cimc.target.hw import Hardware
@@ -51,6 +51,7 @@ from cimc.target.kernels import (
     vector_block,
 )
 from cimc.target.mapping import correction, map_cells, recomb_table, recombine
+from cimc.target.packing import block_diagonal, pack_inputs, unpack_outputs
 from cimc.weights import Blob
 
 
@@ -142,6 +143,8 @@ class XbarFunctions(InterpreterFunctions):
         self._planes: dict[tuple, np.ndarray] = {}
         self._chunk_of: dict[int, int] = {}
         self._tile: tuple[int, int, int] = (0, 0, 0)
+        self.array_group: str | None = None
+        """The shared-array group the (single) array was last programmed with (``xbar-pack``)."""
         self.fdtype = plane_dtype(hw.rows, hw.cell_bits, hw.dac_bits)
 
     @impl(cimq.ConstOp)
@@ -220,6 +223,7 @@ class XbarFunctions(InterpreterFunctions):
             record.counters = prog.counters(x.shape[0], self.hw)
             if prog.skip_zero:
                 self._fast_skips(record, prog, x)
+            self.array_group = prog.group  # what its (skipped) xbar.program would have left
             record.path = "exact"
         else:
             self.current = record
@@ -235,15 +239,8 @@ class XbarFunctions(InterpreterFunctions):
 
     def _fast_skips(self, record: LayerRecord, prog: LayerProgram, x: np.ndarray) -> None:
         """The exact path of a skipping layer: count from the inputs what the cycles would skip."""
-        geom = prog.geometry
-        xu = np.asarray(x, dtype=np.int64)
-        if prog.a_signed:
-            xu = xu + (1 << (geom.a_bits - 1))
-        executed, per_chunk = plane_skips(xu, geom, self.hw.mapping == "dr", self.hw.dac_bits)
-        full = record.batch * geom.desc.P * geom.chunks
-        writes = record.counters.writes // max(geom.repeats * geom.tiles, 1)
-        record.counters, record.tile_cycles = measured_counters(geom, executed, self.hw, writes, full)
-        record.skipped_by_plane = per_chunk
+        record.counters, record.tile_cycles, record.skipped_by_plane = fast_path_skips(
+            prog, x, self.hw, record.batch)
 
     @impl_terminator(xbar.YieldOp)
     def run_yield(self, interp: Interpreter, op: xbar.YieldOp, args: tuple[Any, ...]):
@@ -260,28 +257,50 @@ class XbarFunctions(InterpreterFunctions):
 
     @impl(xbar.MapOp)
     def run_map(self, interp: Interpreter, op: xbar.MapOp, args: tuple[Any, ...]):
-        """Cells, recombination table and correction of the layer's weight. A static weight's
-        cells and correction are derived once from its blob and kept with the module."""
+        """Cells, recombination table and correction of the layer's weight (block-diagonal and
+        with dropped columns where the passes said so). A static weight's cells and correction
+        are derived once from its blob and kept with the module."""
         w = args[0]
         wb, s, mapping = op.w_bits.value.data, op.slices.value.data, op.mapping.data
         cells_t = op.cells.type
         assert isinstance(cells_t, xbar.CellsType)
-        c, m = cells_t.cell_bits.data, w.shape[-1]
+        k = op.blocks.value.data if op.blocks is not None else 1
+        cols = np.asarray(cimq.ints(op.columns), dtype=np.int64) if op.columns is not None else None
+        c, m = cells_t.cell_bits.data, w.shape[-1] * k
         a_bits, signed = op.a_bits.value.data, bool(op.a_signed.value.data)
         recomb = recomb_table(m, wb, c, mapping, s)
+        recomb = recomb if cols is None else recomb[cols]
         if op.is_dynamic:
             r = np.asarray(w, dtype=np.int64)
+            r = block_diagonal(r, k) if k > 1 else r
             cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map") for b in range(r.shape[0])])
-            return cells, recomb, correction(r, a_bits, signed)
+            return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed)
         where = f"layer '{self.current.name}'" if self.current is not None else "xbar.map"
         blob = self.current.weight if self.current is not None else None
 
         def make(_: Any) -> tuple[np.ndarray, np.ndarray]:
-            return map_cells(w, wb, c, mapping, s, where=where), correction(w, a_bits, signed)
+            wk = block_diagonal(np.asarray(w), k) if k > 1 else w
+            cells = map_cells(wk, wb, c, mapping, s, where=where)
+            return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed)
 
-        cells, corr = blob.derived(("cells", w.shape, wb, c, mapping, s, a_bits, signed), make) \
-            if blob is not None else make(None)
+        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, k, None if cols is None else cols.tobytes())
+        cells, corr = blob.derived(key, make) if blob is not None else make(None)
         return cells, recomb, corr
+
+    @impl(xbar.PackBlocksOp)
+    def run_pack_blocks(self, interp: Interpreter, op: xbar.PackBlocksOp, args: tuple[Any, ...]):
+        return (pack_inputs(args[0], op.blocks.value.data),)
+
+    @impl(xbar.UnpackBlocksOp)
+    def run_unpack_blocks(self, interp: Interpreter, op: xbar.UnpackBlocksOp, args: tuple[Any, ...]):
+        h = op.output.type.get_shape()[1]  # type: ignore[union-attr]
+        return (unpack_outputs(args[0], h, op.blocks.value.data),)
+
+    @impl(xbar.TileAtOp)
+    def run_tile_at(self, interp: Interpreter, op: xbar.TileAtOp, args: tuple[Any, ...]):
+        flat = cimq.ints(op.tiles)
+        i = 3 * args[0]
+        return flat[i], flat[i + 1], flat[i + 2]
 
     @impl(xbar.OffsetOp)
     def run_offset(self, interp: Interpreter, op: xbar.OffsetOp, args: tuple[Any, ...]):
@@ -324,7 +343,12 @@ class XbarFunctions(InterpreterFunctions):
         # the tile again unless the program is amortised over the batch
         copies = cells.shape[0] if cells.ndim == 4 else (1 if op.amortised else self.current.batch)
         self._tile = (h, rt, ct)
-        c.writes += copies
+        group = op.group.data if op.group is not None else None
+        if op.shared is not None and self.array_group != group:
+            raise ExecutionError(f"layer '{self.current.name}': its shared array '{group}' was "
+                                 f"overwritten (it holds {self.array_group!r})")
+        self.array_group = group
+        c.writes += 0 if op.shared is not None else copies
         c.cells_written += copies * levels.shape[-2] * levels.shape[-1]
         return (program_tile(levels, self.fdtype),)
 
