@@ -12,9 +12,10 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
-from cimc.cli_util import atomic_output
 from cimc.context import make_context
 from cimc.errors import InputFileError
+from cimc.safe_read import LIMITS, read_text
+from cimc.safe_write import OutputSet
 from cimc.weights import STORE, sidecar_path
 
 LEVEL_ATTR = "cimc.level"
@@ -54,20 +55,21 @@ def module_text(module: ModuleOp, *, generic: bool = False) -> str:
     return buf.getvalue()
 
 
-def write_module(module: ModuleOp, path: str | os.PathLike[str], *, generic: bool = False) -> Path | None:
-    """Write the module text (and its weights beside it, if it has any); atomic."""
+def write_module(module: ModuleOp, path: str | os.PathLike[str], *, generic: bool = False,
+                 outputs: OutputSet | None = None) -> Path | None:
+    """Write the module text (and its weights beside it, if it has any), all or nothing.
+
+    With ``outputs`` both files are only added to that set (the caller commits it).
+    """
     text = module_text(module, generic=generic)
     digests = blob_digests(module)
     side = sidecar_path(path) if digests else None
+    outs = OutputSet() if outputs is None else outputs
+    outs.put(path, text, "IR")
     if side is not None:
-        STORE.save(side, digests)
-    try:
-        with atomic_output(path, "w") as fh:
-            fh.write(text)  # type: ignore[attr-defined]
-    except BaseException:
-        if side is not None and side.exists():
-            side.unlink()
-        raise
+        outs.put(side, STORE.npz_bytes(digests), "weights")
+    if outputs is None:
+        outs.commit()
     return side
 
 
@@ -92,12 +94,7 @@ def parse_module_text(text: str, name: str = "<input>") -> ModuleOp:
 def read_module(path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> ModuleOp:
     """Parse a ``.mlir`` file; loads ``<stem>.weights.npz`` (or ``weights``) when present."""
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{p}: file not found")
-    try:
-        text = p.read_text()
-    except UnicodeDecodeError:
-        raise InputFileError(f"{p}: not a text IR file") from None
+    text = read_text(p, "IR file", LIMITS["mlir"])
     side = Path(weights) if weights else sidecar_path(p)
     if side.exists():
         STORE.load(side)

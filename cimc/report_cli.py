@@ -32,22 +32,26 @@ def report_command(
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
     lossless ADC bits; totals and the speedup over the same model at all-8/8."""
-    from cimc.cli import load_hardware, load_model
-    from cimc.cli_util import atomic_output, console
+    from cimc.cli import load_hardware, load_model, model_inputs
+    from cimc.cli_util import print_table
     from cimc.report import plot_report, report_table, xbar_report
+    from cimc.safe_write import OutputSet
 
+    outs = OutputSet(model_inputs(model, hw))
+    for path, what in ((json_out, "--json"), (plot, "--plot")):
+        if path is not None:
+            outs.plan(path, what)
     hardware = load_hardware(hw, hw_set)
     module = load_model(model)
     report = xbar_report(module, hardware, level="xbar-opt" if opt else "xbar", baseline=baseline)
     report["model"] = str(model)
-    console().print(report_table(report))
+    print_table(report_table(report))
     if json_out is not None:
-        with atomic_output(json_out, "w") as fh:
-            json.dump(report, fh, indent=2)  # type: ignore[arg-type]
-        typer.echo(f"wrote {json_out}", err=True)
+        outs.put(json_out, json.dumps(report, indent=2) + "\n", "--json")
     if plot is not None:
-        plot_report(report, plot)
-        typer.echo(f"wrote {plot}", err=True)
+        outs.put(plot, plot_report(report), "--plot")
+    for path in outs.commit():
+        typer.echo(f"wrote {path}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -58,35 +58,41 @@ class WeightStore:
     def __contains__(self, digest: str) -> bool:
         return digest in self._arrays
 
-    def save(self, path: str | os.PathLike[str], digests: Iterable[str]) -> None:
-        """Write the given blobs to an .npz file, atomically."""
-        from cimc.cli_util import atomic_output
-
+    def npz_bytes(self, digests: Iterable[str]) -> bytes:
+        """The given blobs as the bytes of an (uncompressed) .npz file."""
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
             for d in sorted(set(digests)):
                 member = io.BytesIO()
                 np.save(member, self.get(d), allow_pickle=False)
                 zf.writestr(f"{d}.npy", member.getvalue())
-        with atomic_output(path, "wb") as fh:
-            fh.write(buf.getvalue())  # type: ignore[attr-defined]
+        return buf.getvalue()
+
+    def save(self, path: str | os.PathLike[str], digests: Iterable[str]) -> None:
+        """Write the given blobs to an .npz file, atomically."""
+        from cimc.cli_util import atomic_write_bytes
+
+        atomic_write_bytes(path, self.npz_bytes(digests))
 
     def load(self, path: str | os.PathLike[str]) -> int:
-        """Load an .npz written by :meth:`save`; returns the number of arrays."""
+        """Load an .npz written by :meth:`save`; returns the number of arrays (never unpickles)."""
+        from cimc.safe_read import load_array
+
         p = Path(path)
-        if not p.is_file():
-            raise InputFileError(f"{p}: weights file not found")
         try:
-            with np.load(p, allow_pickle=False) as data:
-                for key in data.files:
-                    arr = data[key]
-                    if digest_of(arr) != key:
-                        raise InputFileError(f"{p}: array {key} does not match its digest")
-                    arr.setflags(write=False)
-                    self._arrays[key] = arr
-                return len(data.files)
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:
-            raise InputFileError(f"{p}: not a cimc weights file ({exc})") from None
+            data = load_array(p, "weights", npz=True)
+        except InputFileError as exc:
+            if "not found" in exc.message:
+                raise
+            raise InputFileError(f"{p}: not a cimc weights file ({exc.message.split(': ', 1)[-1]})") from None
+        if not isinstance(data, dict):
+            raise InputFileError(f"{p}: not a cimc weights file (a single .npy array)")
+        for key, arr in data.items():
+            if digest_of(arr) != key:
+                raise InputFileError(f"{p}: array {key} does not match its digest")
+            arr.setflags(write=False)
+            self._arrays[key] = arr
+        return len(data)
 
 
 STORE = WeightStore()

@@ -45,6 +45,7 @@ from xdsl.pattern_rewriter import (
 
 from cimc.dialects import cimq, xbar
 from cimc.errors import HardwareError, UnsupportedModelError
+from cimc.passes.options import check_choice, check_int
 from cimc.weights import STORE
 
 #: Attribute naming the role of each loop of a layer program (reports read the trip counts).
@@ -311,6 +312,13 @@ class XbarTilePass(ModulePass):
     cell_bits: int = 4
     dac_bits: int = 1
     mapping: str = "dc"
+
+    def __post_init__(self) -> None:
+        check_int(self.name, "rows", self.rows, 1)
+        check_int(self.name, "cols", self.cols, 1)
+        check_int(self.name, "cell-bits", self.cell_bits, 1, 8)
+        check_int(self.name, "dac-bits", self.dac_bits, 1, 8)
+        check_choice(self.name, "mapping", self.mapping, xbar.MAPPINGS)
 
     @staticmethod
     def from_hardware(hw) -> XbarTilePass:
