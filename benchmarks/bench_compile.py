@@ -36,7 +36,7 @@ def child(name: str, what: str) -> None:
     import resource
 
     from cimc.frontend import import_onnx
-    from cimc.hw import Hardware
+    from cimc.target.hw import Hardware
     from cimc.models import zoo_onnx
 
     path = zoo_onnx(name)

@@ -4,11 +4,11 @@ A ResNet-18-like layer (the third conv stage's 3x3 conv of 64 channels at 56x56:
 vectors, n = 576 inputs, m = 64 outputs), W8A8, dc mapping, 4-bit cells, 1-bit DAC, a 256 x 256
 crossbar. Printed in one run:
 
-* ``bitserial``: :func:`cimc.exec.kernels.bitserial_layer` (planes, BLAS, ADC clip, shift-add,
+* ``bitserial``: :func:`cimc.target.kernels.bitserial_layer` (planes, BLAS, ADC clip, shift-add,
   recombination);
 * ``BLAS bound``: the same bit-plane products as plain numpy float32 matmuls, one per tile of the
   stacked planes (planes prepared beforehand, nothing else timed);
-* ``exact``: :func:`cimc.exec.kernels.exact_layer` (X @ W in one step).
+* ``exact``: :func:`cimc.target.kernels.exact_layer` (X @ W in one step).
 
 Usage: ``python benchmarks/bench_kernels.py [--repeat 9] [--R 3136 --n 576 --m 64]``.
 """
@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from cimc.cost import LayerDesc, layer_cost
-from cimc.exec.kernels import (
+from cimc.target import LayerDesc, layer_cost
+from cimc.target.kernels import (
     Counters,
     activation_correction,
     bitserial_layer,
@@ -29,7 +29,7 @@ from cimc.exec.kernels import (
     exact_layer,
     map_weights,
 )
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 
 
 def best_of(fn, repeat: int) -> float:
@@ -95,7 +95,7 @@ def main() -> None:
 
     print(
         f"layer R={args.R} n={args.n} m={args.m} W{args.w_bits}A{args.a_bits} {hw.mapping} "
-        f"c={hw.cell_bits} d={hw.dac_bits} {hw.cols}x{hw.rows}: {cost.tiles} tiles, "
+        f"c={hw.cell_bits} d={hw.dac_bits} {hw.rows} x {hw.cols} (rows x cols): {cost.tiles} tiles, "
         f"{counters.executes} cycles, {flops / 1e9:.2f} GFLOP of plane products"
     )
     print(f"bitserial_layer : {t_bs * 1e3:8.2f} ms")

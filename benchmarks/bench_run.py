@@ -32,9 +32,10 @@ import numpy as np
 
 def blas_bound_work(module) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     """Per (layer, repeat, row tile): stacked random 0/1 planes and the float tiles they drive."""
+    from cimc.analysis import analyse_layer, module_layers
     from cimc.dialects import xbar
-    from cimc.exec.xbar_exec import analyse_layer, module_layers
-    from cimc.weights import STORE
+    from cimc.exec.xbar_impls import static_blob
+    from cimc.target.mapping import map_cells
 
     rng = np.random.default_rng(0)
     work = []
@@ -42,10 +43,10 @@ def blas_bound_work(module) -> list[tuple[np.ndarray, list[np.ndarray]]]:
         prog = analyse_layer(layer)
         if prog.dynamic:
             continue
-        cells = next(op for op in layer.body.walk() if isinstance(op, xbar.ConstOp)
-                     and isinstance(op.output.type, xbar.CellsType))
-        t = cells.output.type
-        g = STORE.get(cells.value.digest.data).reshape(t.repeats.data, t.rows.data, t.cols.data)
+        mapped = next(op for op in layer.body.walk() if isinstance(op, xbar.MapOp))
+        weight = static_blob(layer.weight).array.reshape(layer.weight.type.get_shape())
+        g = map_cells(weight, prog.w_bits, mapped.cells.type.cell_bits.data, mapped.mapping.data,
+                      prog.slices)
         tile_t = next(op for op in layer.body.walk() if isinstance(op, xbar.ProgramOp)).tile.type
         R, C = tile_t.rows.data, tile_t.cols.data
         for h in range(prog.H):
@@ -75,7 +76,7 @@ def main() -> None:
 
     from cimc.exec.xbar_exec import run_xbar
     from cimc.frontend import import_onnx
-    from cimc.hw import Hardware
+    from cimc.target.hw import Hardware
     from cimc.models import input_shape, zoo_onnx
     from cimc.pipeline import lower
 

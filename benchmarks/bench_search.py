@@ -2,7 +2,7 @@
 
 The cost is the compiler's by default (``--cost compiler``: :class:`cimc.rl.compiler_cost.CompilerCost`,
 the latency read off the compiled xbar program of the policy, cached per ``(layer, w, a)``; a fresh
-cost model per run so every run pays its own compiles), or ``--cost closed-form`` (cimc.cost).
+cost model per run so every run pays its own compiles), or ``--cost closed-form`` (cimc.target.cost).
 
 Two accuracy sources:
 
@@ -172,7 +172,7 @@ def main() -> None:
         cimc.training.NUM_THREADS = args.threads
         torch.set_num_threads(args.threads)
 
-    from cimc.hw import Hardware
+    from cimc.target.hw import Hardware
     from cimc.rl.baselines import uniform_policies
     from cimc.rl.env import SearchConfig
     from cimc.rl.search import EnvSpec

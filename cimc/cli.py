@@ -13,8 +13,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from cimc import report_cli
 from cimc.cli_util import print_table, run_app
-from cimc.errors import CimcError, InputFileError
+from cimc.errors import CimcError
+from cimc.loaders import load_hardware, load_model, model_inputs
 
 app = typer.Typer(
     name="cimc",
@@ -31,52 +33,6 @@ HwOpt = Annotated[
 HwSetOpt = Annotated[
     Optional[str], typer.Option("--hw-set", help="Override hardware fields: rows=128,cell_bits=2.")
 ]
-
-
-def load_hardware(hw: Path | None, hw_set: str | None):
-    """The hardware description from ``--hw`` and ``--hw-set`` (paper defaults otherwise)."""
-    from cimc.hw import Hardware
-
-    base = Hardware.from_yaml(hw) if hw is not None else Hardware()
-    return base.with_overrides(hw_set) if hw_set else base
-
-
-def load_model(path: Path, *, weights: Path | None = None):
-    """An ONNX file is imported; a ``.mlir`` file is parsed (weights from its sidecar)."""
-    from cimc.safe_read import LIMITS, check_regular
-
-    kind = "mlir" if path.suffix == ".mlir" else "onnx"
-    check_regular(path, "model file (.onnx or .mlir)", LIMITS[kind])
-    if kind == "mlir":
-        from cimc.ir_io import read_module
-
-        module = read_module(path, weights)
-    else:
-        from cimc.frontend import import_onnx
-
-        module = import_onnx(path).module
-    _check_graph(module, path)
-    return module
-
-
-def _check_graph(module, path: Path) -> None:
-    from xdsl.dialects import func
-
-    main = next((op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == "main"), None)
-    if main is None:
-        raise InputFileError(f"{path}: the module has no func.func @main")
-    if not main.function_type.outputs.data:
-        raise InputFileError(f"{path}: the graph has no outputs; there is nothing to compute")
-
-
-def model_inputs(model: Path, *others: Path | None) -> list[Path]:
-    """The files a command reads for ``model`` (an .mlir's weights too) and its other options."""
-    from cimc.weights import sidecar_path
-
-    files = [model, *(p for p in others if p is not None)]
-    if model.suffix == ".mlir":
-        files.append(sidecar_path(model))
-    return files
 
 
 @app.callback()
@@ -118,7 +74,8 @@ def lower_cmd(
     outs = OutputSet(model_inputs(model, hw))
     if output is not None:
         outs.plan(output, "-o")
-        outs.plan(sidecar_path(output), "the weights of -o")
+        if not outs.passthrough(output):
+            outs.plan(sidecar_path(output), "the weights of -o")
     hardware = load_hardware(hw, hw_set) if (hw or hw_set or to.startswith("xbar")) else None
     module = load_model(model)
     lower(module, to, hw=hardware, print_between=print_between, stream=sys.stderr)
@@ -334,13 +291,7 @@ def _comparison_table(c: dict):
     return table
 
 
-def _register_commands() -> None:
-    from cimc.report_cli import register
-
-    register(app)
-
-
-_register_commands()
+report_cli.register(app)
 
 
 def run(argv: list[str]) -> int:

@@ -7,16 +7,16 @@ import os
 from pathlib import Path
 
 from xdsl.dialects.builtin import ModuleOp, StringAttr
-from xdsl.ir import Attribute
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
 from cimc.context import make_context
+from cimc.dialects.cimq import BlobAttr
 from cimc.errors import InputFileError
 from cimc.safe_read import LIMITS, read_text
 from cimc.safe_write import OutputSet
-from cimc.weights import STORE, sidecar_path
+from cimc.weights import WeightStore, blobs_npz_bytes, sidecar_path
 
 LEVEL_ATTR = "cimc.level"
 
@@ -30,22 +30,33 @@ def set_module_level(module: ModuleOp, level: str) -> None:
     module.attributes[LEVEL_ATTR] = StringAttr(level)
 
 
+def module_blobs(module: ModuleOp) -> list[BlobAttr]:
+    """Every ``#cimq.blob`` attribute of the module (properties and attributes), in walk order."""
+    found: list[BlobAttr] = []
+    for op in module.walk():
+        for attr in (*op.attributes.values(), *op.properties.values()):
+            if isinstance(attr, BlobAttr):
+                found.append(attr)
+    return found
+
+
 def blob_digests(module: ModuleOp) -> set[str]:
     """Digests of every ``#cimq.blob`` referenced in the module."""
-    from cimc.dialects.cimq import BlobAttr
+    return {attr.blob.data.digest for attr in module_blobs(module)}
 
-    found: set[str] = set()
 
-    def visit(attr: Attribute) -> None:
-        if isinstance(attr, BlobAttr):
-            found.add(attr.digest.data)
-
-    for op in module.walk():
-        for attr in op.attributes.values():
-            visit(attr)
-        for attr in op.properties.values():
-            visit(attr)
-    return found
+def bind_blobs(module: ModuleOp, store: WeightStore) -> list[str]:
+    """Fill the module's digest-only blobs from ``store``; returns the digests it lacks."""
+    missing = []
+    for attr in module_blobs(module):
+        blob = attr.blob.data
+        if blob.loaded:
+            continue
+        if blob.digest in store:
+            blob.fill(store.get(blob.digest))
+        else:
+            missing.append(blob.digest)
+    return missing
 
 
 def module_text(module: ModuleOp, *, generic: bool = False) -> str:
@@ -59,15 +70,16 @@ def write_module(module: ModuleOp, path: str | os.PathLike[str], *, generic: boo
                  outputs: OutputSet | None = None) -> Path | None:
     """Write the module text (and its weights beside it, if it has any), all or nothing.
 
-    With ``outputs`` both files are only added to that set (the caller commits it).
+    With ``outputs`` both files are only added to that set (the caller commits it). Written to a
+    device or stream (``/dev/stdout``) the text goes alone: there is no "beside" for the weights.
     """
     text = module_text(module, generic=generic)
-    digests = blob_digests(module)
-    side = sidecar_path(path) if digests else None
+    blobs = [attr.blob.data for attr in module_blobs(module)]
     outs = OutputSet() if outputs is None else outputs
+    side = sidecar_path(path) if blobs and not outs.passthrough(path) else None
     outs.put(path, text, "IR")
     if side is not None:
-        outs.put(side, STORE.npz_bytes(digests), "weights")
+        outs.put(side, blobs_npz_bytes(blobs), "weights")
     if outputs is None:
         outs.commit()
     return side
@@ -92,16 +104,18 @@ def parse_module_text(text: str, name: str = "<input>") -> ModuleOp:
 
 
 def read_module(path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> ModuleOp:
-    """Parse a ``.mlir`` file; loads ``<stem>.weights.npz`` (or ``weights``) when present."""
+    """Parse a ``.mlir`` file; its blobs are filled from ``<stem>.weights.npz`` (or ``weights``)."""
     p = Path(path)
     text = read_text(p, "IR file", LIMITS["mlir"])
     side = Path(weights) if weights else sidecar_path(p)
     if side.exists():
-        STORE.load(side)
+        store = WeightStore.load(side)
     elif weights:
         raise InputFileError(f"{side}: weights file not found")
+    else:
+        store = WeightStore()
     module = parse_module_text(text, str(p))
-    missing = [d for d in blob_digests(module) if d not in STORE]
+    missing = bind_blobs(module, store)
     if missing:
         raise InputFileError(
             f"{p}: {len(missing)} constant(s) refer to weights that are not loaded; expected them in "

@@ -16,46 +16,37 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
+from cimc.context import make_context
 from cimc.errors import CimcError
 from cimc.ir_io import module_level, module_text, set_module_level
+from cimc.passes import xbar_pipeline
+from cimc.passes.fuse_requantize import FuseRequantizePass
+from cimc.target.hw import Hardware
 
-#: (level name, what it is, factory of the passes that lead to it from the previous level)
-_LEVELS: list[tuple[str, str, Callable[[object], list[ModulePass]]]] = []
 
-
-def _cimq_passes(hw: object) -> list[ModulePass]:
+def _cimq_passes(hw: Hardware | None) -> list[ModulePass]:
     return []
 
 
-def _cimq_fused_passes(hw: object) -> list[ModulePass]:
-    from cimc.passes.fuse_requantize import FuseRequantizePass
-
+def _cimq_fused_passes(hw: Hardware | None) -> list[ModulePass]:
     return [FuseRequantizePass()]
 
 
-_LEVELS.append(("cimq", "quantized tensor ops as imported from ONNX", _cimq_passes))
-_LEVELS.append(
-    ("cimq-fused", "requantization chains fused into cimq.requantize", _cimq_fused_passes)
+#: ``(level name, what it is, factory of the passes that lead to it from the previous level)``,
+#: in lowering order: the pipeline is data.
+LEVELS: tuple[tuple[str, str, Callable[[Hardware | None], list[ModulePass]]], ...] = (
+    ("cimq", "quantized tensor ops as imported from ONNX", _cimq_passes),
+    ("cimq-fused", "requantization chains fused into cimq.requantize", _cimq_fused_passes),
+    *xbar_pipeline.LEVELS,
 )
 
 
-def _register_xbar_levels() -> None:
-    try:
-        from cimc.passes import xbar_pipeline
-    except ImportError:
-        return
-    for name, doc, factory in xbar_pipeline.LEVELS:
-        if name not in level_names():
-            _LEVELS.append((name, doc, factory))
-
-
 def level_names() -> list[str]:
-    return [name for name, _, _ in _LEVELS]
+    return [name for name, _, _ in LEVELS]
 
 
 def levels() -> list[tuple[str, str]]:
-    _register_xbar_levels()
-    return [(name, doc) for name, doc, _ in _LEVELS]
+    return [(name, doc) for name, doc, _ in LEVELS]
 
 
 def check_level(level: str) -> str:
@@ -65,7 +56,7 @@ def check_level(level: str) -> str:
     return level
 
 
-def passes_between(start: str, target: str, hw: object = None) -> list[ModulePass]:
+def passes_between(start: str, target: str, hw: Hardware | None = None) -> list[ModulePass]:
     """The passes that take a module at level ``start`` to level ``target``."""
     names = [n for n, _ in levels()]
     check_level(start)
@@ -76,7 +67,7 @@ def passes_between(start: str, target: str, hw: object = None) -> list[ModulePas
             f"the module is already at level '{start}', below '{target}': cimc cannot raise IR"
         )
     out: list[ModulePass] = []
-    for _, _, factory in _LEVELS[i + 1 : j + 1]:
+    for _, _, factory in LEVELS[i + 1 : j + 1]:
         out.extend(factory(hw))
     return out
 
@@ -107,14 +98,12 @@ def lower(
     module: ModuleOp,
     target: str,
     *,
-    hw: object = None,
+    hw: Hardware | None = None,
     ctx: Context | None = None,
     print_between: bool = False,
     stream: TextIO = sys.stderr,
 ) -> ModuleOp:
     """Lower ``module`` in place from its current level to ``target`` and return it."""
-    from cimc.context import make_context
-
     start = module_level(module) or "cimq"
     ctx = ctx or make_context()
     apply_passes(ctx, module, passes_between(start, target, hw), print_between=print_between, stream=stream)

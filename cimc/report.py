@@ -3,8 +3,8 @@
 :func:`xbar_report` lowers a model to the ``xbar`` level (or takes one already there), walks its
 ``xbar.layer`` ops and reads every number off the program: the descriptor ``(m, n, P, H)`` and
 bits from the layer, writes and cycles from the loop trip counts
-(:func:`cimc.exec.xbar_exec.analyse_layer`). Latency is ``writes * t_w + executes * t_e``
-(batch 1, the paper's model). The baseline is the same program rebuilt with every layer at
+(:func:`cimc.analysis.analyse_layer`), without reading or mapping a single weight. Latency is
+:func:`cimc.target.counters.latency_us` (batch 1, the paper's model). The baseline is the same program rebuilt with every layer at
 w = a = 8 (``xbar-set-bits``) on the same hardware; speedup = L(8/8) / L(model).
 """
 
@@ -15,8 +15,14 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
+from cimc.analysis import analyse_layer, check_hardware, module_layers
+from cimc.context import make_context
 from cimc.errors import CimcError
-from cimc.hw import Hardware
+from cimc.ir_io import module_level, set_module_level
+from cimc.passes.xbar_set_bits import XbarSetBitsPass
+from cimc.pipeline import check_level, levels, lower
+from cimc.target.counters import latency_us
+from cimc.target.hw import Hardware
 
 
 def compile_pair(
@@ -27,11 +33,6 @@ def compile_pair(
     Both are compiled from one ``xbar-mm`` module (the 8/8 twin gets ``xbar-set-bits`` there);
     a module already past ``xbar-mm`` is widened layer by layer instead.
     """
-    from cimc.context import make_context
-    from cimc.ir_io import module_level, set_module_level
-    from cimc.passes.xbar_set_bits import XbarSetBitsPass
-    from cimc.pipeline import check_level, levels, lower
-
     check_level(level)
     names = [n for n, _ in levels()]
     current = module_level(module) or "cimq"
@@ -53,8 +54,6 @@ def compile_pair(
 
 
 def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
-    from cimc.exec.xbar_exec import check_hardware
-
     try:
         check_hardware(module, hw)
     except CimcError as exc:
@@ -63,21 +62,20 @@ def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
 
 def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     """One dict per ``xbar.layer`` of an ``xbar``-level module (program order)."""
-    from cimc.exec.xbar_exec import analyse_layer, module_layers
-
     rows = []
     for layer in module_layers(module):
         p = analyse_layer(layer)
-        writes = p.writes
-        latency = writes * hw.t_write_us + p.executes * hw.t_exec_us
+        c = p.counters(1)
+        writes = c.writes
+        latency = latency_us(c, hw)
         rows.append({
             "name": p.name, "kind": p.kind, "m": p.m, "n": p.n, "P": p.P, "H": p.H,
             "w_bits": p.w_bits, "a_bits": p.a_bits, "slices": p.slices,
             "phys_rows": p.phys_rows, "phys_cols": p.phys_cols,
             "row_tiles": p.row_tiles, "col_tiles": p.col_tiles, "chunks": p.chunks,
-            "tiles": p.row_tiles * p.col_tiles, "writes": writes, "executes": p.executes,
+            "tiles": p.tiles, "writes": writes, "executes": c.executes,
             "latency_us": latency,
-            "lossless_adc_bits": hw.lossless_adc_bits(min(p.phys_rows, hw.rows)),
+            "lossless_adc_bits": hw.lossless_adc_bits(p.tallest_rows),
         })
     return rows
 
@@ -89,8 +87,6 @@ def xbar_report(
     hw = hw or Hardware()
     compiled, base = compile_pair(module, level, hw, baseline=baseline)
     _check_geometry(compiled, hw)
-    from cimc.ir_io import module_level
-
     level = module_level(compiled) or level
     rows = layer_rows(compiled, hw)
     if not rows:
@@ -156,13 +152,29 @@ def hardware_label(hw: dict[str, Any]) -> str:
 
 
 def plot_report(report: dict[str, Any], path: str | Path | None = None) -> bytes:
-    """Per-layer bits (top) and latency against the 8/8 baseline on a log axis (bottom), as PNG.
-
-    Every axis is labelled, the legends sit outside the axes (never over a bar) and the title
-    names the hardware. Returns the PNG bytes; with ``path`` they are also written there.
-    """
+    """The PNG of :func:`report_figure`; with ``path`` also written there. Returns the bytes."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(report)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        from cimc.cli_util import atomic_write_bytes
+
+        atomic_write_bytes(path, data)
+    return data
+
+
+def report_figure(report: dict[str, Any]):
+    """Per-layer bits (top) and latency against the 8/8 baseline on a log axis (bottom).
+
+    Every axis is labelled, the legends sit outside the axes (never over a bar) and the title
+    names the hardware.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,11 +185,12 @@ def plot_report(report: dict[str, Any], path: str | Path | None = None) -> bytes
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(7, 0.4 * len(rows) + 4), 6.5), sharex=True)
+    outside = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8}
     ax1.bar(x - 0.2, [r["w_bits"] for r in rows], 0.4, label="weight bits")
     ax1.bar(x + 0.2, [r["a_bits"] for r in rows], 0.4, label="input bits")
     ax1.set_ylabel("bits")
     ax1.set_ylim(0, 9)
-    ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax1.legend(**outside)
     ax2.bar(x - 0.2, [r["latency_us"] for r in rows], 0.4, label="this model")
     if "baseline" in report:
         ax2.bar(x + 0.2, [r["baseline_latency_us"] for r in rows], 0.4, label="all 8/8")
@@ -185,18 +198,10 @@ def plot_report(report: dict[str, Any], path: str | Path | None = None) -> bytes
     ax2.set_ylabel("latency (us, log scale)")
     ax2.set_xlabel("crossbar layer")
     ax2.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
-    ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax2.legend(**outside)
     title = f"total {report['total']['latency_us']:,.0f} us"
     if "speedup" in report:
         title += f", speedup {report['speedup']:.2f}x over all-8/8"
     fig.suptitle(f"{title}\n{hardware_label(report['hardware'])}", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    data = buf.getvalue()
-    if path is not None:
-        from cimc.cli_util import atomic_write_bytes
-
-        atomic_write_bytes(path, data)
-    return data
+    return fig

@@ -11,6 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from cimc.cli_util import atomic_output, console
+from cimc.loaders import load_hardware, load_model
+
 
 def report_command(
     model: Annotated[Path, typer.Argument(help="model.onnx (QCDQ) or model.mlir")],
@@ -32,8 +35,8 @@ def report_command(
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
     lossless ADC bits; totals and the speedup over the same model at all-8/8."""
-    from cimc.cli import load_hardware, load_model, model_inputs
     from cimc.cli_util import print_table
+    from cimc.loaders import model_inputs
     from cimc.report import plot_report, report_table, xbar_report
     from cimc.safe_write import OutputSet
 

@@ -86,6 +86,15 @@ def dequantize(q: np.ndarray, qt: QuantType) -> np.ndarray:
             p *= scale64  # in place: one float64 temporary fewer
             return p.astype(np.float32)
         return (p * scale64).astype(np.float32)
+    return dequantize_linear(q, qt)
+
+
+def dequantize_linear(q: np.ndarray, qt: QuantType) -> np.ndarray:
+    """ONNX DequantizeLinear at any width: ``float32(q - zero_point) * float32(scale)``.
+
+    This is what an ONNX file computes for its constants too (an int32 bias it adds in float).
+    """
+    q = np.asarray(q)
     scale = scale_array(qt, q.ndim).astype(np.float32)
     return (q - qt.zp).astype(np.float32) * scale
 

@@ -27,22 +27,27 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     Float32Type,
+    Float64Type,
     FloatAttr,
     FloatData,
     IntAttr,
     IntegerAttr,
+    IntegerType,
     StringAttr,
     TensorType,
     f32,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, TypeAttribute
+from xdsl.ir import Attribute, Data, Dialect, ParametrizedAttribute, TypeAttribute
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    opt_result_def,
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
@@ -58,6 +63,8 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
+
+from cimc.weights import Blob
 
 # --------------------------------------------------------------------------------------------
 # Types and attributes
@@ -246,21 +253,47 @@ def _parse_spec(spec: str) -> tuple[bool, int | None, bool]:
 
 
 @irdl_attr_definition
+class BlobData(Data[Blob]):
+    """The :class:`cimc.weights.Blob` a :class:`BlobAttr` holds (never printed on its own)."""
+
+    name = "cimq.blob_data"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> Blob:
+        return Blob(digest=parser.parse_str_literal())
+
+    def print_parameter(self, printer: Printer) -> None:
+        printer.print_string_literal(self.data.digest)
+
+
+@irdl_attr_definition
 class BlobAttr(ParametrizedAttribute):
     """``#cimq.blob<"conv1.weight", "3f2a...">``: a constant kept outside the IR text.
 
-    ``name`` is where the tensor came from (the ONNX initializer); ``digest`` is the content hash
-    under which :class:`cimc.weights.WeightStore` holds the bytes. Two blobs are equal when their
-    names and digests are, so a module with blobs compares structurally with the bytes' identity.
+    ``key`` is where the tensor came from (the ONNX initializer); the text shows the content
+    digest of the data. The attribute holds the data itself (a :class:`cimc.weights.Blob`), so
+    the module owns its weights; a module parsed from text holds digest-only blobs until
+    :func:`cimc.ir_io.bind_blobs` fills them from the ``.weights.npz`` file. Two blobs are equal
+    when their keys and digests are.
     """
 
     name = "cimq.blob"
 
     key: StringAttr
-    digest: StringAttr
+    blob: BlobData
 
-    def __init__(self, key: str, digest: str):
-        super().__init__(StringAttr(key), StringAttr(digest))
+    def __init__(self, key: str, data: np.ndarray | Blob):
+        blob = data if isinstance(data, Blob) else Blob(data)
+        super().__init__(StringAttr(key), BlobData(blob))
+
+    @property
+    def digest(self) -> StringAttr:
+        return StringAttr(self.blob.data.digest)
+
+    @property
+    def array(self) -> np.ndarray:
+        """The data (a one-line error when the blob was parsed and never filled)."""
+        return self.blob.data.array
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
@@ -268,13 +301,41 @@ class BlobAttr(ParametrizedAttribute):
             key = parser.parse_str_literal()
             parser.parse_punctuation(",")
             digest = parser.parse_str_literal()
-        return [StringAttr(key), StringAttr(digest)]
+        return [StringAttr(key), BlobData(Blob(digest=digest))]
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             printer.print_string_literal(self.key.data)
             printer.print_string(", ")
-            printer.print_string_literal(self.digest.data)
+            printer.print_string_literal(self.blob.data.digest)
+
+
+def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
+    """The array held by a ``dense<...>`` attribute (splats broadcast to the full shape)."""
+    elem = attr.get_element_type()
+    if isinstance(elem, Float32Type):
+        dtype = np.dtype(np.float32)
+    elif isinstance(elem, Float64Type):
+        dtype = np.dtype(np.float64)
+    elif isinstance(elem, IntegerType):
+        width = elem.width.data
+        dtype = np.dtype({1: np.bool_, 8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[width])
+    else:
+        raise VerifyException(f"constant element type {elem} is not supported")
+    flat = np.frombuffer(attr.data.data, dtype=dtype)
+    shape = tuple(attr.get_shape())
+    if flat.size == 1 and int(np.prod(shape)) != 1:
+        return np.full(shape, flat[0], dtype=dtype)
+    return flat.reshape(shape)
+
+
+def constant_array(value: Attribute) -> np.ndarray:
+    """The stored array of a constant's value (``#cimq.blob`` or ``dense``), as stored."""
+    if isinstance(value, BlobAttr):
+        return value.array
+    if isinstance(value, DenseIntOrFPElementsAttr):
+        return dense_to_numpy(value)
+    raise VerifyException(f"constant value {value} is neither #cimq.blob nor dense")
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,20 +653,38 @@ class BiasAddOp(IRDLOperation):
 
 @irdl_op_definition
 class RequantizeOp(IRDLOperation):
-    """Accumulator to a narrow quantized tensor, fusing dequantize, float bias, clamp, quantize.
+    """Accumulator to a narrow quantized tensor: the fused host chain
+    ``dequantize -> [* mul] -> [+ bias] -> [+ residual] -> [clamp] -> quantize``.
 
-    ``y = float32(acc * acc_scale) [+ bias]``, clamped to ``[clamp_min, clamp_max]`` when given
-    (ReLU / Clip), then quantized like :class:`QuantizeOp`.
+    ``y = float32(acc * acc_scale)``, then, in float32 and one rounding per step exactly as the
+    unfused ops: ``y * mul`` (a constant per channel along ``mul_axis``, or a scalar),
+    ``y + bias`` (per channel along ``bias_axis``, or a scalar), ``y + residual`` (a tensor of the
+    result's shape), ``max(y, clamp_min)`` then ``min(y, clamp_max)`` when given (ReLU is
+    ``clamp_min = 0``); the result is ``quantize(y)``. The optional second result ``value`` is
+    ``y`` itself, for other users of the float (a residual branch).
+
+    ``%q, %y = cimq.requantize %acc, %b residual %r {bias_axis = 1 : i64, clamp_min = 0.0 : f64}
+    : (tensor<1x8x4x4x!cimq.q<s32:0.01>>, tensor<1x8x1x1xf32>, residual tensor<1x8x4x4xf32>)
+    -> tensor<1x8x4x4x!cimq.q<u4:0.1>>, tensor<1x8x4x4xf32>``
     """
 
     name = "cimq.requantize"
     input = operand_def(TensorType)
     bias = opt_operand_def(TensorType)
+    mul = opt_operand_def(TensorType)
+    residual = opt_operand_def(TensorType)
     output = result_def(TensorType)
+    value = opt_result_def(TensorType)
     bias_axis = opt_attr_def(IntegerAttr)
+    mul_axis = opt_attr_def(IntegerAttr)
     clamp_min = opt_attr_def(FloatAttr)
     clamp_max = opt_attr_def(FloatAttr)
-    assembly_format = "$input (`,` $bias^)? attr-dict `:` functional-type(operands, results)"
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = (
+        "$input (`,` $bias^)? (`mul` $mul^)? (`residual` $residual^)? attr-dict `:` `(` type($input) "
+        "(`,` type($bias)^)? (`,` `mul` type($mul)^)? (`,` `residual` type($residual)^)? `)` `->` "
+        "type($output) (`,` type($value)^)?"
+    )
     traits = traits_def(Pure())
 
     def verify_(self) -> None:
@@ -615,8 +694,14 @@ class RequantizeOp(IRDLOperation):
             raise VerifyException("cimq.requantize input must be an s32 accumulator")
         if out.width > 8:
             raise VerifyException("cimq.requantize produces 1..8-bit tensors")
-        if self.bias is not None:
-            float_elem(self.bias.type, "cimq.requantize bias")
+        for what, operand in (("bias", self.bias), ("mul", self.mul), ("residual", self.residual)):
+            if operand is not None:
+                float_elem(operand.type, f"cimq.requantize {what}")
+        if self.residual is not None:
+            _check_same_shape(self.residual.type, self.output.type, "cimq.requantize residual")
+        if self.value is not None:
+            float_elem(self.value.type, "cimq.requantize value")
+            _check_same_shape(self.input.type, self.value.type, "cimq.requantize value")
         _check_same_shape(self.input.type, self.output.type, "cimq.requantize")
 
 

@@ -17,7 +17,7 @@ A grouped / depthwise convolution with ``G`` groups is ``H = G`` repeats of an
 program with its loops kept in the IR (``scf.for`` over repeats, row tiles, column tiles and
 DAC input chunks)::
 
-    %g   = xbar.const #cimq.blob<...> : !xbar.cells<1x27x32, c4>   // sliced + mapped weights
+    %g, %r, %k = xbar.map %w {...} : ... -> !xbar.cells<1x27x32, c4> // sliced + mapped weights
     %xu  = xbar.offset %x {a_bits = 8, signed}                      // offset-encoded inputs
     %buf = xbar.alloc : !xbar.buf<1x32>                             // physical column sums
     scf.for %h, %rt, %ct {
@@ -28,7 +28,7 @@ DAC input chunks)::
         xbar.shift_add %buf[%h, %ct], %c, %i
       }
     }
-    %y = xbar.recombine %buf, %recomb, %corr                        // slices, signs, offset
+    %y = xbar.recombine %buf, %r, %k                                // slices, signs, offset
 
 Every op does a whole tile's or plane's work for all ``B * P`` vectors. Integer data are builtin
 integer tensors (``i32``); quantized operands keep their ``!cimq.q`` types (the weight of
@@ -37,7 +37,7 @@ integer tensors (``i32``); quantized operands keep their ``!cimq.q`` types (the 
 
 Batch: types carry the module's static batch; the executor accepts any batch at run time
 (axis 0). Static tiles are programmed once per inference and used for every vector of the batch;
-dynamic tiles (:class:`MapDynOp`) are programmed once per batch element.
+dynamic tiles (:class:`MapOp` of a run-time operand) are programmed once per batch element.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ from xdsl.traits import IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from cimc.dialects.cimq import BlobAttr, QuantType, ints
+from cimc.target.geometry import KINDS, ceil_div
+from cimc.target.hw import MAPPINGS
 
 # --------------------------------------------------------------------------------------------
 # Types
@@ -240,8 +242,6 @@ class BufType(ParametrizedAttribute, TypeAttribute):
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-MAPPINGS = ("dc", "dr", "of")
-KINDS = ("conv", "depthwise", "linear", "matmul")
 
 
 def _shape(value_type: Attribute, what: str) -> tuple[int, ...]:
@@ -280,10 +280,6 @@ def _i64(v: int) -> IntegerAttr:
 
 def _same(a: int, b: int) -> bool:
     return a == b or a < 0 or b < 0
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def _check_bits(w_bits: int, a_bits: int, what: str) -> None:
@@ -614,16 +610,21 @@ class ConstOp(IRDLOperation):
 
 
 @irdl_op_definition
-class MapDynOp(IRDLOperation):
-    """Slice and map a run-time operand ``[B, H, n, m]`` onto cells (one stack per batch
-    element), with its recombination matrix and signed-activation correction ``[B, H, m]``.
+class MapOp(IRDLOperation):
+    """Slice and map a layer's weight onto cells, with its recombination table and
+    signed-input correction (:mod:`cimc.target.mapping`).
 
-    ``%g, %r, %k = xbar.map_dyn %kt {w_bits = 8 : i64, a_bits = 8 : i64, a_signed = 1 : i64,
-    mapping = "dc"} : (tensor<1x12x64x50x!cimq.q<s8:0.1>>) -> (!xbar.cells<12x64x800, c4>,
-    tensor<800x2xi64>, tensor<1x12x50xi64>)``
+    A static weight ``[H, n, m]`` gives cells ``!xbar.cells<HxRxC>`` and a correction ``[H, m]``;
+    its cells are built once, when the program first needs them (never by the passes that only
+    count). A run-time operand ``[B, H, n, m]`` (attention) is mapped at every run, one cell stack
+    per batch element, correction ``[B, H, m]``. ``recomb`` is ``[C, 2]`` (output, coefficient).
+
+    ``%g, %r, %k = xbar.map %w {w_bits = 8 : i64, a_bits = 8 : i64, a_signed = 1 : i64,
+    slices = 2 : i64, mapping = "dc"} : (tensor<1x27x16x!cimq.q<s8n:1.0>>) ->
+    (!xbar.cells<1x27x64, c4>, tensor<64x2xi64>, tensor<1x16xi64>)``
     """
 
-    name = "xbar.map_dyn"
+    name = "xbar.map"
     input = operand_def(TensorType)
     cells = result_def(CellsType)
     recomb = result_def(TensorType)
@@ -637,14 +638,24 @@ class MapDynOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
     traits = traits_def(Pure())
 
+    @property
+    def is_dynamic(self) -> bool:
+        """Whether the operand is written at run time (``[B, H, n, m]``)."""
+        return len(_shape(self.input.type, "xbar.map input")) == 4
+
     def verify_(self) -> None:
-        ws = _shape(self.input.type, "xbar.map_dyn input")
+        ws = _shape(self.input.type, "xbar.map input")
         cells = self.cells.type
         assert isinstance(cells, CellsType)
-        if len(ws) != 4 or cells.repeats.data != ws[1]:
-            raise VerifyException("xbar.map_dyn: input [B, H, n, m] and cells <H x R x C> disagree")
+        if len(ws) not in (3, 4) or cells.repeats.data != ws[-3]:
+            raise VerifyException(
+                "xbar.map: input [H, n, m] (or [B, H, n, m]) and cells <H x R x C> disagree"
+            )
         if self.mapping.data not in MAPPINGS:
-            raise VerifyException(f"xbar.map_dyn: mapping '{self.mapping.data}' not one of dc, dr, of")
+            raise VerifyException(f"xbar.map: mapping '{self.mapping.data}' not one of dc, dr, of")
+        rs = _int_tensor(self.recomb.type, "xbar.map recomb")
+        if tuple(rs) != (cells.cols.data, 2):
+            raise VerifyException(f"xbar.map: recomb {list(rs)} must be [{cells.cols.data}, 2]")
 
 
 @irdl_op_definition
@@ -828,7 +839,7 @@ XBAR = Dialect(
         LayerOp,
         YieldOp,
         ConstOp,
-        MapDynOp,
+        MapOp,
         OffsetOp,
         AllocOp,
         ProgramOp,
@@ -843,7 +854,7 @@ XBAR = Dialect(
 #: The ops that are hardware work (everything else executes on the host CPU).
 CROSSBAR_OPS = (MatMulOp, MatMulDynOp, LayerOp)
 
-__all__ = [n for n in dir() if n.endswith(("Op", "Type"))] + ["XBAR", "MAPPINGS", "KINDS"]
+__all__ = [n for n in dir() if n.endswith(("Op", "Type"))] + ["XBAR"]
 
 
 def i64_attr(value: int) -> IntegerAttr:

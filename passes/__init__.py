@@ -2,6 +2,9 @@
 
 :func:`get_all_passes` is the lazy registry (name -> factory returning the pass class), used by
 ``cimc-opt``, the ``xdsl.universe`` entry point and :mod:`cimc.pipeline`.
+
+May import: xDSL, numpy, :mod:`cimc.dialects`, :mod:`cimc.target`, :mod:`cimc.analysis`,
+:mod:`cimc.semantics`, :mod:`cimc.errors`. No pass maps weights to cells or runs a program.
 """
 
 from __future__ import annotations

@@ -34,13 +34,10 @@ from xdsl.pattern_rewriter import (
 
 from cimc.dialects import cimq, xbar
 from cimc.errors import UnsupportedModelError
-from cimc.weights import STORE
 
 
 def weight_array(value: SSAValue, where: str) -> np.ndarray:
     """The integers of a static weight (as stored, no int64 copy): it must be a ``cimq.const``."""
-    from cimc.exec.cimq_exec import dense_to_numpy
-
     owner = value.owner
     if not isinstance(owner, cimq.ConstOp):
         raise UnsupportedModelError(
@@ -48,10 +45,7 @@ def weight_array(value: SSAValue, where: str) -> np.ndarray:
             "weights can be programmed at compile time"
         )
     shape = tuple(value.type.get_shape())  # type: ignore[union-attr]
-    if isinstance(owner.value, cimq.BlobAttr):
-        arr = STORE.get(owner.value.digest.data)
-    else:
-        arr = dense_to_numpy(owner.value)  # type: ignore[arg-type]
+    arr = cimq.constant_array(owner.value)
     if arr.size == 1 and int(np.prod(shape)) != 1:
         arr = np.full(shape, arr.reshape(-1)[0])
     if arr.dtype.kind not in "iu":
@@ -60,11 +54,11 @@ def weight_array(value: SSAValue, where: str) -> np.ndarray:
 
 
 def blob_const(array: np.ndarray, key: str, result_type: TensorType) -> cimq.ConstOp:
-    """A ``cimq.const`` holding ``array`` in the weight store (``#cimq.blob``), as int8 when the
+    """A ``cimq.const`` holding ``array`` as a ``#cimq.blob`` of the module, as int8 when the
     values fit (crossbar weights always do), else int64."""
     small = array.size == 0 or (int(array.min()) >= -128 and int(array.max()) <= 127)
-    digest = STORE.put(np.ascontiguousarray(array, dtype=np.int8 if small else np.int64))
-    return cimq.ConstOp(cimq.BlobAttr(key, digest), result_type)
+    data = np.ascontiguousarray(array, dtype=np.int8 if small else np.int64)
+    return cimq.ConstOp(cimq.BlobAttr(key, data), result_type)
 
 
 def _erase_if_dead(value: SSAValue, rewriter: PatternRewriter) -> None:

@@ -29,11 +29,12 @@ from xdsl.pattern_rewriter import (
 )
 
 from cimc.dialects import xbar
+from cimc.passes.convert_cimq_to_xbar import weight_array
+from cimc.passes.xbar_tile import build_layer, layer_crossbar
+from cimc.target.geometry import slices
 
 
 def _narrow_values(layer: xbar.LayerOp) -> bool:
-    from cimc.passes.convert_cimq_to_xbar import weight_array
-
     W = weight_array(layer.weight, f"layer '{layer.layer.data}'")
     bound = (1 << (layer.value("w_bits") - 1)) - 1
     return not W.size or int(np.abs(W).max()) <= bound
@@ -42,16 +43,14 @@ def _narrow_values(layer: xbar.LayerOp) -> bool:
 class NarrowSlices(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: xbar.LayerOp, rewriter: PatternRewriter) -> None:
-        from cimc.passes.xbar_tile import build_layer, layer_geometry
-
         if op.is_dynamic or op.mapping.data not in ("dc", "dr"):
             return
         w, c = op.value("w_bits"), op.value("cell_bits")
-        if w < 2 or op.value("slices") <= xbar.ceil_div(w - 1, c) or not _narrow_values(op):
+        if w < 2 or op.value("slices") <= slices(w, c, narrow=True) or not _narrow_values(op):
             return
         new = build_layer(
             op.input, op.weight, name=op.layer.data, kind=op.kind.data, w_bits=w,
-            a_bits=op.value("a_bits"), dynamic=False, geo=layer_geometry(op), narrow=True,
+            a_bits=op.value("a_bits"), dynamic=False, hw=layer_crossbar(op), narrow=True,
         )
         rewriter.replace(op, [new])
 

@@ -13,33 +13,26 @@ from collections.abc import Callable
 
 from xdsl.passes import ModulePass
 
+from cimc.passes.convert_cimq_to_xbar import ConvertCimqToXbarPass
+from cimc.passes.xbar_narrow_slices import XbarNarrowSlicesPass
+from cimc.passes.xbar_tile import XbarTilePass
+from cimc.target.hw import Hardware
 
-def _hardware(hw: object):
-    from cimc.hw import Hardware
 
-    return hw if hw is not None else Hardware()
-
-
-def xbar_mm_passes(hw: object) -> list[ModulePass]:
-    from cimc.passes.convert_cimq_to_xbar import ConvertCimqToXbarPass
-
+def xbar_mm_passes(hw: Hardware | None) -> list[ModulePass]:
     return [ConvertCimqToXbarPass()]
 
 
-def xbar_passes(hw: object) -> list[ModulePass]:
-    from cimc.passes.xbar_tile import XbarTilePass
-
-    return [XbarTilePass.from_hardware(_hardware(hw))]
+def xbar_passes(hw: Hardware | None) -> list[ModulePass]:
+    return [XbarTilePass.from_hardware(hw if hw is not None else Hardware())]
 
 
-def xbar_opt_passes(hw: object) -> list[ModulePass]:
-    from cimc.passes.xbar_narrow_slices import XbarNarrowSlicesPass
-
+def xbar_opt_passes(hw: Hardware | None) -> list[ModulePass]:
     return [XbarNarrowSlicesPass()]
 
 
-LEVELS: list[tuple[str, str, Callable[[object], list[ModulePass]]]] = [
+LEVELS: tuple[tuple[str, str, Callable[[Hardware | None], list[ModulePass]]], ...] = (
     ("xbar-mm", "crossbar products as layer-level integer matmuls (host ops stay cimq)", xbar_mm_passes),
     ("xbar", "tiled bit-serial crossbar programs (the paper's cost model)", xbar_passes),
     ("xbar-opt", "xbar with opt-in optimisations (narrow weight slices)", xbar_opt_passes),
-]
+)

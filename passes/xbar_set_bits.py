@@ -21,6 +21,8 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 from cimc.dialects import xbar
 from cimc.errors import CimcError
 from cimc.passes.options import check_int
+from cimc.passes.xbar_tile import build_layer, layer_crossbar
+from cimc.target.geometry import slices
 
 
 @dataclass
@@ -47,15 +49,13 @@ class SetBits(RewritePattern):
             return
         if not isinstance(op, xbar.LayerOp):
             return
-        from cimc.passes.xbar_tile import build_layer, layer_geometry
-
         w, a = self._bits(op, op.value("w_bits"), op.value("a_bits"), op.layer.data)
-        paper_slices = xbar.ceil_div(w, op.value("cell_bits"))
+        paper_slices = slices(w, op.value("cell_bits"))
         if (w, a) == (op.value("w_bits"), op.value("a_bits")) and op.value("slices") == paper_slices:
             return
         new = build_layer(
             op.input, op.weight, name=op.layer.data, kind=op.kind.data, w_bits=w, a_bits=a,
-            dynamic=op.is_dynamic, geo=layer_geometry(op),
+            dynamic=op.is_dynamic, hw=layer_crossbar(op),
         )
         rewriter.replace(op, [new])
 

@@ -6,12 +6,13 @@ explicit bit-serial crossbar program, with the loops in the IR (not unrolled)::
       scf.for %i (DAC chunks) { plane; cycle; shift_add }    // one cycle per vector
     } } }
 
-Static weights are sliced and mapped here, at compile time (:func:`cimc.exec.xbar_exec.map_cells`,
-the layout of :func:`cimc.exec.kernels.map_weights`), and stored as ``#cimq.blob`` constants;
-dynamic operands get an ``xbar.map_dyn``. Options default to the paper's hardware; the pipeline
-fills them from the :class:`cimc.hw.Hardware` given to ``lower``. The program's trip counts are
-exactly the paper's ``X = row_tiles * col_tiles`` writes and ``P * X * ceil(a/d)`` cycles per
-repeat (``S = ceil(w/c)`` slices, or ``ceil((w-1)/c)`` after ``xbar-narrow-slices``).
+Shapes, slices, tiles and chunks come from the target model
+(:func:`cimc.target.geometry.layer_geometry`); the weight is not touched: an ``xbar.map`` op says
+how it is sliced and mapped (:mod:`cimc.target.mapping`), and the cells are built when the program
+first needs them (the executor), never for counting. Options default to the paper's hardware; the
+pipeline fills them from the :class:`cimc.target.hw.Hardware` given to ``lower``. The program's
+trip counts are exactly the paper's ``X = row_tiles * col_tiles`` writes and ``P * X * ceil(a/d)``
+cycles per repeat (``S = ceil(w/c)`` slices, or ``ceil((w-1)/c)`` after ``xbar-narrow-slices``).
 
 The ADC resolution is not compiled in: the executor applies the hardware's ADC at run time, so
 one program can be run lossless and lossy.
@@ -19,9 +20,9 @@ one program can be run lossless and lossy.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-import numpy as np
 from xdsl.builder import ImplicitBuilder
 from xdsl.context import Context
 from xdsl.dialects import arith, scf
@@ -43,74 +44,19 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
 )
 
+from cimc.analysis import LOOP_ATTR
 from cimc.dialects import cimq, xbar
-from cimc.errors import HardwareError, UnsupportedModelError
+from cimc.errors import CimcError, HardwareError, UnsupportedModelError
 from cimc.passes.options import check_choice, check_int
-from cimc.weights import STORE
+from cimc.target.geometry import LayerDesc, LayerGeometry, layer_geometry
+from cimc.target.hw import MAPPINGS, Hardware
 
-#: Attribute naming the role of each loop of a layer program (reports read the trip counts).
-LOOP_ATTR = "xbar.loop"
-LOOP_ROLES = ("repeats", "row_tiles", "col_tiles", "chunks")
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """The crossbar the program is compiled for."""
-
-    rows: int = 256
-    cols: int = 256
-    cell_bits: int = 4
-    dac_bits: int = 1
-    mapping: str = "dc"
-
-    def check(self) -> None:
-        if self.rows < 1 or self.cols < 1:
-            raise HardwareError(f"xbar-tile: crossbar {self.rows}x{self.cols} must be positive")
-        if not 1 <= self.cell_bits <= 8 or not 1 <= self.dac_bits <= 8:
-            raise HardwareError("xbar-tile: cell-bits and dac-bits must be in 1..8")
-        if self.mapping not in xbar.MAPPINGS:
-            raise HardwareError(f"xbar-tile: mapping '{self.mapping}' is not one of dc, dr, of")
-
-
-def phys_shape(n: int, m: int, slices: int, mapping: str) -> tuple[int, int]:
-    """Physical ``(rows, cols)`` of an ``n x m`` weight with ``slices`` slices."""
-    if mapping == "dc":
-        return n, 2 * m * slices
-    if mapping == "dr":
-        return 2 * n, m * slices
-    return n, m * slices + 1
-
-
-#: Mapped cells of static weights: ``(weight blob digest, shape, w_bits, c, mapping, slices,
-#: offset) -> (cells, recomb, correction)`` digests in the weight store. Mapping is a pure
-#: function of these, so a second compile of the same weights (the report's 8/8 baseline,
-#: re-lowering a module) reuses the cells instead of mapping and hashing them again.
-_MAPPED: dict[tuple, tuple[str, str, str]] = {}
-
-
-def _mapped_blobs(
-    w: SSAValue, shape: tuple[int, int, int], w_bits: int, c: int, mapping: str, slices: int,
-    offset: int, name: str,
-) -> tuple[str, str, str]:
-    """Digests of the cells, recombination and correction blobs of the static weight ``w``."""
-    from cimc.exec.xbar_exec import map_cells_stack
-    from cimc.passes.convert_cimq_to_xbar import weight_array
-
-    owner = w.owner
-    key = None
-    if isinstance(owner, cimq.ConstOp) and isinstance(owner.value, cimq.BlobAttr):
-        key = (owner.value.digest.data, shape, w_bits, c, mapping, slices, offset)
-        hit = _MAPPED.get(key)
-        if hit is not None and all(d in STORE for d in hit):
-            return hit
-    W = weight_array(w, f"layer '{name}'")
-    g, rec = map_cells_stack(W, w_bits, c, mapping, slices, where=f"layer '{name}'")
-    corr_arr = offset * W.sum(axis=1, dtype=np.int64)  # [H, m]
-    out = (STORE.put(g), STORE.put(np.ascontiguousarray(rec, dtype=np.int64)),
-           STORE.put(np.ascontiguousarray(corr_arr, dtype=np.int64)))
-    if key is not None:
-        _MAPPED[key] = out
-    return out
+def crossbar(rows: int, cols: int, cell_bits: int, dac_bits: int, mapping: str) -> Hardware:
+    """The crossbar a program is compiled for (timings and ADC are run-time matters)."""
+    try:
+        return Hardware(rows=rows, cols=cols, cell_bits=cell_bits, dac_bits=dac_bits, mapping=mapping)
+    except HardwareError as exc:
+        raise HardwareError(f"xbar-tile: {exc.message}") from None
 
 
 def _quant(value: SSAValue) -> cimq.QuantType:
@@ -119,7 +65,7 @@ def _quant(value: SSAValue) -> cimq.QuantType:
     return t.element_type
 
 
-_IV_HINT = __import__("re").compile(r"[^A-Za-z0-9_]")
+_IV_HINT = re.compile(r"[^A-Za-z0-9_]")
 _IV_NAMES = {"repeats": "h", "row_tiles": "rt", "col_tiles": "ct", "chunks": "i"}
 
 
@@ -143,52 +89,40 @@ def build_layer(
     w_bits: int,
     a_bits: int,
     dynamic: bool,
-    geo: Geometry,
+    hw: Hardware,
     narrow: bool = False,
 ) -> xbar.LayerOp:
-    """The ``xbar.layer`` computing ``x [B, H, P, n] @ w`` on crossbars of ``geo``."""
+    """The ``xbar.layer`` computing ``x [B, H, P, n] @ w`` on crossbars of ``hw``."""
     xq = _quant(x)
     xs = list(x.type.get_shape())  # type: ignore[union-attr]
     ws = list(w.type.get_shape())  # type: ignore[union-attr]
     _, h, p, n = xs
     m = ws[-1]
-    c, d = geo.cell_bits, geo.dac_bits
-    slices = xbar.ceil_div(w_bits - 1 if narrow else w_bits, c)
-    if slices < 1:
-        raise UnsupportedModelError(f"layer '{name}': {w_bits}-bit weights leave no magnitude bits")
-    prow, pcol = phys_shape(n, m, slices, geo.mapping)
-    row_tiles, col_tiles = xbar.ceil_div(prow, geo.rows), xbar.ceil_div(pcol, geo.cols)
-    chunks = xbar.ceil_div(a_bits, d)
+    try:
+        geo = layer_geometry(LayerDesc(name, m, n, p, h, kind), w_bits, a_bits, hw, narrow=narrow)
+    except CimcError as exc:
+        raise UnsupportedModelError(exc.message) from None
     signed = xq.is_signed
-    offset = (1 << (a_bits - 1)) if signed else 0
-    cells_t = xbar.CellsType(h, prow, pcol, c)
-    recomb_t = TensorType(i64, [pcol, 2])
+    cells_t = xbar.CellsType(h, geo.phys_rows, geo.phys_cols, hw.cell_bits)
+    corr_t = TensorType(i64, [ws[0], h, m] if dynamic else [h, m])
     out_t = TensorType(i32, [xs[0], h, p, m])
 
     block = Block(arg_types=[x.type, w.type])
     xa, wa = block.args
     xa.name_hint, wa.name_hint = "x", "w"
     with ImplicitBuilder(block):
-        if dynamic:
-            mapped = xbar.MapDynOp.create(
-                operands=[wa],
-                result_types=[cells_t, recomb_t, TensorType(i64, [ws[0], h, m])],
-                properties={
-                    "w_bits": xbar.i64_attr(w_bits),
-                    "a_bits": xbar.i64_attr(a_bits),
-                    "a_signed": xbar.i64_attr(int(signed)),
-                    "slices": xbar.i64_attr(slices),
-                    "mapping": StringAttr(geo.mapping),
-                },
-            )
-            cells, recomb, corr = mapped.results
-        else:
-            digests = _mapped_blobs(w, (h, n, m), w_bits, c, geo.mapping, slices, offset, name)
-            cells = xbar.ConstOp(cimq.BlobAttr(f"{name}.cells", digests[0]), cells_t).output
-            recomb = xbar.ConstOp(cimq.BlobAttr(f"{name}.recomb", digests[1]), recomb_t).output
-            corr = xbar.ConstOp(
-                cimq.BlobAttr(f"{name}.correction", digests[2]), TensorType(i64, [h, m])
-            ).output
+        mapped = xbar.MapOp.create(
+            operands=[wa],
+            result_types=[cells_t, TensorType(i64, [geo.phys_cols, 2]), corr_t],
+            properties={
+                "w_bits": xbar.i64_attr(w_bits),
+                "a_bits": xbar.i64_attr(a_bits),
+                "a_signed": xbar.i64_attr(int(signed)),
+                "slices": xbar.i64_attr(geo.slices),
+                "mapping": StringAttr(hw.mapping),
+            },
+        )
+        cells, recomb, corr = mapped.results
         cells.name_hint, recomb.name_hint, corr.name_hint = "cells", "recomb", "corr"
         xu = xbar.OffsetOp.create(
             operands=[xa],
@@ -196,51 +130,9 @@ def build_layer(
             properties={"a_bits": xbar.i64_attr(a_bits), **({"signed": UnitAttr()} if signed else {})},
         ).output
         xu.name_hint = "xu"
-        buf = xbar.AllocOp.create(result_types=[xbar.BufType(h, pcol)]).output
+        buf = xbar.AllocOp.create(result_types=[xbar.BufType(h, geo.phys_cols)]).output
         buf.name_hint = "buf"
-        consts: dict[int, SSAValue] = {}
-
-        def idx(v: int) -> SSAValue:
-            if v not in consts:
-                consts[v] = arith.ConstantOp(IntegerAttr(v, IndexType())).result
-                consts[v].name_hint = f"c{v}"
-            return consts[v]
-
-        zero, one = idx(0), idx(1)
-        bounds = (idx(h), idx(row_tiles), idx(col_tiles), idx(chunks))
-        tile_t = xbar.TileType(geo.rows, geo.cols, c)
-        plane_t = xbar.PlaneType(geo.rows, d)
-        cols_t = xbar.ColumnsType(geo.cols)
-
-        def chunk_body(hv, rtv, ctv, tile):
-            def body(iv):
-                plane = xbar.PlaneOp.create(
-                    operands=[xu, hv, rtv, iv],
-                    result_types=[plane_t],
-                    properties={"dual": UnitAttr()} if geo.mapping == "dr" else {},
-                ).plane
-                plane.name_hint = "plane"
-                col = xbar.CycleOp.create(operands=[tile, plane], result_types=[cols_t]).output
-                col.name_hint = "adc"
-                xbar.ShiftAddOp.create(
-                    operands=[buf, hv, ctv, col, iv], properties={"dac_bits": xbar.i64_attr(d)}
-                )
-
-            return body
-
-        def ct_body(hv, rtv):
-            def body(ctv):
-                tile = xbar.ProgramOp.create(operands=[cells, hv, rtv, ctv], result_types=[tile_t]).tile
-                tile.name_hint = "tile"
-                _loop(zero, bounds[3], one, "chunks", chunk_body(hv, rtv, ctv, tile))
-
-            return body
-
-        _loop(
-            zero, bounds[0], one, "repeats",
-            lambda hv: _loop(zero, bounds[1], one, "row_tiles", lambda rtv: _loop(
-                zero, bounds[2], one, "col_tiles", ct_body(hv, rtv))),
-        )
+        _build_loops(geo, hw, cells, xu, buf)
         acc = xbar.RecombineOp.create(operands=[buf, recomb, corr], result_types=[out_t]).output
         acc.name_hint = "acc"
         xbar.YieldOp.create(operands=[acc])
@@ -248,13 +140,13 @@ def build_layer(
     props = {
         "layer": StringAttr(name),
         "kind": StringAttr(kind),
-        "mapping": StringAttr(geo.mapping),
+        "mapping": StringAttr(hw.mapping),
         **{
             k: xbar.i64_attr(v)
             for k, v in dict(
                 m=m, n=n, P=p, H=h, w_bits=w_bits, a_bits=a_bits, a_signed=int(signed),
-                slices=slices, row_tiles=row_tiles, col_tiles=col_tiles, chunks=chunks,
-                cell_bits=c, dac_bits=d,
+                slices=geo.slices, row_tiles=geo.row_tiles, col_tiles=geo.col_tiles,
+                chunks=geo.chunks, cell_bits=hw.cell_bits, dac_bits=hw.dac_bits,
             ).items()
         },
     }
@@ -267,22 +159,68 @@ def build_layer(
     return layer
 
 
-def layer_geometry(layer: xbar.LayerOp) -> Geometry:
+def _build_loops(geo: LayerGeometry, hw: Hardware, cells: SSAValue, xu: SSAValue, buf: SSAValue) -> None:
+    """``scf.for`` repeats x row tiles x column tiles { program; scf.for chunks { plane; cycle;
+    shift_add } }, built at the current insertion point."""
+    consts: dict[int, SSAValue] = {}
+
+    def idx(v: int) -> SSAValue:
+        if v not in consts:
+            consts[v] = arith.ConstantOp(IntegerAttr(v, IndexType())).result
+            consts[v].name_hint = f"c{v}"
+        return consts[v]
+
+    zero, one = idx(0), idx(1)
+    bounds = (idx(geo.desc.H), idx(geo.row_tiles), idx(geo.col_tiles), idx(geo.chunks))
+    tile_t = xbar.TileType(hw.rows, hw.cols, hw.cell_bits)
+    plane_t = xbar.PlaneType(hw.rows, hw.dac_bits)
+    cols_t = xbar.ColumnsType(hw.cols)
+
+    def chunk_body(hv, rtv, ctv, tile):
+        def body(iv):
+            plane = xbar.PlaneOp.create(
+                operands=[xu, hv, rtv, iv],
+                result_types=[plane_t],
+                properties={"dual": UnitAttr()} if hw.mapping == "dr" else {},
+            ).plane
+            plane.name_hint = "plane"
+            col = xbar.CycleOp.create(operands=[tile, plane], result_types=[cols_t]).output
+            col.name_hint = "adc"
+            xbar.ShiftAddOp.create(
+                operands=[buf, hv, ctv, col, iv], properties={"dac_bits": xbar.i64_attr(hw.dac_bits)}
+            )
+
+        return body
+
+    def ct_body(hv, rtv):
+        def body(ctv):
+            tile = xbar.ProgramOp.create(operands=[cells, hv, rtv, ctv], result_types=[tile_t]).tile
+            tile.name_hint = "tile"
+            _loop(zero, bounds[3], one, "chunks", chunk_body(hv, rtv, ctv, tile))
+
+        return body
+
+    _loop(
+        zero, bounds[0], one, "repeats",
+        lambda hv: _loop(zero, bounds[1], one, "row_tiles", lambda rtv: _loop(
+            zero, bounds[2], one, "col_tiles", ct_body(hv, rtv))),
+    )
+
+
+def layer_crossbar(layer: xbar.LayerOp) -> Hardware:
     """The crossbar a layer was compiled for (from its tile type and properties)."""
     for op in layer.body.walk():
         if isinstance(op, xbar.ProgramOp):
             t = op.tile.type
             assert isinstance(t, xbar.TileType)
-            return Geometry(
-                t.rows.data, t.cols.data, layer.value("cell_bits"), layer.value("dac_bits"),
-                layer.mapping.data,
-            )
+            return crossbar(t.rows.data, t.cols.data, layer.value("cell_bits"),
+                            layer.value("dac_bits"), layer.mapping.data)
     raise UnsupportedModelError(f"layer '{layer.layer.data}' has no xbar.program")
 
 
 @dataclass
 class TileProducts(RewritePattern):
-    geo: Geometry
+    hw: Hardware
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, (xbar.MatMulOp, xbar.MatMulDynOp)):
@@ -295,7 +233,7 @@ class TileProducts(RewritePattern):
             w_bits=op.w_bits.value.data,
             a_bits=op.a_bits.value.data,
             dynamic=isinstance(op, xbar.MatMulDynOp),
-            geo=self.geo,
+            hw=self.hw,
             narrow=op.narrow_slices is not None,
         )
         rewriter.replace(op, [layer])
@@ -318,13 +256,12 @@ class XbarTilePass(ModulePass):
         check_int(self.name, "cols", self.cols, 1)
         check_int(self.name, "cell-bits", self.cell_bits, 1, 8)
         check_int(self.name, "dac-bits", self.dac_bits, 1, 8)
-        check_choice(self.name, "mapping", self.mapping, xbar.MAPPINGS)
+        check_choice(self.name, "mapping", self.mapping, MAPPINGS)
 
     @staticmethod
-    def from_hardware(hw) -> XbarTilePass:
+    def from_hardware(hw: Hardware) -> XbarTilePass:
         return XbarTilePass(hw.rows, hw.cols, hw.cell_bits, hw.dac_bits, hw.mapping)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        geo = Geometry(self.rows, self.cols, self.cell_bits, self.dac_bits, self.mapping)
-        geo.check()
-        PatternRewriteWalker(TileProducts(geo), apply_recursively=False).rewrite_module(op)
+        hw = crossbar(self.rows, self.cols, self.cell_bits, self.dac_bits, self.mapping)
+        PatternRewriteWalker(TileProducts(hw), apply_recursively=False).rewrite_module(op)

@@ -27,7 +27,7 @@ class CompilerCost:
     """``latency(policy)`` in microseconds from the compiled ``xbar`` program of the policy."""
 
     def __init__(self, model_name: str, hw: Any = None, *, seed: int = 0) -> None:
-        from cimc.hw import Hardware
+        from cimc.target.hw import Hardware
         from cimc.models import num_layers
 
         self.model_name = model_name

@@ -38,7 +38,7 @@ LAYER_LINEAR = 2
 LAYER_ATTENTION = 3
 LAYER_TYPES = {"conv": LAYER_CONV, "depthwise": LAYER_DEPTHWISE, "linear": LAYER_LINEAR,
                "matmul": LAYER_ATTENTION, "attention": LAYER_ATTENTION}
-"""``cimc.cost.LayerDesc.kind`` -> state layer type."""
+"""``cimc.target.LayerDesc.kind`` -> state layer type."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class LayerInfo:
 
 
 def layer_info_from_desc(desc: Any, index: int) -> LayerInfo:
-    """A :class:`LayerInfo` from a ``cimc.cost.LayerDesc``-like object ``(name, m, n, P, H, kind)``.
+    """A :class:`LayerInfo` from a ``cimc.target.LayerDesc``-like object ``(name, m, n, P, H, kind)``.
 
     Used when only crossbar descriptors are at hand: inputs = ``n``, outputs = ``m``, stride and
     kernel 1, weights = ``m * n * H``, feature map = ``P`` (MVMs per inference). Kinds ``conv``,

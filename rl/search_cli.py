@@ -3,11 +3,11 @@
 The pieces, each usable on its own:
 
 - :func:`describe_model`: the crossbar layers of a zoo model as search states
-  (:class:`~cimc.rl.env.LayerInfo`) and cost descriptors (:class:`cimc.cost.LayerDesc`), read from
+  (:class:`~cimc.rl.env.LayerInfo`) and cost descriptors (:class:`cimc.target.LayerDesc`), read from
   the model itself with forward hooks (one batch-1 pass of the float twin);
 - :func:`make_accuracy_fn`: rebuild at the policy, load the 8-bit QAT checkpoint, fine-tune a few
   steps, evaluate on the held-out ``val`` split (cimc.training / cimc.data);
-- :func:`make_cost_model`: the closed-form cost (cimc.cost) or the compiler's
+- :func:`make_cost_model`: the closed-form cost (cimc.target.cost) or the compiler's
   (``cimc.rl.compiler_cost.CompilerCost``, or a factory plugged in as
   :data:`COMPILER_COST_FACTORY`);
 - :func:`search_command`: the whole command; :func:`finalize`: after the search, a full QAT at
@@ -52,7 +52,7 @@ def describe_model(name: str) -> tuple[list[Any], list[Any]]:
 
     import torch
 
-    from cimc.cost import LayerDesc
+    from cimc.target import LayerDesc
     from cimc.models import build, input_shape, layer_names
     from cimc.rl.env import LAYER_ATTENTION, LAYER_CONV, LAYER_DEPTHWISE, LAYER_LINEAR, LayerInfo
 
@@ -136,7 +136,7 @@ def make_accuracy_fn(model: str, dataset: str, state_dict: dict[str, Any], *, fi
 
 
 def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any):
-    """``closed-form`` (cimc.cost over ``descs``) or ``compiler`` (:data:`COMPILER_COST_FACTORY`
+    """``closed-form`` (cimc.target.cost over ``descs``) or ``compiler`` (:data:`COMPILER_COST_FACTORY`
     when set, else ``cimc.rl.compiler_cost.CompilerCost``)."""
     from cimc.rl.search import ClosedFormCost, FunctionCost
 
@@ -362,12 +362,14 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     With ``export``, :func:`finalize` runs after the search (full QAT at the best policy for
     ``final_steps`` steps, else ``final_epochs`` epochs; ONNX export; ``cimc report`` on it).
     """
-    from cimc.cli import load_hardware
+    from cimc.loaders import load_hardware
     from cimc.rl.baselines import uniform_policies
     from cimc.rl.search import EnvSpec, run_search
 
     from cimc.cli_util import show_progress
+    from cimc.rl.train_cli import check_names
 
+    check_names(model, dataset)
     check_search_options(episodes=episodes, warmup=warmup, acc_drop=acc_drop, budget=budget,
                          finetune_steps=finetune_steps, eval_limit=eval_limit, train_limit=train_limit,
                          final_steps=final_steps, final_epochs=final_epochs, method=method, cost=cost)

@@ -47,14 +47,15 @@ def _report(rows: dict[str, Any], json_path: Path | None, outs: Any = None) -> N
         typer.echo(f"wrote {path}", err=True)
 
 
-def _check_names(model: str, dataset: str | None = None) -> None:
+def check_names(model: str, dataset: str | None = None) -> None:
     """Zoo model and data set names, before anything is built or read."""
-    from cimc.cli_util import check_choice
     from cimc.data import DATASETS
     from cimc.models.zoo import MODEL_NAMES
 
-    check_choice("--model", model, list(MODEL_NAMES))
-    check_choice("--dataset", dataset, list(DATASETS))
+    if model not in MODEL_NAMES:
+        raise CimcError(f"--model: unknown model '{model}'; known: {', '.join(MODEL_NAMES)}")
+    if dataset is not None and dataset not in DATASETS:
+        raise CimcError(f"--dataset: unknown data set '{dataset}'; known: {', '.join(DATASETS)}")
 
 
 def _plan_outputs(inputs: list[Any], out: Path | None = None, json_path: Path | None = None):
@@ -83,7 +84,12 @@ def _policy(model: str, path: Path | None, meta: dict[str, Any] | None = None):
         named = policy_model(path)
         if named not in (None, model):
             raise CimcError(f"{path}: policy is for model '{named}', not '{model}'")
-        return validate_policy(load_policy(path), model)
+        try:
+            return validate_policy(load_policy(path), model)
+        except CimcError as exc:
+            if exc.message.startswith(str(path)):
+                raise
+            raise CimcError(f"{path}: {exc.message}") from None
     if meta and meta.get("policy") is not None:
         return validate_policy(meta["policy"], model)
     return None
@@ -142,7 +148,7 @@ def train_cmd(
 
     from cimc.cli_util import check_number, show_progress
 
-    _check_names(model, dataset)
+    check_names(model, dataset)
     check_number("--epochs", epochs, lo=0, lo_open=True)
     check_number("--bits", bits, lo=2, hi=8)
     check_number("--lr", lr, lo=0, lo_open=True)
@@ -204,7 +210,7 @@ def finetune_cmd(
     """Rebuild at a policy, load quantised weights, fine-tune, evaluate, save."""
     from cimc.cli_util import check_number, show_progress
 
-    _check_names(model, dataset)
+    check_names(model, dataset)
     check_number("--steps", steps, lo=1)
     check_number("--epochs", epochs, lo=0, lo_open=True)
     check_number("--lr", lr, lo=0, lo_open=True)
@@ -239,7 +245,7 @@ def export_cmd(
     """Export a zoo model as ONNX QCDQ (opset 19, input "x", batch 1)."""
     from cimc.models import export_onnx
 
-    _check_names(model)
+    check_names(model)
     outs = _plan_outputs([policy, ckpt, ckpt and _meta(ckpt)], None, json_path)
     outs.plan(output, "-o")
     net, info = _load_model(model, ckpt, policy, seed)
@@ -264,7 +270,7 @@ def evaluate_cmd(
     from cimc.cli_util import check_choice, check_number
     from cimc.data import SPLITS
 
-    _check_names(model, dataset)
+    check_names(model, dataset)
     check_choice("--split", split, list(SPLITS))
     check_number("--limit", limit, lo=1)
     outs = _plan_outputs([policy, ckpt, _meta(ckpt)], None, json_path)

@@ -224,16 +224,18 @@ add("lower-onnx-no-outputs", "cimc", ["lower", "{d}/n.onnx"], onnx_variant("n.on
 add("lower-onnx-opset", "cimc", ["lower", "{d}/o.onnx"], onnx_variant("o.onnx", _opset), "opset")
 add("lower-onnx-unsupported-op", "cimc", ["lower", "{d}/u.onnx"], onnx_variant("u.onnx", _unsupported_op), "Einsum")
 add("lower-onnx-external-dotdot", "cimc", ["lower", "{d}/x.onnx"],
-    both(_outside_file, onnx_variant("x.onnx", lambda m, d: _external(f"../{d.name}-secret.bin")(m, d))), "outside")
+    both(_outside_file, onnx_variant("x.onnx", lambda m, d: _external(f"../{d.name}-secret.bin")(m, d))), "outside the model's folder")
 add("lower-onnx-external-absolute", "cimc", ["lower", "{d}/x.onnx"],
-    onnx_variant("x.onnx", _external("/etc/hostname")), "outside")
+    onnx_variant("x.onnx", _external("/etc/hostname")), "outside the model's folder")
 add("lower-onnx-external-missing", "cimc", ["lower", "{d}/x.onnx"], onnx_variant("x.onnx", _external("w.bin")), "w.bin")
 add("run-onnx-two-inputs-npy", "cimc", ["run", "{d}/two.onnx", "--input", "{d}/x.npy"],
     both(onnx_variant("two.onnx", _two_inputs), npy("x.npy", np.zeros((1, 1, 28, 28), np.float32))), "extra")
 # cimc: MLIR files
 add("lower-malformed-mlir", "cimc", ["lower", "{d}/b.mlir"], write("b.mlir", "func.func @main( {"), "b.mlir")
 add("lower-binary-mlir", "cimc", ["lower", "{d}/b.mlir"], write("b.mlir", b"\x00\xff\xfe" * 30), "b.mlir")
-add("lower-empty-mlir-no-main", "cimc", ["run", "{d}/b.mlir"], write("b.mlir", ""), "main")
+add("lower-empty-mlir", "cimc", ["run", "{d}/b.mlir"], write("b.mlir", ""), "b.mlir")
+add("run-mlir-no-main", "cimc", ["run", "{d}/b.mlir"], write("b.mlir", "func.func @other() {\n  func.return\n}\n"), "@main")
+add("run-mlir-no-outputs", "cimc", ["run", "{d}/b.mlir"], write("b.mlir", "func.func @main(%x: tensor<1x4xf32>) {\n  func.return\n}\n"), "no outputs")
 add("lower-unknown-op-mlir", "cimc", ["lower", "{d}/b.mlir"], write("b.mlir", '"foo.bar"() : () -> ()\n'), "b.mlir")
 add("lower-invalid-mlir", "cimc", ["lower", "{d}/b.mlir"],
     write("b.mlir", SMALL_MLIR.replace("tensor<4x2xi8> : tensor<4x2x", "tensor<4x3xi8> : tensor<4x2x")), "b.mlir")
@@ -382,12 +384,12 @@ add("run-output-directory", "cimc", ["run", "{d}/m.mlir", "--output", "{d}"], sm
 
 # cimc-opt
 OPT_BAD = {
-    "syntax": ("xbar-tile{", "pipeline"), "unknown-pass": ("no-such-pass", "no-such-pass"),
+    "syntax": ("xbar-tile{", "pass pipeline"), "unknown-pass": ("no-such-pass", "no-such-pass"),
     "unknown-option": ("xbar-tile{bogus=1}", "bogus"), "rows-zero": ("convert-cimq-to-xbar,xbar-tile{rows=0}", "rows"),
     "rows-word": ("xbar-tile{rows=abc}", "rows"), "cell-bits": ("convert-cimq-to-xbar,xbar-tile{cell-bits=9}", "cell"),
     "mapping": ("convert-cimq-to-xbar,xbar-tile{mapping=zz}", "mapping"), "dac-zero": ("convert-cimq-to-xbar,xbar-tile{dac-bits=0}", "dac"),
-    "cols-negative": ("convert-cimq-to-xbar,xbar-tile{cols=-4}", "cols"), "set-bits": ("xbar-set-bits{w-bits=0}", "w-bits"),
-    "double-comma": ("cimq-fuse-requantize,,", "pipeline"), "unclosed-brace": ("xbar-tile{rows=4", "pipeline"),
+    "cols-negative": ("convert-cimq-to-xbar,xbar-tile{cols=-4}", "cols"), "set-bits": ("xbar-set-bits{w-bits=9}", "w-bits"),
+    "double-comma": ("cimq-fuse-requantize,,", "pass pipeline"), "unclosed-brace": ("xbar-tile{rows=4", "pass pipeline"),
 }
 for name, (spec, needle) in OPT_BAD.items():
     add(f"opt-{name}", "cimc-opt", ["{d}/m.mlir", "-p", spec, "-o", "{d}/o.mlir"], small(), needle)
@@ -406,10 +408,10 @@ add("opt-verify-failure", "cimc-opt", ["{d}/b.mlir"],
 add("opt-dir-input", "cimc-opt", ["{d}"], None, "directory")
 
 # xdsl-opt with the plug-in (subprocesses)
-for name, spec in (("rows-zero", "xbar-tile{rows=0}"), ("cell-bits", "xbar-tile{cell-bits=0}"),
-                   ("mapping", "xbar-tile{mapping=zz}"), ("set-bits", "xbar-set-bits{a-bits=99}"),
-                   ("rows-negative", "xbar-tile{rows=-1}"), ("dac-bits", "xbar-tile{dac-bits=9}")):
-    add(f"xdsl-opt-{name}", "xdsl-opt", ["{d}/m.mlir", "-p", f"convert-cimq-to-xbar,{spec}"], small())
+for name, spec, needle in (("rows-zero", "xbar-tile{rows=0}", "rows"), ("cell-bits", "xbar-tile{cell-bits=0}", "cell-bits"),
+                           ("mapping", "xbar-tile{mapping=zz}", "mapping"), ("set-bits", "xbar-set-bits{a-bits=99}", "a-bits"),
+                           ("rows-negative", "xbar-tile{rows=-1}", "rows"), ("dac-bits", "xbar-tile{dac-bits=9}", "dac-bits")):
+    add(f"xdsl-opt-{name}", "xdsl-opt", ["{d}/m.mlir", "-p", f"convert-cimq-to-xbar,{spec}"], small(), needle)
 
 # cimc-rl: training
 RL_TRAIN = {

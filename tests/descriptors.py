@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-from cimc.cost import LayerDesc
+from cimc.target import LayerDesc
 
 
 def descriptor(info) -> LayerDesc:
-    """``(m, n, P, H)`` of a :class:`cimc.frontend.onnx_import.LayerInfo`."""
+    """``(m, n, P, H)`` of a :class:`cimc.frontend.LayerInfo`."""
     s = info.shapes
     out = s["output"]
     if info.kind == "conv":

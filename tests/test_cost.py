@@ -1,4 +1,4 @@
-"""Tests for cimc.cost: the paper's closed-form latency (checks T1-T9) and its invariants."""
+"""Tests for cimc.target.cost: the paper's closed-form latency (checks T1-T9) and its invariants."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cimc.cost import LayerDesc, layer_cost, network_cost, slices, speedup, uniform_policy
+from cimc.target import LayerDesc, layer_cost, network_cost, slices, speedup, uniform_policy
 from cimc.errors import CimcError
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 
 HW = Hardware()
 

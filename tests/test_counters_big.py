@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cimc.cost import layer_cost, network_cost
+from cimc.target import layer_cost, network_cost
 from cimc.exec.xbar_exec import run_xbar
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.pipeline import lower
 from cimc.report import xbar_report
 

@@ -1,4 +1,4 @@
-"""Tests of the ONNX QDQ/QCDQ importer (:mod:`cimc.frontend.onnx_import`).
+"""Tests of the ONNX QDQ/QCDQ importer (:mod:`cimc.frontend`).
 
 * 52 random Brevitas models (tests/brevitas_zoo.py: conv nets, MLPs, attention; random per-layer
   weight / activation bits 2..8, per-tensor / per-channel, int32 / float / no bias, opsets
@@ -232,15 +232,13 @@ def test_per_channel_weights_and_accumulator(tmp_path: Path) -> None:
 
 
 def test_weights_are_clipped_and_stored(tmp_path: Path) -> None:
-    from cimc.weights import STORE
-
     model = conv_qdq(w_clip=(-1, 1))
     result = import_onnx(save(model, tmp_path / "m.onnx"))
     (conv,) = ops_of(result, cimq.ConvOp)
     blob = conv.weight.owner.value
     assert isinstance(blob, cimq.BlobAttr) and blob.key.data == "w_int"
     w_int = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "w_int"))
-    np.testing.assert_array_equal(STORE.get(blob.digest.data), np.clip(w_int, -1, 1))
+    np.testing.assert_array_equal(blob.array, np.clip(w_int, -1, 1))
 
 
 def test_shared_weight_constant(tmp_path: Path) -> None:

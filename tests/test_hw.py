@@ -1,4 +1,4 @@
-"""Tests for cimc.hw: the hardware description, its YAML layouts, overrides and ADC ranges."""
+"""Tests for cimc.target.hw: the hardware description, its YAML layouts, overrides and ADC ranges."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cimc.errors import CimcError, HardwareError
-from cimc.hw import Hardware, lossless_adc_bits
+from cimc.target.hw import Hardware, lossless_adc_bits
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "hw"
 

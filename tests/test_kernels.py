@@ -1,4 +1,5 @@
-"""Tests for cimc.exec.kernels: weight mapping, bit-serial execution, ADC clipping, counters."""
+"""Tests for cimc.target.mapping / kernels / counters: weight mapping, bit-serial execution, ADC
+clipping, counters."""
 
 from __future__ import annotations
 
@@ -9,21 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cimc.cost import LayerDesc, layer_cost
+from cimc.target import LayerDesc, layer_cost
 from cimc.errors import CimcError, ExecutionError
-from cimc.exec.kernels import (
-    Counters,
-    activation_correction,
+from cimc.target import Counters, layer_counters, layer_geometry
+from cimc.target.kernels import bitserial_layer, bitserial_tile_reference, crossbar_layer, exact_layer
+from cimc.target.mapping import (
     activation_offset,
-    bitserial_layer,
-    bitserial_tile_reference,
-    count_layer,
-    crossbar_layer,
+    correction,
     encode_activations,
-    exact_layer,
     map_weights,
+    recombine,
 )
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 
 MAPPINGS = ("dc", "dr", "of")
 
@@ -44,8 +42,8 @@ def test_activation_offset() -> None:
     assert activation_offset(8, False) == 0
     assert activation_offset(1, True) == 1
     W = np.array([[1, -2], [3, 4]])
-    assert activation_correction(W, 4, True).tolist() == [8 * 4, 8 * 2]
-    assert activation_correction(W, 4, False).tolist() == [0, 0]
+    assert correction(W, 4, True).tolist() == [8 * 4, 8 * 2]
+    assert correction(W, 4, False).tolist() == [0, 0]
 
 
 def test_encode_rejects_out_of_range() -> None:
@@ -59,22 +57,22 @@ def test_dc_layout_by_hand() -> None:
     # w = 8 bits, c = 4: S = 2. W = [[-37]] -> W- = 37 = 0x25: slices (5, 2) on the minus columns.
     mw = map_weights(np.array([[-37]]), 8, 4, "dc")
     assert mw.g.tolist() == [[0, 5, 0, 2]]
-    assert mw.recomb[:, 0].tolist() == [1, -1, 16, -16]
-    assert mw.drive == "single" and mw.g.dtype == np.int8
+    assert mw.recomb.tolist() == [[0, 1], [0, -1], [0, 16], [0, -16]]
+    assert not mw.dual and mw.g.dtype == np.int8
 
 
 def test_dr_layout_by_hand() -> None:
     mw = map_weights(np.array([[37], [-5]]), 8, 4, "dr")
     assert mw.g.tolist() == [[5, 2], [0, 0], [0, 0], [-5, 0]]
-    assert mw.recomb[:, 0].tolist() == [1, 16]
-    assert mw.drive == "dual"
+    assert mw.recomb.tolist() == [[0, 1], [0, 16]]
+    assert mw.dual
 
 
 def test_of_layout_by_hand() -> None:
     # U = W + 128: -37 -> 91 = 0x5B: slices (11, 5); reference column of ones, recomb -128.
     mw = map_weights(np.array([[-37], [0]]), 8, 4, "of")
     assert mw.g.tolist() == [[11, 5, 1], [0, 8, 1]]
-    assert mw.recomb[:, 0].tolist() == [1, 16, -128]
+    assert mw.recomb.tolist() == [[0, 1], [0, 16], [-1, -128]]
 
 
 def test_eight_bit_cells_use_int16() -> None:
@@ -105,11 +103,11 @@ def test_mapping_invariant(n, m, r, w_bits, a_bits, c, mapping, seed) -> None:
     s = -(-w_bits // c)
     expected_cols = {"dc": 2 * m * s, "dr": m * s, "of": m * s + 1}[mapping]
     assert mw.g.shape == ((2 * n if mapping == "dr" else n), expected_cols)
-    assert mw.recomb.shape == (expected_cols, m)
+    assert mw.recomb.shape == (expected_cols, 2)
     if mapping != "dr":
         assert mw.g.min() >= 0
     assert np.abs(mw.g.astype(np.int64)).max(initial=0) <= (1 << c) - 1
-    assert np.array_equal(mw.drive_rows(xu) @ mw.g.astype(np.int64) @ mw.recomb, xu @ W)
+    assert np.array_equal(recombine(mw.drive_rows(xu) @ mw.g.astype(np.int64), mw.recomb, m), xu @ W)
 
 
 def _hw(mapping: str, c: int, d: int, rows: int, cols: int, adc_bits: int | None = None) -> Hardware:
@@ -218,12 +216,16 @@ def test_counters_add() -> None:
     assert a.writes == 11 and b.writes == 10
 
 
-def test_count_layer_matches_a_run() -> None:
+def test_counters_scale_and_closed_form_batch() -> None:
+    a = Counters(writes=1, cells_written=2, executes=3, adc_conversions=4, adc_saturations=5,
+                 dac_activations=6)
+    assert (a * 3).as_dict() == {k: 3 * v for k, v in a.as_dict().items()} == (3 * a).as_dict()
     hw = _hw("dc", 2, 1, rows=8, cols=8)
-    mw = map_weights(np.ones((20, 3), dtype=np.int64), 4, 2, "dc")
-    got = Counters()
-    bitserial_layer(np.ones((5, 20), dtype=np.int64), mw, 3, hw, counters=got)
-    assert got == count_layer(5, mw, 3, hw)
+    geom = layer_geometry(LayerDesc("l", 3, 20, 5, 2, "matmul"), 4, 3, hw)
+    one, four = layer_counters(geom), layer_counters(geom, batch=4)
+    assert four.executes == 4 * one.executes and four.writes == one.writes
+    dyn = layer_counters(geom, batch=4, dynamic=True)
+    assert dyn.writes == 4 * one.writes and dyn.cells_written == 4 * one.cells_written
 
 
 def test_bitserial_errors() -> None:
@@ -278,7 +280,7 @@ def test_large_layer_is_blocked_over_vectors() -> None:
     seed=st.integers(0, 10_000),
 )
 def test_im2col_grouped_equals_reference_per_group(groups, k, s, p, d, seed) -> None:
-    from cimc.exec.kernels import im2col_grouped
+    from cimc.exec.host import im2col_grouped
     from cimc.semantics import im2col
 
     rng = np.random.default_rng(seed)

@@ -12,9 +12,9 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from cimc.errors import CimcError, InputFileError
-from cimc.ir_io import module_level, module_text, parse_module_text, read_module, write_module
+from cimc.ir_io import bind_blobs, module_level, module_text, parse_module_text, read_module, write_module
 from cimc.pipeline import apply_passes, levels, lower, passes_between
-from cimc.weights import STORE, sidecar_path
+from cimc.weights import WeightStore, sidecar_path
 
 SRC = """
 func.func @main(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
@@ -31,8 +31,11 @@ func.func @main(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
 
 
 def _module() -> ModuleOp:
-    digest = STORE.put(np.array([[1, -1], [2, 3], [0, 7], [-7, 1]], np.int8))
-    return parse_module_text(SRC.replace("DIGEST", digest))
+    store = WeightStore()
+    digest = store.put(np.array([[1, -1], [2, 3], [0, 7], [-7, 1]], np.int8))
+    module = parse_module_text(SRC.replace("DIGEST", digest))
+    assert not bind_blobs(module, store)
+    return module
 
 
 def test_levels_are_ordered_and_documented() -> None:

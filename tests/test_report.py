@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cimc.cost import LayerDesc, layer_cost, network_cost, uniform_policy
+from cimc.target import LayerDesc, layer_cost, network_cost, uniform_policy
 from cimc.errors import CimcError
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.ir_io import parse_module_text, write_module
 from cimc.report import plot_report, report_table, xbar_report
 from xbar_ir import attention_module, conv_module, linear_module

@@ -1,6 +1,6 @@
 """Tests of cimc.rl.compiler_cost: the search's latency read off the compiled xbar program.
 
-- :class:`CompilerCost` equals the closed-form model (``cimc.cost`` via ``ClosedFormCost``) on
+- :class:`CompilerCost` equals the closed-form model (``cimc.target.cost`` via ``ClosedFormCost``) on
   random policies of real zoo models;
 - its per-``(layer, w, a)`` cache: an identical policy, or one whose layers were all seen in
   earlier policies, compiles nothing;
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.rl.compiler_cost import CompilerCost
 from cimc.rl.env import SearchConfig
 from cimc.rl.search import ClosedFormCost, CostModel, EnvSpec, read_episodes, run_search

@@ -52,7 +52,7 @@ def test_alias_bomb_hardware_file_under_a_second_and_100_mb(tmp_path: Path) -> N
     bomb.write_text(alias_bomb(key="rows"))
     code = (
         "import resource, sys, time\n"
-        "from cimc.hw import Hardware\n"
+        "from cimc.target.hw import Hardware\n"
         "from cimc.errors import CimcError\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t = time.perf_counter()\n"
@@ -75,7 +75,7 @@ def test_big_yaml_refused_by_size_before_parsing(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     big.write_text("rows: 128\n" + "# pad\n" * (LIMITS["yaml"] // 6 + 10))
     t = time.perf_counter()
-    from cimc.hw import Hardware
+    from cimc.target.hw import Hardware
 
     with pytest.raises(CimcError, match="more than the 1.0 MiB"):
         Hardware.from_yaml(big)

@@ -37,8 +37,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from cimc.cost import LayerDesc
-    from cimc.hw import Hardware
+    from cimc.target import LayerDesc
+    from cimc.target.hw import Hardware
     from cimc.rl.env import SearchConfig, layer_info_from_desc
     from cimc.rl.search import ClosedFormCost, EnvSpec, run_search
 
@@ -155,8 +155,8 @@ def test_crafted_state_files_are_refused_and_never_run(tmp_path: Path) -> None:
 
 
 def _tiny_search(out: Path, *, resume: bool, episodes: int = 4):
-    from cimc.cost import LayerDesc
-    from cimc.hw import Hardware
+    from cimc.target import LayerDesc
+    from cimc.target.hw import Hardware
     from cimc.rl.env import layer_info_from_desc
     from cimc.rl.search import ClosedFormCost, EnvSpec, run_search
 

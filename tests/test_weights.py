@@ -1,4 +1,4 @@
-"""cimc.weights: content-addressed constants and their .weights.npz files."""
+"""cimc.weights: blobs owned by modules, content digests, and their .weights.npz files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cimc.errors import InputFileError
-from cimc.weights import STORE, WeightStore, digest_of, sidecar_path
+from cimc.weights import Blob, WeightStore, digest_of, save_blobs, sidecar_path
 
 
 def test_digest_depends_on_dtype_shape_and_bytes() -> None:
@@ -25,13 +25,13 @@ def test_digest_depends_on_dtype_shape_and_bytes() -> None:
 
 
 def test_store_save_load_roundtrip(tmp_path: Path) -> None:
-    store = WeightStore()
     arrays = [np.arange(10, dtype=np.int8), np.linspace(0, 1, 7, dtype=np.float32).reshape(7, 1)]
-    keys = [store.put(a) for a in arrays]
+    blobs = [Blob(a) for a in arrays]
+    keys = [b.digest for b in blobs]
     path = tmp_path / "m.weights.npz"
-    store.save(path, keys)
-    fresh = WeightStore()
-    assert fresh.load(path) == 2
+    save_blobs(path, blobs)
+    fresh = WeightStore.load(path)
+    assert len(fresh) == 2
     for k, a in zip(keys, arrays):
         assert np.array_equal(fresh.get(k), a) and fresh.get(k).dtype == a.dtype
     with pytest.raises(ValueError):
@@ -39,9 +39,8 @@ def test_store_save_load_roundtrip(tmp_path: Path) -> None:
 
 
 def test_tampered_file_is_rejected(tmp_path: Path) -> None:
-    key = STORE.put(np.arange(4, dtype=np.int32))
     path = tmp_path / "w.npz"
-    STORE.save(path, [key])
+    save_blobs(path, [Blob(np.arange(4, dtype=np.int32))])
     with zipfile.ZipFile(path, "a") as zf:
         import io
 
@@ -49,19 +48,43 @@ def test_tampered_file_is_rejected(tmp_path: Path) -> None:
         np.save(buf, np.arange(5, dtype=np.int32))
         zf.writestr("00000000000000000000.npy", buf.getvalue())
     with pytest.raises(InputFileError, match="does not match its digest"):
-        WeightStore().load(path)
+        WeightStore.load(path)
 
 
 def test_missing_and_bad_files(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="not found"):
-        WeightStore().load(tmp_path / "nope.npz")
+        WeightStore.load(tmp_path / "nope.npz")
     bad = tmp_path / "bad.npz"
     bad.write_text("not a zip")
     with pytest.raises(InputFileError, match="not a cimc weights file"):
-        WeightStore().load(bad)
+        WeightStore.load(bad)
     with pytest.raises(InputFileError, match="is not loaded"):
         WeightStore().get("ffffffffffffffffffff")
 
 
 def test_sidecar_name() -> None:
     assert sidecar_path("dir/model.mlir") == Path("dir/model.weights.npz")
+
+
+def test_blob_digest_only_until_filled() -> None:
+    arr = np.arange(12, dtype=np.int8).reshape(3, 4)
+    full = Blob(arr)
+    parsed = Blob(digest=full.digest)
+    assert parsed == full and hash(parsed) == hash(full) and not parsed.loaded
+    with pytest.raises(InputFileError, match="is not loaded"):
+        parsed.array  # noqa: B018
+    with pytest.raises(InputFileError, match="does not match"):
+        parsed.fill(arr + 1)
+    parsed.fill(arr)
+    assert np.array_equal(parsed.array, arr) and not parsed.array.flags.writeable
+
+
+def test_derived_forms_are_made_once_per_blob() -> None:
+    calls = []
+    blob = Blob(np.ones(3, dtype=np.int8))
+    make = lambda a: calls.append(1) or a.astype(np.float32)  # noqa: E731
+    first = blob.derived("f32", make)
+    assert blob.derived("f32", make) is first and len(calls) == 1
+    other = Blob(np.ones(3, dtype=np.int8))  # equal content, its own cache
+    other.derived("f32", make)
+    assert len(calls) == 2

@@ -9,7 +9,7 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 
 from cimc.dialects import xbar
 from cimc.errors import InputFileError
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.ir_io import module_text, parse_module_text
 from cimc.pipeline import lower
 from xbar_ir import attention_module, conv_module, linear_module
@@ -40,7 +40,10 @@ def test_round_trip(level, maker, kw, generic):
     assert module_text(again, generic=generic) == text
     if level != "xbar-mm":
         assert "xbar.layer" in text
-        assert ("xbar.map_dyn" if maker is attention_module else "#cimq.blob<") in text
+        assert ("xbar.map" if generic else "xbar.map %w") in text
+        # static weights stay the module's blobs; no cells are made to print a program
+        assert ("#cimq.blob<" in text) == (maker is not attention_module)
+        assert "cells\"" not in text
 
 
 def test_custom_types_print_and_parse():

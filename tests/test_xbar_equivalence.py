@@ -7,7 +7,7 @@ three mappings, cell bits 1, 2, 4 and DAC bits 1, 2:
 
 * every crossbar layer's integer accumulator of the ``xbar`` program (bit-serial, ``fast=False``)
   equals the cimq layer's accumulator, and the model outputs are identical;
-* the counted writes and executes of every layer equal :func:`cimc.cost.layer_cost` of that
+* the counted writes and executes of every layer equal :func:`cimc.target.layer_cost` of that
   layer's ``(m, n, P, H)``, which is derived here from the importer's layer shapes (not from the
   program), times the batch for executes (and for the writes of dynamic layers).
 
@@ -23,11 +23,11 @@ import itertools
 import numpy as np
 import pytest
 
-from cimc.cost import layer_cost
+from cimc.target import layer_cost
 from cimc.dialects import cimq
 from cimc.exec.cimq_exec import run_cimq
 from cimc.exec.xbar_exec import run_xbar
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.pipeline import lower
 
 from descriptors import descriptor

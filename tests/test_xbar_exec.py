@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from cimc.cost import LayerDesc, layer_cost
+from cimc.target import LayerDesc, layer_cost
 from cimc.errors import ExecutionError
 from cimc.exec import run_at_level
 from cimc.exec.cimq_exec import run_cimq
 from cimc.exec.xbar_exec import compare_lossy, run_xbar
-from cimc.hw import Hardware
+from cimc.target.hw import Hardware
 from cimc.pipeline import lower
 from xbar_ir import attention_module, conv_module, linear_module
 

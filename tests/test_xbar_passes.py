@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from cimc.context import make_context
-from cimc.cost import LayerDesc, layer_cost
+from cimc.target import LayerDesc, layer_cost
 from cimc.dialects import xbar
 from cimc.errors import CimcError, HardwareError, UnsupportedModelError
 from cimc.exec.cimq_exec import run_cimq
-from cimc.exec.xbar_exec import analyse_layer, module_layers, run_xbar
-from cimc.hw import Hardware
+from cimc.analysis import analyse_layer, module_layers
+from cimc.exec.xbar_exec import run_xbar
+from cimc.target.hw import Hardware
 from cimc.ir_io import parse_module_text
 from cimc.passes import get_all_passes
 from cimc.passes.xbar_set_bits import XbarSetBitsPass

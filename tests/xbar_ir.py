@@ -1,6 +1,7 @@
 """Test helper: small cimq modules with one crossbar layer (or a few), built as IR text.
 
-Weights are random integers in the narrow signed range, kept in the weight store as blobs.
+Weights are random integers in the narrow signed range, written as blobs and bound to the parsed
+module from a weight store of the builder's own.
 Scales are powers of two so that accumulator scales are exact.
 """
 
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cimc.ir_io import parse_module_text
-from cimc.weights import STORE
+from cimc.ir_io import bind_blobs, parse_module_text
+from cimc.weights import WeightStore
 
 SX, SW = 0.5, 0.25
 
@@ -29,8 +30,15 @@ def weights(rng: np.random.Generator, shape, w_bits: int, *, zero: bool = False)
     return rng.integers(-bound, bound + 1, shape).astype(np.int8)
 
 
-def blob(arr: np.ndarray, name: str) -> str:
-    return f'#cimq.blob<"{name}", "{STORE.put(arr)}">'
+def blob(store: WeightStore, arr: np.ndarray, name: str) -> str:
+    return f'#cimq.blob<"{name}", "{store.put(arr)}">'
+
+
+def parse_bound(src: str, store: WeightStore):
+    """Parse IR text and fill its blobs from ``store``."""
+    module = parse_module_text(src)
+    assert not bind_blobs(module, store)
+    return module
 
 
 def conv_module(
@@ -38,6 +46,7 @@ def conv_module(
     w_bits: int = 8, a_bits: int = 8, a_signed: bool = False, zero: bool = False, name: str = "conv",
 ):
     """``main(x: [1, cin, size, size])`` -> accumulator of one ``cimq.conv``."""
+    store = WeightStore()
     ho = (size + 2 * pad - k) // stride + 1
     W = weights(rng, (cout, cin // groups, k, k), w_bits, zero=zero)
     xt = t([1, cin, size, size], "f32")
@@ -47,11 +56,11 @@ def conv_module(
     src = f"""
 func.func @main(%x: {xt}) -> {yt} {{
   %q = cimq.quantize %x : ({xt}) -> {qt}
-  %w = cimq.const {blob(W, name + '.weight')} : {wt}
+  %w = cimq.const {blob(store, W, name + '.weight')} : {wt}
   %a = cimq.conv %q, %w {{strides = array<i64: {stride}, {stride}>, pads = array<i64: {pad}, {pad}, {pad}, {pad}>, dilations = array<i64: 1, 1>, group = {groups} : i64, layer = "{name}"}} : ({qt}, {wt}) -> {yt}
   func.return %a : {yt}
 }}"""
-    return parse_module_text(src), [rng.standard_normal((1, cin, size, size)).astype(np.float32) * 3]
+    return parse_bound(src, store), [rng.standard_normal((1, cin, size, size)).astype(np.float32) * 3]
 
 
 def linear_module(
@@ -59,6 +68,7 @@ def linear_module(
     a_signed: bool = False, zero: bool = False, name: str = "fc",
 ):
     """``main(x: [1, k] or [1, tokens, k])`` -> accumulator of one ``cimq.matmul``."""
+    store = WeightStore()
     lead = [1, tokens] if tokens else [1]
     W = weights(rng, (k, n), w_bits, zero=zero)
     xt, qt = t(lead + [k], "f32"), t(lead + [k], q(a_bits, a_signed))
@@ -66,11 +76,11 @@ def linear_module(
     src = f"""
 func.func @main(%x: {xt}) -> {yt} {{
   %q = cimq.quantize %x : ({xt}) -> {qt}
-  %w = cimq.const {blob(W, name + '.weight')} : {wt}
+  %w = cimq.const {blob(store, W, name + '.weight')} : {wt}
   %a = cimq.matmul %q, %w {{layer = "{name}"}} : ({qt}, {wt}) -> {yt}
   func.return %a : {yt}
 }}"""
-    return parse_module_text(src), [rng.standard_normal(lead + [k]).astype(np.float32) * 3]
+    return parse_bound(src, store), [rng.standard_normal(lead + [k]).astype(np.float32) * 3]
 
 
 def attention_module(
@@ -81,6 +91,7 @@ def attention_module(
 
     ``rank=3`` drops the heads axis (``heads`` must be 1).
     """
+    store = WeightStore()
     keys = keys or tokens
     lead = [1, heads] if rank == 4 else [1]
     at, bt = lead + [tokens, dim], lead + [dim, keys]
@@ -94,4 +105,4 @@ func.func @main(%a: {t(at, 'f32')}, %b: {t(bt, 'f32')}) -> {yt} {{
   func.return %y : {yt}
 }}"""
     ins = [rng.standard_normal(at).astype(np.float32) * 4, rng.standard_normal(bt).astype(np.float32) * 4]
-    return parse_module_text(src), ins
+    return parse_bound(src, store), ins

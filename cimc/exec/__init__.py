@@ -1,34 +1,37 @@
-"""Execution of every cimc IR level.
+"""Execution of every cimc IR level in xDSL's interpreter.
 
-:func:`run_at_level` lowers a module to the asked level (verifying after each pass) and runs it:
-``cimq`` levels with :mod:`cimc.exec.cimq_exec`, ``xbar`` levels with the bit-serial crossbar
-interpreter :mod:`cimc.exec.xbar_exec`.
+What lives here: the interpreter functions per dialect (:mod:`cimc.exec.cimq_exec` for the cimq
+host ops, :mod:`cimc.exec.xbar_impls` for the crossbar program), the exact fast path
+(:mod:`cimc.exec.fast_path`), host kernels (:mod:`cimc.exec.host`), the xbar driver with its
+counters report (:mod:`cimc.exec.xbar_exec`) and :func:`run_at_level`, which lowers a copy of a
+module to a level and runs it. Program analysis (counts read off the IR) is
+:mod:`cimc.analysis`; the crossbar arithmetic is :mod:`cimc.target`.
+
+May import: xDSL, numpy, :mod:`cimc.pipeline`, :mod:`cimc.passes`, :mod:`cimc.analysis`,
+:mod:`cimc.dialects`, :mod:`cimc.semantics`, :mod:`cimc.target`, :mod:`cimc.weights`,
+:mod:`cimc.errors`. Not the CLI, the report, the models or the search.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from cimc.errors import ExecutionError
+from cimc.exec.cimq_exec import run_cimq
+from cimc.exec.result import RunResult
+from cimc.exec.xbar_exec import run_xbar
+from cimc.ir_io import module_level
+from cimc.pipeline import check_level, level_names, lower
+from cimc.target.hw import Hardware
+
+__all__ = ["RunResult", "lowered_copy", "run_at_level"]
 
 
-@dataclass
-class RunResult:
-    outputs: list[np.ndarray]
-    report: dict[str, Any] = field(default_factory=dict)
-    counters_table: Any = None
-
-
-def lowered_copy(module: ModuleOp, level: str, *, hw: object = None) -> ModuleOp:
+def lowered_copy(module: ModuleOp, level: str, *, hw: Hardware | None = None) -> ModuleOp:
     """A copy of ``module`` lowered to ``level``; an error if the module is already past it."""
-    from cimc.ir_io import module_level
-    from cimc.pipeline import check_level, level_names, lower
-
     check_level(level)
     current = module_level(module) or "cimq"
     names = level_names()
@@ -47,7 +50,7 @@ def run_at_level(
     level: str,
     inputs: Sequence[np.ndarray],
     *,
-    hw: object = None,
+    hw: Hardware | None = None,
     progress: bool = False,
     fast: bool | None = None,
 ) -> RunResult:
@@ -58,10 +61,6 @@ def run_at_level(
     """
     program = lowered_copy(module, level, hw=hw)
     if not level.startswith("xbar"):
-        from cimc.exec.cimq_exec import run_cimq
-
         outs, _ = run_cimq(program, inputs)
         return RunResult(outs)
-    from cimc.exec.xbar_exec import run_xbar
-
     return run_xbar(program, inputs, hw=hw, progress=progress, fast=fast)

@@ -11,14 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import (
-    DenseIntOrFPElementsAttr,
-    Float32Type,
-    Float64Type,
-    IntegerType,
-    ModuleOp,
-    TensorType,
-)
+from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
 from xdsl.interpreters.func import FuncFunctions
 from xdsl.ir import Attribute, Operation
@@ -26,42 +19,80 @@ from xdsl.ir import Attribute, Operation
 from cimc import semantics as sem
 from cimc.dialects import cimq
 from cimc.errors import ExecutionError
-from cimc.weights import STORE
-
-
-def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
-    """The array held by a ``dense<...>`` attribute (splats broadcast to the full shape)."""
-    elem = attr.get_element_type()
-    dtype = _numpy_dtype(elem)
-    flat = np.frombuffer(attr.data.data, dtype=dtype)
-    shape = tuple(attr.get_shape())
-    if flat.size == 1 and int(np.prod(shape)) != 1:
-        return np.full(shape, flat[0], dtype=dtype)
-    return flat.reshape(shape)
-
-
-def _numpy_dtype(elem: Attribute) -> np.dtype:
-    if isinstance(elem, Float32Type):
-        return np.dtype(np.float32)
-    if isinstance(elem, Float64Type):
-        return np.dtype(np.float64)
-    if isinstance(elem, IntegerType):
-        width = elem.width.data
-        return np.dtype({1: np.bool_, 8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[width])
-    raise ExecutionError(f"constant element type {elem} is not supported")
+from cimc.exec.host import requant_chain
 
 
 def const_value(op: cimq.ConstOp) -> np.ndarray:
     """The runtime value of a ``cimq.const``: int64 for quantized results, float32 else."""
-    if isinstance(op.value, cimq.BlobAttr):
-        arr = STORE.get(op.value.digest.data)
-    else:
-        arr = dense_to_numpy(op.value)  # type: ignore[arg-type]
+    arr = cimq.constant_array(op.value)
     out_type = op.output.type
     assert isinstance(out_type, TensorType)
     if isinstance(out_type.element_type, cimq.QuantType):
         return np.asarray(arr, dtype=np.int64).reshape(out_type.get_shape())
     return np.asarray(arr, dtype=np.float32).reshape(out_type.get_shape())
+
+
+def _broadcast_axis(arr: np.ndarray, axis_attr: Any, ndim: int) -> np.ndarray:
+    """A per-channel (or scalar) constant shaped to broadcast along its axis of an ``ndim`` tensor."""
+    shape = [1] * ndim
+    shape[_attr_int(axis_attr, -1) % ndim] = arr.size
+    return arr.reshape(shape)
+
+
+def _requant_steps(op: cimq.RequantizeOp, acc: np.ndarray, named: dict[str, Any]) -> tuple[Any, Any]:
+    """``cimq.requantize`` step by step, each step as its unfused op computes it."""
+    y = sem.dequantize(acc, _qtype(op.input.type))
+    if "mul" in named:
+        y = (y * _broadcast_axis(named["mul"], op.mul_axis, y.ndim)).astype(np.float32, copy=False)
+    if "bias" in named:
+        y = (y + _broadcast_axis(named["bias"], op.bias_axis, y.ndim)).astype(np.float32, copy=False)
+    if "residual" in named:
+        y = (y + named["residual"]).astype(np.float32, copy=False)
+    lo, hi = _attr_float(op.clamp_min), _attr_float(op.clamp_max)
+    if lo is not None:
+        y = np.maximum(y, np.float32(lo))
+    if hi is not None:
+        y = np.minimum(y, np.float32(hi))
+    return sem.quantize(y, _qtype(op.output.type)), y
+
+
+def _per_channel(arr: Any, axis_attr: Any, c: int) -> np.ndarray | None:
+    """A float32 ``[C]`` vector of a constant along axis 1 of a 4-D tensor (or a scalar)."""
+    arr = np.asarray(arr)
+    if arr.dtype != np.float32 or (arr.size not in (1, c)) or (arr.size == c and c > 1 and _attr_int(axis_attr, -1) % 4 != 1):
+        return None
+    return np.ascontiguousarray(np.broadcast_to(arr.reshape(-1), (c,)))
+
+
+def _requant_kernel(op: cimq.RequantizeOp, acc: np.ndarray, named: dict[str, Any]) -> tuple[Any, Any] | None:
+    """``cimq.requantize`` in one numba pass, or None where the operands do not fit the kernel."""
+    acc = np.asarray(acc)
+    qt_in, qt = _qtype(op.input.type), _qtype(op.output.type)
+    if acc.ndim != 4 or acc.dtype.kind not in "iu" or qt_in.zp or qt.per_channel or op.clamp_max is not None:
+        return None
+    if qt_in.per_channel and qt_in.channel_axis % 4 != 1:
+        return None
+    if op.clamp_min is not None and _attr_float(op.clamp_min) != 0.0:
+        return None
+    c = acc.shape[1]
+    zeros = np.zeros(c, dtype=np.float32)
+    mul = _per_channel(named["mul"], op.mul_axis, c) if "mul" in named else zeros
+    add = _per_channel(named["bias"], op.bias_axis, c) if "bias" in named else zeros
+    res = np.asarray(named.get("residual", np.zeros((1, 1, 1, 1), dtype=np.float32)))
+    if mul is None or add is None or res.dtype != np.float32 or ("residual" in named and res.shape != acc.shape):
+        return None
+    dscale = np.ascontiguousarray(np.broadcast_to(sem.scale_array(qt_in, 4).reshape(-1), (c,)), dtype=np.float64)
+    qscale = np.float32(sem.scale_array(qt, 4).astype(np.float32).reshape(()))
+    keep = op.value is not None
+    t = np.empty(acc.shape, dtype=np.float32)
+    y = np.empty(acc.shape if keep else (1, 1, 1, 1), dtype=np.float32)
+    requant_chain(acc, dscale, mul, add, res, "mul" in named, "bias" in named, "residual" in named,
+                  op.clamp_min is not None, qscale, keep, y, t)
+    np.clip(t, np.float32(qt.qmin - qt.zp), np.float32(qt.qmax - qt.zp), out=t)  # as sem.quantize
+    q = t.astype(np.int64)
+    if qt.zp:
+        q += qt.zp
+    return q, (y if keep else None)
 
 
 def _qtype(value_type: Attribute) -> cimq.QuantType:
@@ -189,17 +220,13 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.RequantizeOp)
     def run_requantize(self, interp: Interpreter, op: cimq.RequantizeOp, args: tuple[Any, ...]):
-        y = sem.dequantize(args[0], _qtype(op.input.type))
-        if op.bias is not None:
-            bias = args[1]
-            axis = _attr_int(op.bias_axis, -1) % y.ndim
-            shape = [1] * y.ndim
-            shape[axis] = bias.size
-            y = y + bias.reshape(shape)
-        lo, hi = _attr_float(op.clamp_min), _attr_float(op.clamp_max)
-        if lo is not None or hi is not None:
-            y = np.clip(y, -np.inf if lo is None else lo, np.inf if hi is None else hi).astype(np.float32)
-        return (sem.quantize(y, _qtype(op.output.type)),)
+        """The fused chain (see the op): one numba pass where the shapes allow
+        (:func:`cimc.exec.host.requant_chain`), else the same float32 steps in numpy."""
+        present = [k for k, v in (("bias", op.bias), ("mul", op.mul), ("residual", op.residual)) if v is not None]
+        named = dict(zip(present, args[1:]))
+        fused = _requant_kernel(op, args[0], named)
+        q, y = fused if fused is not None else _requant_steps(op, args[0], named)
+        return (q, y) if op.value is not None else (q,)
 
     @impl(cimq.ReluOp)
     def run_relu(self, interp: Interpreter, op: cimq.ReluOp, args: tuple[Any, ...]):

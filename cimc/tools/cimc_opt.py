@@ -71,15 +71,28 @@ class CimcOptMain(xDSLOptMain):
         try:
             module = super().parse_chunk(chunk, file_extension, start_offset)
         except ParseError as exc:
+            if self.args.parsing_diagnostics:
+                raise  # xdsl-opt prints it as the expected diagnostic
             raise InputFileError(f"{name}: malformed IR: {_parse_error_line(exc)}") from None
         except UnicodeDecodeError:
             raise InputFileError(f"{name}: not a text IR file") from None
-        if module is not None and not self.args.disable_verify:
+        if module is not None and not self.args.disable_verify and not self.args.verify_diagnostics:
             try:
                 module.verify()
             except VerifyException as exc:
                 raise InputFileError(f"{name}: invalid IR: {_first_line(exc)}") from None
+        if module is not None:
+            self._bind(module, name)
         return module
+
+    def _bind(self, module, name: str) -> None:
+        """Fill the module's blobs from ``<stem>.weights.npz`` beside the input, where present."""
+        from cimc.ir_io import bind_blobs
+        from cimc.weights import WeightStore, sidecar_path
+
+        side = sidecar_path(name) if name.endswith(".mlir") else None
+        store = WeightStore.load(side) if side is not None and side.is_file() else WeightStore()
+        bind_blobs(module, store)  # a pass that needs a missing constant says so when it reads it
 
     def apply_passes(self, prog) -> None:
         from xdsl.utils.exceptions import DiagnosticException
@@ -89,6 +102,8 @@ class CimcOptMain(xDSLOptMain):
         except CimcError:
             raise
         except DiagnosticException as exc:
+            if self.args.verify_diagnostics:
+                raise  # xdsl-opt prints it as the expected diagnostic
             raise CimcError(f"{self.get_input_name()}: {_first_line(exc)}") from None
         level = level_after(prog, [p.name for p in self.pipeline.passes])
         if level is not None:
@@ -156,7 +171,7 @@ def _pipeline_error(spec: str, exc: BaseException) -> CimcError:
     what = lines[-1] if lines else type(exc).__name__
     column = next((ln.rsplit(":", 1)[-1] for ln in lines if ln.startswith("pass-pipeline:")), None)
     at = f" at column {column}" if column else ""
-    return CimcError(f"-p '{spec}': {what}{at}")
+    return CimcError(f"-p '{spec}': invalid pass pipeline: {what}{at}")
 
 
 def _build(argv: list[str]) -> CimcOptMain:
@@ -184,7 +199,7 @@ def _option_value(argv: list[str], names: tuple[str, ...]) -> str | None:
 
 def _run(argv: list[str]) -> None:
     from cimc.safe_write import OutputSet
-    from cimc.weights import STORE, sidecar_path
+    from cimc.weights import blobs_npz_bytes, sidecar_path
 
     opt = _build(argv)
     src = Path(opt.args.input_file) if opt.args.input_file else None
@@ -192,12 +207,12 @@ def _run(argv: list[str]) -> None:
     out = Path(opt.args.output_file) if opt.args.output_file else None
     if out is not None:
         outs.plan(out, "-o")
-        outs.plan(sidecar_path(out), "the weights of -o")
-    if src is not None and sidecar_path(src).is_file():
-        STORE.load(sidecar_path(src))
+        if not outs.passthrough(out):
+            outs.plan(sidecar_path(out), "the weights of -o")
     opt.run()
     text = opt.buffer.getvalue()
-    digests = _digests(opt.modules)
+    blobs = _blobs(opt.modules)
+    digests = {b.digest for b in blobs}
     if out is None:
         sys.stdout.write(text)
         if digests and not _all_in(digests, src):
@@ -206,19 +221,18 @@ def _run(argv: list[str]) -> None:
         return
     outs.put(out, text, "-o")
     side = sidecar_path(out)
+    if outs.passthrough(out):
+        digests = set()  # a device or stream has no "beside": the text goes alone
     if digests:
-        outs.put(side, STORE.npz_bytes(digests), "the weights of -o")
+        outs.put(side, blobs_npz_bytes(blobs), "the weights of -o")
     outs.commit()
     print(f"wrote {out}" + (f" (weights: {side})" if digests else ""), file=sys.stderr)
 
 
-def _digests(modules: list) -> set[str]:
-    from cimc.ir_io import blob_digests
+def _blobs(modules: list) -> list:
+    from cimc.ir_io import module_blobs
 
-    found: set[str] = set()
-    for m in modules:
-        found |= blob_digests(m)
-    return found
+    return [attr.blob.data for m in modules for attr in module_blobs(m)]
 
 
 def _all_in(digests: set[str], src: Path | None) -> bool:

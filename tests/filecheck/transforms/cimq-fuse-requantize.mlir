@@ -19,17 +19,34 @@ func.func @bias_relu(%x: tensor<1x4xf32>) -> tensor<1x2x!cimq.q<u8:0.1>> {
   // CHECK-NOT:  cimq.dequantize
 }
 
-// A residual add of two tensors is not a bias: nothing is fused past it.
+// A residual add of two tensors is the residual operand, not a bias.
 // CHECK-LABEL: func.func @residual
 func.func @residual(%x: tensor<1x2xf32>, %a: tensor<1x2x!cimq.q<s32:0.125>>) -> tensor<1x2x!cimq.q<s8:0.1>> {
   %f = cimq.dequantize %a : (tensor<1x2x!cimq.q<s32:0.125>>) -> tensor<1x2xf32>
   %g = cimq.add %f, %x : (tensor<1x2xf32>, tensor<1x2xf32>) -> tensor<1x2xf32>
   %o = cimq.quantize %g : (tensor<1x2xf32>) -> tensor<1x2x!cimq.q<s8:0.1>>
   func.return %o : tensor<1x2x!cimq.q<s8:0.1>>
-  // CHECK: cimq.dequantize
-  // CHECK: cimq.add
-  // CHECK: cimq.quantize
-  // CHECK-NOT: cimq.requantize
+  // CHECK-NOT: cimq.dequantize
+  // CHECK: cimq.requantize %a residual %x : (tensor<1x2x!cimq.q<s32:0.125>>, residual tensor<1x2xf32>) -> tensor<1x2x!cimq.q<s8:0.1>>
+  // CHECK-NOT: cimq.add
+}
+
+// A ResNet block's tail: per-channel scale and bias, the residual, ReLU; the ReLU output is also
+// the next block's residual, so the fused op returns it too.
+// CHECK-LABEL: func.func @block
+func.func @block(%a: tensor<1x2x3x3x!cimq.q<s32:0.125>>, %x: tensor<1x2x3x3xf32>) -> (tensor<1x2x3x3x!cimq.q<u8:0.1>>, tensor<1x2x3x3xf32>) {
+  %s = cimq.const dense<[[[0.5]], [[2.0]]]> : tensor<2x1x1xf32> : tensor<2x1x1xf32>
+  %b = cimq.const dense<[[[1.0]], [[-1.0]]]> : tensor<2x1x1xf32> : tensor<2x1x1xf32>
+  %f = cimq.dequantize %a : (tensor<1x2x3x3x!cimq.q<s32:0.125>>) -> tensor<1x2x3x3xf32>
+  %m = cimq.mul %f, %s : (tensor<1x2x3x3xf32>, tensor<2x1x1xf32>) -> tensor<1x2x3x3xf32>
+  %g = cimq.add %m, %b : (tensor<1x2x3x3xf32>, tensor<2x1x1xf32>) -> tensor<1x2x3x3xf32>
+  %h = cimq.add %x, %g : (tensor<1x2x3x3xf32>, tensor<1x2x3x3xf32>) -> tensor<1x2x3x3xf32>
+  %r = cimq.relu %h : (tensor<1x2x3x3xf32>) -> tensor<1x2x3x3xf32>
+  %o = cimq.quantize %r : (tensor<1x2x3x3xf32>) -> tensor<1x2x3x3x!cimq.q<u8:0.1>>
+  func.return %o, %r : tensor<1x2x3x3x!cimq.q<u8:0.1>>, tensor<1x2x3x3xf32>
+  // CHECK:      %[[Q:.*]], %[[Y:.*]] = cimq.requantize %a, %b mul %s residual %x {mul_axis = 1 : i64, bias_axis = 1 : i64, clamp_min = 0.000000e+00 : f64}
+  // CHECK-SAME: -> tensor<1x2x3x3x!cimq.q<u8:0.1>>, tensor<1x2x3x3xf32>
+  // CHECK-NEXT: func.return %[[Q]], %[[Y]]
 }
 
 // A dequantized value with a second use must stay.

@@ -16,14 +16,14 @@ func.func @main(%x: tensor<1x6xf32>) -> tensor<1x3x!cimq.q<s32:0.125>> {
 
 // PAPER:       xbar.layer "fc"
 // PAPER-SAME:  slices = 2 : i64, row_tiles = 2 : i64, col_tiles = 2 : i64, chunks = 4 : i64
-// PAPER:       xbar.const {{.*}} : !xbar.cells<1x6x12, c4>
+// PAPER:       xbar.map {{.*}} slices = 2 : i64{{.*}} -> (!xbar.cells<1x6x12, c4>
 // PAPER:       %[[TWO:.*]] = arith.constant 2 : index
 // PAPER:       scf.for %rt = %{{.*}} to %[[TWO]]
 // PAPER-NEXT:  scf.for %ct = %{{.*}} to %[[TWO]]
 
 // NARROW:      xbar.layer "fc"
 // NARROW-SAME: slices = 1 : i64, row_tiles = 2 : i64, col_tiles = 1 : i64, chunks = 4 : i64
-// NARROW:      xbar.const {{.*}} : !xbar.cells<1x6x6, c4>
+// NARROW:      xbar.map {{.*}} slices = 1 : i64{{.*}} -> (!xbar.cells<1x6x6, c4>
 // NARROW:      %[[ONE:.*]] = arith.constant 1 : index
 // NARROW:      %[[TWO:.*]] = arith.constant 2 : index
 // NARROW:      scf.for %rt = %{{.*}} to %[[TWO]]

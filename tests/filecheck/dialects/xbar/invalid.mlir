@@ -20,3 +20,11 @@ func.func @bad_cells(%g: !xbar.cells<1x4x4, c9>) {
   func.return
 }
 // CHECK: !xbar.cells: cell bits 9 not in 1..8
+
+// -----
+
+func.func @map_recomb(%w: tensor<1x6x3x!cimq.q<s4n:1.0>>) {
+  %c, %r, %k = xbar.map %w {w_bits = 4 : i64, a_bits = 4 : i64, a_signed = 0 : i64, slices = 1 : i64, mapping = "dc"} : (tensor<1x6x3x!cimq.q<s4n:1.0>>) -> (!xbar.cells<1x6x6, c4>, tensor<5x2xi64>, tensor<1x3xi64>)
+  func.return
+}
+// CHECK: xbar.map: recomb [5, 2] must be [6, 2]

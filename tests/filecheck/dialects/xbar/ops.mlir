@@ -8,6 +8,8 @@ func.func @layer(%x: tensor<1x1x3x6x!cimq.q<u4:0.5>>, %w: tensor<1x6x3x!cimq.q<s
   // CHECK: %[[ACC:.*]] = xbar.layer "fc"(%x, %w) {kind = "linear", mapping = "dc", m = 3 : i64, n = 6 : i64, P = 3 : i64, H = 1 : i64, w_bits = 4 : i64, a_bits = 4 : i64, a_signed = 0 : i64, slices = 1 : i64, row_tiles = 2 : i64, col_tiles = 1 : i64, chunks = 4 : i64, cell_bits = 4 : i64, dac_bits = 1 : i64}
   %acc = xbar.layer "fc"(%x, %w) {kind = "linear", mapping = "dc", m = 3 : i64, n = 6 : i64, P = 3 : i64, H = 1 : i64, w_bits = 4 : i64, a_bits = 4 : i64, a_signed = 0 : i64, slices = 1 : i64, row_tiles = 2 : i64, col_tiles = 1 : i64, chunks = 4 : i64, cell_bits = 4 : i64, dac_bits = 1 : i64} : (tensor<1x1x3x6x!cimq.q<u4:0.5>>, tensor<1x6x3x!cimq.q<s4n:1.0>>) -> tensor<1x1x3x3xi32> {
   ^bb0(%xa: tensor<1x1x3x6x!cimq.q<u4:0.5>>, %wa: tensor<1x6x3x!cimq.q<s4n:1.0>>):
+    // CHECK: xbar.map %{{.*}} {w_bits = 4 : i64, a_bits = 4 : i64, a_signed = 0 : i64, slices = 1 : i64, mapping = "dc"} : (tensor<1x6x3x!cimq.q<s4n:1.0>>) -> (!xbar.cells<1x6x6, c4>, tensor<6x2xi64>, tensor<1x3xi64>)
+    %mc, %mr, %mk = xbar.map %wa {w_bits = 4 : i64, a_bits = 4 : i64, a_signed = 0 : i64, slices = 1 : i64, mapping = "dc"} : (tensor<1x6x3x!cimq.q<s4n:1.0>>) -> (!xbar.cells<1x6x6, c4>, tensor<6x2xi64>, tensor<1x3xi64>)
     // CHECK: xbar.const #cimq.blob<"fc.cells", "00112233445566778899"> : !xbar.cells<1x6x6, c4>
     %cells = xbar.const #cimq.blob<"fc.cells", "00112233445566778899"> : !xbar.cells<1x6x6, c4>
     // CHECK: xbar.const dense<{{.*}}> : tensor<6x2xi64>

@@ -1,0 +1,157 @@
+"""Program analysis: what a compiled ``xbar`` program does, read off the IR without running it.
+
+:func:`analyse_layer` reads one ``xbar.layer``: its descriptor and bits from the properties, the
+physical matrix from its cells type, and the repeats, row tiles, column tiles and chunks from the
+trip counts of its loops, checked against the tile-write and cycle issues of the program. The
+counters then follow from the one closed form (:func:`cimc.target.counters.layer_counters`). No
+weight is read, let alone mapped to cells: ``cimc report`` and the search's cost use this.
+
+May import: xDSL, :mod:`cimc.dialects`, :mod:`cimc.target`, :mod:`cimc.errors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from xdsl.dialects import arith, scf
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Operation
+
+from cimc.dialects import xbar
+from cimc.errors import ExecutionError, UnsupportedModelError
+from cimc.target.counters import Counters, layer_counters
+from cimc.target.geometry import LayerDesc, LayerGeometry
+from cimc.target.hw import Hardware
+
+#: Attribute naming the role of each loop of a layer program (``xbar-tile`` sets it).
+LOOP_ATTR = "xbar.loop"
+LOOP_ROLES = ("repeats", "row_tiles", "col_tiles", "chunks")
+
+
+def trip_count(loop: scf.ForOp) -> int:
+    """The trip count of an ``scf.for`` with constant bounds."""
+    vals = []
+    for v in (loop.lb, loop.ub, loop.step):
+        owner = v.owner
+        if not isinstance(owner, arith.ConstantOp):
+            raise UnsupportedModelError("xbar program loops must have constant bounds")
+        vals.append(owner.value.value.data)  # type: ignore[union-attr]
+    lb, ub, step = vals
+    return max(0, -(-(ub - lb) // step))
+
+
+def issue_count(op: Operation, layer: xbar.LayerOp) -> int:
+    """How many times ``op`` runs per layer execution: the product of its loops' trip counts."""
+    count = 1
+    parent = op.parent_op()
+    while parent is not None and parent is not layer:
+        if isinstance(parent, scf.ForOp):
+            count *= trip_count(parent)
+        parent = parent.parent_op()
+    return count
+
+
+@dataclass(frozen=True)
+class LayerProgram:
+    """A compiled ``xbar.layer``: its geometry as the program has it, and how it streams."""
+
+    geometry: LayerGeometry
+    a_signed: bool
+    dynamic: bool
+
+    def __getattr__(self, name: str) -> Any:  # descriptor and geometry fields read through
+        if name in ("geometry", "a_signed", "dynamic"):
+            raise AttributeError(name)
+        for part in (self.geometry, self.geometry.desc):
+            if hasattr(part, name):
+                return getattr(part, name)
+        raise AttributeError(f"LayerProgram has no attribute '{name}'")
+
+    @property
+    def writes(self) -> int:
+        """Tile writes per inference (batch 1)."""
+        return self.counters(1).writes
+
+    @property
+    def executes(self) -> int:
+        """Crossbar cycles per inference (batch 1)."""
+        return self.counters(1).executes
+
+    def counters(self, batch: int) -> Counters:
+        """The counters of running ``batch`` inferences (no saturations: lossless)."""
+        return layer_counters(self.geometry, batch=batch, dynamic=self.dynamic)
+
+
+def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:
+    trips: dict[str, int] = {}
+    for op in layer.body.walk():
+        role = op.attributes.get(LOOP_ATTR)
+        if isinstance(op, scf.ForOp) and isinstance(role, StringAttr):
+            trips[role.data] = trip_count(op)
+    return trips
+
+
+def analyse_layer(layer: xbar.LayerOp) -> LayerProgram:
+    """Read a layer's geometry off its program (properties, cells type, loop trip counts)."""
+    name = layer.layer.data
+    writes = cycles = 0
+    cells_t = None
+    for op in layer.body.walk():
+        if isinstance(op, xbar.ProgramOp):
+            writes += issue_count(op, layer)
+            cells_t = op.cells.type
+        elif isinstance(op, xbar.CycleOp):
+            cycles += issue_count(op, layer)
+    if not isinstance(cells_t, xbar.CellsType):
+        raise UnsupportedModelError(f"layer '{name}' programs no tile")
+    v = layer.value
+    trips = _loop_trips(layer)
+    counts = {role: trips.get(role, v(role if role != "repeats" else "H")) for role in LOOP_ROLES}
+    desc = LayerDesc(name, v("m"), v("n"), v("P"), counts["repeats"], layer.kind.data)
+    tile = next(op.tile.type for op in layer.body.walk() if isinstance(op, xbar.ProgramOp))
+    geom = LayerGeometry(
+        desc=desc, w_bits=v("w_bits"), a_bits=v("a_bits"), slices=v("slices"),
+        phys_rows=cells_t.rows.data, phys_cols=cells_t.cols.data, tile_rows=tile.rows.data,
+        tile_cols=tile.cols.data, row_tiles=counts["row_tiles"], col_tiles=counts["col_tiles"],
+        chunks=counts["chunks"],
+    )
+    if writes != desc.H * geom.tiles or cycles != writes * geom.chunks:
+        raise UnsupportedModelError(
+            f"layer '{name}': {writes} tile writes and {cycles} cycle issues do not match the "
+            f"program's loops ({desc.H} x {geom.row_tiles} x {geom.col_tiles} x {geom.chunks})"
+        )
+    return LayerProgram(geom, bool(v("a_signed")), layer.is_dynamic)
+
+
+def module_layers(module: ModuleOp) -> list[xbar.LayerOp]:
+    """The module's ``xbar.layer`` ops in program order."""
+    return [op for op in module.walk() if isinstance(op, xbar.LayerOp)]
+
+
+def compiled_geometry(module: ModuleOp) -> dict[str, Any] | None:
+    """``rows, cols, cell_bits, dac_bits, mapping`` the module was tiled for (None if untiled)."""
+    for layer in module_layers(module):
+        for op in layer.body.walk():
+            if isinstance(op, xbar.ProgramOp):
+                t = op.tile.type
+                assert isinstance(t, xbar.TileType)
+                return dict(rows=t.rows.data, cols=t.cols.data, cell_bits=layer.value("cell_bits"),
+                            dac_bits=layer.value("dac_bits"), mapping=layer.mapping.data)
+    return None
+
+
+def check_hardware(module: ModuleOp, hw: Hardware | None) -> Hardware:
+    """The hardware to run on: ``hw`` (its geometry must match the compiled one) or, if None,
+    the compiled geometry with a lossless ADC and the paper's timings."""
+    geo = compiled_geometry(module)
+    if hw is None:
+        return Hardware(**geo) if geo else Hardware()
+    if geo is not None:
+        for key, value in geo.items():
+            if getattr(hw, key) != value:
+                raise ExecutionError(
+                    f"the program was compiled for {key}={value} but the hardware has "
+                    f"{key}={getattr(hw, key)}; lower it again with this hardware"
+                )
+    return hw

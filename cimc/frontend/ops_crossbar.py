@@ -1,0 +1,177 @@
+"""Handlers of the crossbar ops: Conv, Gemm and MatMul on quantized operands.
+
+A Conv / Gemm / MatMul whose input is a dequantized activation and whose weight a dequantized
+integer constant becomes ``cimq.conv`` / ``cimq.matmul`` (a MatMul of two activations
+``cimq.matmul_act``) with an s32 accumulator of scale ``s_x * s_w``; an int32 bias with that scale
+becomes ``cimq.bias_add``, any other bias a float add after the accumulator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from xdsl.dialects.builtin import IntegerAttr, i64
+
+from cimc.dialects import cimq
+from cimc.dialects.cimq import QuantType
+from cimc.frontend.context import ImportContext
+from cimc.frontend.shapes import pads_2d
+from cimc.frontend.values import Const, Entry, Node, NodeError, QConst, Tensor
+
+
+def quant_input(node: Node, k: int) -> Tensor:
+    """Input ``k`` as a quantized activation (the tensor a DequantizeLinear views)."""
+    e = node.input(k)
+    if isinstance(e, Tensor) and e.kind == "dq":
+        assert e.q is not None
+        return e.q
+    raise NodeError(f"input '{node.inputs[k]}' is not quantized; cimc maps only "
+                    "Conv/Gemm/MatMul on DequantizeLinear outputs to crossbars")
+
+
+def quant_weight(node: Node, k: int) -> QConst:
+    """Input ``k`` as dequantized integer weights of 1..8 bits."""
+    e = node.input(k)
+    if isinstance(e, QConst) and e.qtype.width <= 8:
+        return e
+    raise NodeError(f"input '{node.inputs[k]}' is not a quantized weight; cimc maps only "
+                    "Conv/Gemm/MatMul on DequantizeLinear outputs to crossbars")
+
+
+def acc_type(x: QuantType, w: QuantType, axis: int) -> QuantType:
+    """The s32 accumulator type of ``x * w`` (per channel along ``axis`` when ``w`` is)."""
+    sx = x.scale_values[0]
+    scales = [sx * sw for sw in w.scale_values]
+    return QuantType(32, True, scales if w.per_channel else scales[0],
+                     axis=axis if w.per_channel else -1)
+
+
+def bias_matches(acc: Tensor, bias: Entry | None, axis: int) -> bool:
+    """``bias`` is an int32 constant vector with the accumulator's scale along ``axis``."""
+    if not isinstance(bias, QConst) or bias.qtype.width != 32 or bias.ints.ndim != 1:
+        return False
+    if bias.ints.shape[0] != acc.shape[axis] or bias.qtype.zp != 0:
+        return False
+    assert acc.qtype is not None
+    acc_s = list(acc.qtype.scale_values)
+    b_s = list(bias.qtype.scale_values)
+    if len(b_s) == 1 and len(acc_s) > 1:
+        b_s = b_s * len(acc_s)
+    if len(acc_s) == 1 and len(b_s) > 1:
+        acc_s = acc_s * len(b_s)
+    return len(acc_s) == len(b_s) and all(
+        math.isclose(x, y, rel_tol=1e-5) for x, y in zip(acc_s, b_s)
+    )
+
+
+def add_bias(ctx: ImportContext, acc: Tensor, bias: Entry | None, axis: int,
+             float_shape: Callable[[np.ndarray], np.ndarray]) -> Tensor:
+    """Int32 bias with the accumulator's scale -> ``cimq.bias_add``; else float add."""
+    if bias is None:
+        return acc
+    if bias_matches(acc, bias, axis):
+        assert isinstance(bias, QConst) and acc.ssa is not None
+        op = cimq.BiasAddOp.create(
+            operands=[acc.ssa, ctx.weight_ssa(bias)], result_types=[acc.ssa.type],
+            attributes={"axis": IntegerAttr(axis, i64)},
+        )
+        return Tensor("acc", acc.shape, acc.batched, ssa=ctx.emit(op).results[0],
+                      qtype=acc.qtype)
+    if isinstance(bias, Tensor):
+        raise NodeError("the bias must be a constant")
+    arr = bias.arr if isinstance(bias, Const) else bias.real()
+    const = Const(float_shape(np.asarray(arr, dtype=np.float32)), origin=bias.origin)
+    return ctx.float_result(cimq.AddOp, [ctx.as_float(acc), ctx.as_float(const)],
+                            acc.shape, acc.batched)
+
+
+def conv(ctx: ImportContext, node: Node) -> Entry:
+    xq = quant_input(node, 0)
+    w = quant_weight(node, 1)
+    if w.ints.ndim != 4 or len(xq.shape) != 4:
+        raise NodeError("only 2-D convolutions (NCHW input, OIHW weight) are supported")
+    if w.qtype.per_channel and w.qtype.channel_axis != 0:
+        raise NodeError("per-channel weight scales must be along the output channels (axis 0)")
+    a = node.attrs
+    kernel = list(w.ints.shape[2:])
+    if "kernel_shape" in a and list(a["kernel_shape"]) != kernel:
+        raise NodeError(f"kernel_shape {a['kernel_shape']} differs from the weight {kernel}")
+    strides = list(a.get("strides", [1, 1]))
+    dil = list(a.get("dilations", [1, 1]))
+    pads = pads_2d(node, xq.shape[2:], kernel, strides, dil)
+    out_shape = ctx.shape_of(node.outputs[0])
+    assert xq.qtype is not None
+    acc_q = acc_type(xq.qtype, w.qtype, 1)
+    op = cimq.ConvOp(
+        ctx.as_quant(xq), ctx.weight_ssa(w), ctx.ttype(out_shape, acc_q, xq.batched),
+        strides=strides, pads=[pads[0], pads[1], pads[2], pads[3]], dilations=dil,
+        group=int(a.get("group", 1)), layer=node.label,
+    )
+    acc = Tensor("acc", out_shape, xq.batched, ssa=ctx.emit(op).results[0], qtype=acc_q)
+    ctx.record(node.label, "conv", w.qtype, xq.qtype, {
+        "input": ctx.shown(xq.shape, xq.batched), "weight": tuple(w.ints.shape),
+        "output": ctx.shown(out_shape, xq.batched)})
+    return add_bias(ctx, acc, node.input(2), 1, lambda b: b.reshape(-1, 1, 1))
+
+
+def _linear(ctx: ImportContext, node: Node, xq: Tensor, w: QConst, bias: Entry | None) -> Entry:
+    if len(xq.shape) < 1 or w.ints.shape[0] != xq.shape[-1]:
+        raise NodeError(f"input {list(xq.shape)} and weight {list(w.ints.shape)} do not multiply")
+    out_shape = ctx.shape_of(node.outputs[0], lambda: (*xq.shape[:-1], w.ints.shape[1]))
+    axis = len(out_shape) - 1
+    assert xq.qtype is not None
+    acc_q = acc_type(xq.qtype, w.qtype, axis)
+    op = cimq.MatMulOp(ctx.as_quant(xq), ctx.weight_ssa(w),
+                       ctx.ttype(out_shape, acc_q, xq.batched), layer=node.label)
+    acc = Tensor("acc", out_shape, xq.batched, ssa=ctx.emit(op).results[0], qtype=acc_q)
+    ctx.record(node.label, "linear", w.qtype, xq.qtype, {
+        "input": ctx.shown(xq.shape, xq.batched), "weight": tuple(w.ints.shape),
+        "output": ctx.shown(out_shape, xq.batched)})
+    return add_bias(ctx, acc, bias, axis, lambda b: b)
+
+
+def gemm(ctx: ImportContext, node: Node) -> Entry:
+    a = node.attrs
+    for key in ("alpha", "beta"):
+        if float(a.get(key, 1.0)) != 1.0:
+            raise NodeError(f"{key}={a[key]} is not supported (only alpha = beta = 1)")
+    if a.get("transA", 0):
+        raise NodeError("transA=1 is not supported")
+    xq = quant_input(node, 0)
+    w = quant_weight(node, 1)
+    if w.ints.ndim != 2:
+        raise NodeError("the weight must be 2-D")
+    if a.get("transB", 0):
+        w = w.transposed([1, 0])
+    if w.qtype.per_channel and w.qtype.channel_axis != 1:
+        raise NodeError("per-channel weight scales must be along the output features")
+    return _linear(ctx, node, xq, w, node.input(2))
+
+
+def matmul(ctx: ImportContext, node: Node) -> Entry:
+    rhs = node.input(1)
+    if isinstance(rhs, QConst) and rhs.qtype.width <= 8:
+        xq = quant_input(node, 0)
+        if rhs.ints.ndim != 2:
+            raise NodeError("a constant MatMul weight must be 2-D")
+        if rhs.qtype.per_channel and rhs.qtype.channel_axis != 1:
+            raise NodeError("per-channel weight scales must be along the output features")
+        return _linear(ctx, node, xq, rhs, None)
+    lhs_q = quant_input(node, 0)
+    rhs_q = quant_input(node, 1)
+    out_shape = ctx.shape_of(node.outputs[0], lambda: (
+        *np.broadcast_shapes(lhs_q.shape[:-2], rhs_q.shape[:-2]), lhs_q.shape[-2],
+        rhs_q.shape[-1]))
+    assert lhs_q.qtype is not None and rhs_q.qtype is not None
+    acc_q = acc_type(lhs_q.qtype, rhs_q.qtype, -1)
+    batched = lhs_q.batched or rhs_q.batched
+    op = cimq.MatMulActOp(ctx.as_quant(lhs_q), ctx.as_quant(rhs_q),
+                          ctx.ttype(out_shape, acc_q, batched), layer=node.label)
+    acc = Tensor("acc", out_shape, batched, ssa=ctx.emit(op).results[0], qtype=acc_q)
+    ctx.record(node.label, "matmul_act", rhs_q.qtype, lhs_q.qtype, {
+        "input": ctx.shown(lhs_q.shape, lhs_q.batched),
+        "weight": ctx.shown(rhs_q.shape, rhs_q.batched),
+        "output": ctx.shown(out_shape, batched)})
+    return acc
