@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cimc.cli_util import atomic_output, console
 from cimc.loaders import load_hardware, load_model
 
 

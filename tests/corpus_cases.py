@@ -6,13 +6,11 @@ optional ``setup(d)`` that plants the files, and substrings the one error line m
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
 import shutil
 import stat
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -4,8 +4,6 @@ without pickle, devices refused."""
 from __future__ import annotations
 
 import io
-import os
-import resource
 import subprocess
 import sys
 import time

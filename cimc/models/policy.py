@@ -16,46 +16,9 @@ import numpy as np
 
 from cimc.cli_util import atomic_output
 from cimc.errors import CimcError, InputFileError
+from cimc.models.zoo import MAX_BITS, MIN_BITS, _as_int_array, layer_names, validate_policy
 
-MIN_BITS = 1
-MAX_BITS = 8
-
-
-def _as_int_array(policy: object, where: str) -> np.ndarray:
-    arr = np.asarray(policy)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise CimcError(f"{where}: policy must have shape (L, 2), got {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise CimcError(f"{where}: policy bits must be integers")
-    elif arr.dtype.kind not in "iu":
-        raise CimcError(f"{where}: policy bits must be integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64)
-
-
-def validate_policy(policy: object, name: str) -> np.ndarray:
-    """Check ``policy`` against zoo model ``name``; return it as an ``(L, 2)`` int64 array.
-
-    Raises :class:`CimcError` for an unknown model, a wrong shape or layer count, non-integers, or
-    bits outside 1..8 (naming the first offending layer).
-    """
-    from cimc.models.zoo import layer_names
-
-    names = layer_names(name)
-    arr = _as_int_array(policy, f"policy for '{name}'")
-    if arr.shape[0] != len(names):
-        raise CimcError(
-            f"policy for '{name}' has {arr.shape[0]} layers, the model has {len(names)}"
-        )
-    for i, (w, a) in enumerate(arr):
-        for kind, bits in (("w_bits", w), ("a_bits", a)):
-            if not MIN_BITS <= bits <= MAX_BITS:
-                raise CimcError(
-                    f"policy for '{name}', layer {i} '{names[i]}': {kind} = {bits} is outside "
-                    f"{MIN_BITS}..{MAX_BITS}"
-                )
-    return arr
-
+__all__ = ["MAX_BITS", "MIN_BITS", "load_policy", "save_policy", "validate_policy"]
 
 def load_policy(path: str | Path) -> np.ndarray:
     """Read a policy from ``.npy`` or ``.json``; return an ``(L, 2)`` int64 array.
@@ -130,8 +93,6 @@ def save_policy(
     if p.suffix != ".json":
         raise CimcError(f"{p}: policy files must end in .npy or .json")
     if names is None and model is not None:
-        from cimc.models.zoo import layer_names
-
         names = layer_names(model)
     if names is None:
         names = [f"layer{i}" for i in range(len(arr))]
