@@ -2,7 +2,7 @@
 
 A pass checks its options when it is built (``__post_init__``), so ``cimc-opt``, ``cimc lower``
 and the stock ``xdsl-opt`` all refuse ``xbar-tile{rows=0}`` before any IR is read. The error is
-a :class:`PassOptionError`: a :class:`~cimc.errors.CimcError` (one line in cimc's tools) and an
+a :class:`PassOptionError`: a :class:`~cimc.errors.HardwareError` (one line in cimc's tools) and an
 xDSL ``PassFailedException`` (a diagnostic for ``xdsl-opt --verify-diagnostics``); under the
 stock ``xdsl-opt`` the plug-in (:mod:`cimc.universe`) prints it as one line, not a traceback.
 """
@@ -13,11 +13,11 @@ from collections.abc import Iterable
 
 from xdsl.utils.exceptions import PassFailedException
 
-from cimc.errors import CimcError
+from cimc.errors import HardwareError
 
 
-class PassOptionError(CimcError, PassFailedException):
-    """A pass option is out of range or of the wrong type."""
+class PassOptionError(HardwareError, PassFailedException):
+    """A pass option (a crossbar parameter) is out of range or of the wrong type."""
 
 
 def _is_int(value: object) -> bool:
