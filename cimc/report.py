@@ -16,6 +16,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from cimc.analysis import analyse_layer, check_hardware, module_layers
+from cimc.chip_report import chip_schedule
 from cimc.context import make_context
 from cimc.errors import CimcError
 from cimc.ir_io import module_level, set_module_level
@@ -65,7 +66,7 @@ def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     rows = []
     for layer in module_layers(module):
         p = analyse_layer(layer)
-        c = p.counters(1)
+        c = p.counters(1, hw)
         writes = c.writes
         latency = latency_us(c, hw)
         rows.append({
@@ -80,10 +81,22 @@ def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     return rows
 
 
+def chip_summary(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int = 1) -> dict[str, Any]:
+    """The chip schedule's totals (no per-array events) of an ``xbar`` module."""
+    return chip_schedule(module, hw, batch=batch, stream=stream, events=False).as_dict(events=False)
+
+
 def xbar_report(
-    module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True
+    module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True,
+    stream: int = 1, batch: int = 1,
 ) -> dict[str, Any]:
-    """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None)."""
+    """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None).
+
+    Per-layer ``latency_us`` is the layer's time in the chip schedule of one run of ``batch``
+    inputs (with one array and nothing resident: the paper's ``writes * t_w + executes * t_e``,
+    kept as ``paper_latency_us``); ``chip`` holds the schedule's totals for a stream of
+    ``stream`` inputs (throughput, one-time programming, writes per inference).
+    """
     hw = hw or Hardware()
     compiled, base = compile_pair(module, level, hw, baseline=baseline)
     _check_geometry(compiled, hw)
@@ -91,27 +104,53 @@ def xbar_report(
     rows = layer_rows(compiled, hw)
     if not rows:
         raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
+    chip = chip_summary(compiled, hw, batch=batch, stream=stream)
+    for r, slot in zip(rows, chip["layers"], strict=True):
+        r["paper_latency_us"] = r["latency_us"]
+        r["latency_us"] = slot["latency_us"]
     total = {
         "writes": sum(r["writes"] for r in rows),
         "executes": sum(r["executes"] for r in rows),
         "latency_us": sum(r["latency_us"] for r in rows),
+        "paper_latency_us": sum(r["paper_latency_us"] for r in rows),
     }
     for r in rows:
         r["share"] = r["latency_us"] / total["latency_us"] if total["latency_us"] else 0.0
-    out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "total": total}
+    out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "total": total,
+                           "chip": {k: v for k, v in chip.items() if k != "layers"}}
     if base is not None:
         base_rows = layer_rows(base, hw)
+        base_chip = chip_summary(base, hw, batch=batch, stream=stream)
+        paper_lat = sum(r["latency_us"] for r in base_rows)  # one array, serial: the paper's
+        for r, slot in zip(base_rows, base_chip["layers"], strict=True):
+            r["latency_us"] = slot["latency_us"]
         base_lat = sum(r["latency_us"] for r in base_rows)
         out["baseline"] = {
             "bits": [8, 8],
             "writes": sum(r["writes"] for r in base_rows),
             "executes": sum(r["executes"] for r in base_rows),
             "latency_us": base_lat,
+            "paper_latency_us": paper_lat,
+            "chip": {k: v for k, v in base_chip.items() if k != "layers"},
         }
         for r, b in zip(rows, base_rows):
             r["baseline_latency_us"] = b["latency_us"]
         out["speedup"] = base_lat / total["latency_us"] if total["latency_us"] else float("inf")
+        out["speedup_over_paper"] = paper_lat / total["latency_us"] if total["latency_us"] else float("inf")
     return out
+
+
+def chip_caption(report: dict[str, Any]) -> str:
+    """The chip's totals in one line (shown when the chip is more than the paper's crossbar)."""
+    c, hw = report["chip"], report["hardware"]
+    text = (f"chip: {hw['arrays']} array(s), residency {hw['residency']}, {hw['cols_per_adc']} col/ADC: "
+            f"one run of {c['batch']}: {c['latency_us']:,.1f} us; stream of {c['stream']}: "
+            f"{c['time_per_inference_us']:,.1f} us per input ({c['throughput_per_s']:,.1f}/s); "
+            f"one-time programming {c['programming_writes']:,} writes; "
+            f"{c['writes_per_inference']:,.2f} writes per inference")
+    if "speedup_over_paper" in report:
+        text += f"; speedup over the paper's all-8/8 single crossbar {report['speedup_over_paper']:.3f}x"
+    return text
 
 
 def report_table(report: dict[str, Any]) -> Any:
@@ -141,6 +180,8 @@ def report_table(report: dict[str, Any]) -> Any:
         table.caption = (
             f"all-8/8 baseline: {b['latency_us']:,.1f} us -> speedup {report['speedup']:.3f}x"
         )
+    if "chip" in report:
+        table.caption = "\n".join(x for x in (table.caption, chip_caption(report)) if x)
     return table
 
 

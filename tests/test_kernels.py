@@ -211,7 +211,8 @@ def test_counters_add() -> None:
     a = Counters(writes=1, executes=2, adc_saturations=3)
     b = Counters(writes=10, cells_written=5)
     assert (a + b).as_dict() == {"writes": 11, "cells_written": 5, "executes": 2,
-                                 "adc_conversions": 0, "adc_saturations": 3, "dac_activations": 0}
+                                 "adc_conversions": 0, "adc_saturations": 3, "dac_activations": 0,
+                                 "adc_slots": 0, "skipped_cycles": 0}
     a += b
     assert a.writes == 11 and b.writes == 10
 
