@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import assert_one_line_error
-from corpus_cases import ONNX, SMALL_MLIR, Payload
+from bad_input_cases import ONNX, SMALL_MLIR, Payload
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BIN = Path(sys.executable).parent
@@ -94,7 +94,7 @@ def _plant(kind: str, d: Path) -> list[str]:
         np.save(d / "p.npy", evil_npy, allow_pickle=True)
         return ["cimc-rl", "export", "-m", "lenet", "--policy", str(d / "p.npy"), "-o", str(d / "o.onnx")]
     if kind == "weights .npz":
-        from corpus_cases import mlir_blob_without_weights
+        from bad_input_cases import mlir_blob_without_weights
 
         mlir_blob_without_weights(d)
         np.savez(d / "b.weights.npz", w=evil_npy)

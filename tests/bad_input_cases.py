@@ -1,4 +1,4 @@
-"""The cases of tests/test_corpus.py: one bad input each, built in a fresh folder ``d``.
+"""The cases of tests/test_bad_inputs.py: one bad input each, built in a fresh folder ``d``.
 
 A case is a tool, an argv template (``{d}`` is the case folder, ``{ex}`` the examples folder), an
 optional ``setup(d)`` that plants the files, and substrings the one error line must contain.
