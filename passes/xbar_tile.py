@@ -55,8 +55,9 @@ from xdsl.pattern_rewriter import (
 from cimc.analysis import LOOP_ATTR
 from cimc.dialects import cimq, xbar
 from cimc.errors import CimcError, HardwareError, UnsupportedModelError
+from cimc.passes.options import check_choice, check_int
 from cimc.target.geometry import LayerDesc, LayerGeometry, layer_geometry, slices
-from cimc.target.hw import Hardware
+from cimc.target.hw import MAPPINGS, Hardware
 
 def crossbar(rows: int, cols: int, cell_bits: int, dac_bits: int, mapping: str) -> Hardware:
     """The crossbar a program is compiled for (timings and ADC are run-time matters)."""
@@ -324,6 +325,13 @@ class XbarTilePass(ModulePass):
     cell_bits: int = 4
     dac_bits: int = 1
     mapping: str = "dc"
+
+    def __post_init__(self) -> None:
+        check_int(self.name, "rows", self.rows, 1)
+        check_int(self.name, "cols", self.cols, 1)
+        check_int(self.name, "cell-bits", self.cell_bits, 1, 8)
+        check_int(self.name, "dac-bits", self.dac_bits, 1, 8)
+        check_choice(self.name, "mapping", self.mapping, MAPPINGS)
 
     @staticmethod
     def from_hardware(hw: Hardware) -> XbarTilePass:
