@@ -140,6 +140,23 @@ def test_value_preserving_ops_keep_quantization(chain: str, tmp_path: Path) -> N
     assert len(ops(module, cimq.QuantizeOp)) == 2  # the input's and the output's only
 
 
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_crossbar_layers_behind_value_preserving_ops_map(chain: str, tmp_path: Path) -> None:
+    """The same chains lowered to crossbars: xbar (bit-serial) equals cimq integer for integer."""
+    from cimc.exec import run_at_level
+
+    body, extra, wshape = CHAINS[chain]
+    w_inits, w_nodes = weight("w", wshape)
+    path = tmp_path / "m.onnx"
+    onnx.save(model_of([*w_nodes, *body], [*w_inits, *extra], [2, 2, 6, 6]), str(path))
+    module = import_onnx(path).module
+    x = np.random.default_rng(5).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    ref = run_at_level(module, "cimq", [x]).outputs
+    got = run_at_level(module, "xbar", [x], fast=False).outputs
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dq_op_q_on_the_same_grid_is_recognised(tmp_path: Path) -> None:
     """DQ -> MaxPool -> Q (same scale and zero point) -> DQ -> Conv: no float round trip."""
     w_inits, w_nodes = weight("w", W_CONV)
