@@ -356,6 +356,15 @@ REFUSALS = {
 }
 
 
+def test_empty_input_refused(tmp_path: Path) -> None:
+    w_inits, w_nodes = weight("w", W_CONV)
+    path = tmp_path / "m.onnx"
+    onnx.save(model_of([*w_nodes, conv("a", "y")], w_inits, [1, 2, 0, 6]), path)
+    with pytest.raises(UnsupportedModelError) as info:
+        import_onnx(path)
+    assert str(info.value) == "input 'x' dim 2 has size 0; cimc takes non-empty inputs"
+
+
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
 def test_refusal_is_one_line(kind: str, tmp_path: Path) -> None:
     body, inits, message = REFUSALS[kind]
