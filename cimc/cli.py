@@ -14,10 +14,9 @@ from typing import Annotated, Optional
 import typer
 
 from cimc import report_cli
-from cimc.cli_util import atomic_output, run_guarded
-from cimc.cli_util import console as cli_console
-from cimc.errors import CimcError, InputFileError
-from cimc.loaders import load_hardware, load_model
+from cimc.cli_util import print_table, run_app
+from cimc.errors import CimcError
+from cimc.loaders import load_hardware, load_model, model_inputs
 
 app = typer.Typer(
     name="cimc",
@@ -68,60 +67,25 @@ def lower_cmd(
     """Import a model and lower it to an IR level; print the IR or write it with -o."""
     from cimc.ir_io import module_text, write_module
     from cimc.pipeline import check_level, lower
+    from cimc.safe_write import OutputSet
+    from cimc.weights import sidecar_path
 
     check_level(to)
+    outs = OutputSet(model_inputs(model, hw))
+    if output is not None:
+        outs.plan(output, "-o")
+        if not outs.passthrough(output):
+            outs.plan(sidecar_path(output), "the weights of -o")
     hardware = load_hardware(hw, hw_set) if (hw or hw_set or to.startswith("xbar")) else None
     module = load_model(model)
     lower(module, to, hw=hardware, print_between=print_between, stream=sys.stderr)
     if output is None:
         sys.stdout.write(module_text(module, generic=generic))
         return
-    side = write_module(module, output, generic=generic)
+    side = write_module(module, output, generic=generic, outputs=outs)
+    outs.commit()
     extra = f" (weights: {side})" if side else ""
     typer.echo(f"wrote {output}{extra}", err=True)
-
-
-def _load_array(path: Path, what: str, kinds: str):
-    """``np.load`` of a user file with one-line errors (``kinds``: ".npy/.npz" or ".npy")."""
-    import numpy as np
-
-    if not path.is_file():
-        raise InputFileError(f"{path}: {what} file not found")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise InputFileError(f"{path}: not a {kinds} array file ({exc})") from None
-
-
-def _load_inputs(path: Path | None, module, batch: int, seed: int):
-    import numpy as np
-
-    from cimc.exec.cimq_exec import find_main
-
-    main = find_main(module)
-    if path is not None:
-        data = _load_array(path, "input", ".npy/.npz")
-        if hasattr(data, "files"):
-            return [data[k] for k in data.files]
-        return [data]
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for t in main.function_type.inputs.data:
-        shape = [batch if i == 0 else d for i, d in enumerate(t.get_shape())]
-        arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return arrays
-
-
-def _load_labels(path: Path, n: int):
-    """Integer class labels ``[n]`` from a .npy file (checked before anything runs)."""
-    import numpy as np
-
-    labels = _load_array(path, "labels", ".npy")
-    if hasattr(labels, "files") or labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise InputFileError(f"{path}: labels must be a 1-D integer array, got {getattr(labels, 'dtype', 'npz')}")
-    if labels.shape[0] != n:
-        raise InputFileError(f"{path}: {labels.shape[0]} labels for a batch of {n} inputs")
-    return labels.astype(np.int64)
 
 
 def _top1(out, labels=None):
@@ -180,36 +144,86 @@ def run_cmd(
             "per-layer ADC saturations, output error and top-1 changes.",
         ),
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    allow_nonfinite: Annotated[
+        bool,
+        typer.Option(
+            "--allow-nonfinite",
+            help="Accept NaN/inf in --input: NaN is fed as 0 and +-inf as the largest float32 of that "
+            "sign, so the input quantizer saturates them (refused without this flag).",
+        ),
+    ] = False,
+    progress: Annotated[
+        Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
+    ] = None,
+    schedule_out: Annotated[
+        Optional[Path], typer.Option("--schedule", help="xbar levels: write the chip schedule of this run (JSON).")
+    ] = None,
+    gantt: Annotated[
+        Optional[Path], typer.Option("--gantt", help="xbar levels: draw the chip schedule of this run (PNG).")
+    ] = None,
+    waterfall: Annotated[
+        Optional[Path], typer.Option("--waterfall", help="--level xbar-opt: each optimisation's contribution (PNG).")
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Run a model at an IR level on an input and print a summary (and counters at xbar)."""
-    import numpy as np
-
+    """Run a model at an IR level on an input and print a summary (and counters at xbar; at
+    xbar-opt each optimisation's contribution, measured)."""
     from cimc.pipeline import check_level
+    from cimc.safe_write import OutputSet
 
     check_level(level)
     on_xbar = level.startswith("xbar")
     if fast is not None and not on_xbar:
         raise CimcError(f"--fast/--bit-serial apply to xbar levels, not --level {level}")
+    if (schedule_out or gantt or waterfall) and not on_xbar:
+        raise CimcError("--schedule, --gantt and --waterfall apply to xbar levels")
+    if waterfall is not None and level != "xbar-opt":
+        raise CimcError("--waterfall needs --level xbar-opt")
+    outs = OutputSet(model_inputs(model, hw, input, labels))
+    for path, what in ((output, "--output"), (report, "--report"), (schedule_out, "--schedule"),
+                       (gantt, "--gantt"), (waterfall, "--waterfall")):
+        if path is not None:
+            outs.plan(path, what)
     hardware = load_hardware(hw, hw_set) if (hw or hw_set or on_xbar) else None
     if compare_lossless and (not on_xbar or hardware is None or hardware.lossless):
         raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
     if fast and hardware is not None and not hardware.lossless:
         raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
     module = load_model(model)
-    inputs = _load_inputs(input, module, batch, seed)
-    from cimc.exec.cimq_exec import check_inputs, find_main
+    inputs, y, names = _run_inputs(module, input, labels, batch, seed, allow_nonfinite, output)
+    show = sys.stderr.isatty() if progress is None else progress
+    result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless)
+    extra = _print_run(level, result, cmp, y)
+    if on_xbar:
+        extra.update(_chip(outs, model, module, level, result, hardware, (schedule_out, gantt, waterfall)))
+    _write_run(outs, output, report, level, result, extra, names)
 
-    inputs = check_inputs(find_main(module), inputs)
-    y = _load_labels(labels, int(inputs[0].shape[0])) if labels is not None else None
-    result, cmp = _run_module(
-        module, level, inputs, hardware, fast=fast, progress=progress, compare=compare_lossless
-    )
-    outs = result.outputs
+
+def _run_inputs(module, input: Path | None, labels: Path | None, batch: int, seed: int,
+                allow_nonfinite: bool, output: Path | None):
+    """The checked inputs (and labels) of ``cimc run``; refuses what cannot run before it runs."""
+    from cimc.exec.cimq_exec import check_inputs, find_main
+    from cimc.run_inputs import check_memory, classes_of, load_inputs, load_labels, output_names
+
+    main = find_main(module)
+    names = output_names(main)
+    if output is not None and len(names) > 1 and output.suffix != ".npz":
+        raise CimcError(f"--output: the model has {len(names)} outputs ({', '.join(names)}); "
+                        "give an .npz file to get one array per output")
+    if input is None:
+        check_memory(module, batch, "--batch")
+    inputs = check_inputs(main, load_inputs(input, main, batch, seed, allow_nonfinite=allow_nonfinite))
+    if input is not None:
+        check_memory(module, int(inputs[0].shape[0]), str(input))
+    y = load_labels(labels, int(inputs[0].shape[0]), classes_of(main)) if labels is not None else None
+    return inputs, y, names
+
+
+def _print_run(level: str, result, cmp, y) -> dict:
+    """Print the run's tables; returns the extra JSON fields (accuracy, comparison)."""
     from rich.table import Table
 
-    console = cli_console()
+    outs = result.outputs
     table = Table(title=f"cimc run --level {level}")
     for col in ("output", "shape", "dtype", "top-1 (first 8)"):
         table.add_column(col)
@@ -221,20 +235,56 @@ def run_cmd(
         _, acc = _top1(outs[0], y)
         extra["accuracy_top1"] = acc
         table.caption = f"top-1 accuracy {acc:.2f}% ({int(round(acc * len(y) / 100))}/{len(y)})"
-    console.print(table)
+    print_table(table)
     if result.counters_table is not None:
-        console.print(result.counters_table)
+        print_table(result.counters_table)
     if cmp is not None:
         extra["compare_lossless"] = _comparison(cmp, y)
-        console.print(_comparison_table(extra["compare_lossless"]))
+        print_table(_comparison_table(extra["compare_lossless"]))
+    return extra
+
+
+def _write_run(outs, output: Path | None, report: Path | None, level: str, result, extra: dict,
+               names: list[str]) -> None:
+    """``--output`` and ``--report``, all or nothing; says what it wrote."""
+    import io
+
+    import numpy as np
+
+    arrays = result.outputs
     if output is not None:
-        with atomic_output(output, "wb") as fh:
-            np.save(fh, outs[0] if len(outs) == 1 else np.stack(outs), allow_pickle=False)
+        buf = io.BytesIO()
+        if output.suffix == ".npz":
+            np.savez(buf, **dict(zip(names, arrays)))
+        else:
+            np.save(buf, arrays[0], allow_pickle=False)
+        outs.put(output, buf.getvalue(), "--output")
     if report is not None:
-        payload = {"level": level, "outputs": [list(o.shape) for o in outs], **result.report, **extra}
+        payload = {"level": level, "outputs": [list(o.shape) for o in arrays], **result.report, **extra}
         payload.pop("_layer_outputs", None)
-        with atomic_output(report, "w") as fh:
-            json.dump(payload, fh, indent=2)  # type: ignore[arg-type]
+        outs.put(report, json.dumps(payload, indent=2) + "\n", "--report")
+    for path in outs.commit():
+        typer.echo(f"wrote {path}", err=True)
+
+
+def _chip(outs, model: Path, module, level: str, result, hw, paths) -> dict:
+    """The chip's view of the run: printed, its JSON part returned, and the schedule, Gantt and
+    waterfall put in ``outs`` (written with the other outputs, all or nothing)."""
+    from cimc.chip_report import gantt_png, run_chip_report, steps_waterfall
+
+    schedule_out, gantt, waterfall = paths
+    part, sched, tables = run_chip_report(module, level, result.report, result.tile_cycles, hw)
+    for table in tables:
+        print_table(table)
+    if schedule_out is not None:
+        outs.put(schedule_out, json.dumps({"model": str(model), "level": level, **sched.as_dict()}) + "\n",
+                 "--schedule")
+    if gantt is not None:
+        outs.put(gantt, gantt_png(sched, f"{model.name} at {level}"), "--gantt")
+    if waterfall is not None:
+        outs.put(waterfall, steps_waterfall(part["optimisations"], f"{model.name}: this run", hw.to_dict()),
+                 "--waterfall")
+    return part
 
 
 def _comparison(cmp: dict, labels) -> dict:
@@ -281,9 +331,14 @@ def _comparison_table(c: dict):
 report_cli.register(app)
 
 
+def run(argv: list[str]) -> int:
+    """``cimc ARGV...`` in this process; returns the exit code (errors are one line on stderr)."""
+    return run_app(app, argv, "cimc")
+
+
 def main() -> None:
     """Console entry point."""
-    raise SystemExit(run_guarded(lambda: app(standalone_mode=True)))
+    raise SystemExit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from cimc.analysis import analyse_layer, check_hardware, module_layers
+from cimc.chip_report import chip_schedule, opt_steps
 from cimc.context import make_context
 from cimc.errors import CimcError
 from cimc.ir_io import module_level, set_module_level
@@ -65,7 +66,7 @@ def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     rows = []
     for layer in module_layers(module):
         p = analyse_layer(layer)
-        c = p.counters(1)
+        c = p.counters(1, hw)
         writes = c.writes
         latency = latency_us(c, hw)
         rows.append({
@@ -80,10 +81,22 @@ def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     return rows
 
 
+def chip_summary(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int = 1) -> dict[str, Any]:
+    """The chip schedule's totals (no per-array events) of an ``xbar`` module."""
+    return chip_schedule(module, hw, batch=batch, stream=stream, events=False).as_dict(events=False)
+
+
 def xbar_report(
-    module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True
+    module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True,
+    stream: int = 1, batch: int = 1,
 ) -> dict[str, Any]:
-    """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None)."""
+    """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None).
+
+    Per-layer ``latency_us`` is the layer's time in the chip schedule of one run of ``batch``
+    inputs (with one array and nothing resident: the paper's ``writes * t_w + executes * t_e``,
+    kept as ``paper_latency_us``); ``chip`` holds the schedule's totals for a stream of
+    ``stream`` inputs (throughput, one-time programming, writes per inference).
+    """
     hw = hw or Hardware()
     compiled, base = compile_pair(module, level, hw, baseline=baseline)
     _check_geometry(compiled, hw)
@@ -91,38 +104,77 @@ def xbar_report(
     rows = layer_rows(compiled, hw)
     if not rows:
         raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
+    chip = chip_summary(compiled, hw, batch=batch, stream=stream)
+    for r, slot in zip(rows, chip["layers"], strict=True):
+        r["paper_latency_us"] = r["latency_us"]
+        r["latency_us"] = slot["latency_us"]
     total = {
         "writes": sum(r["writes"] for r in rows),
         "executes": sum(r["executes"] for r in rows),
         "latency_us": sum(r["latency_us"] for r in rows),
+        "paper_latency_us": sum(r["paper_latency_us"] for r in rows),
     }
     for r in rows:
         r["share"] = r["latency_us"] / total["latency_us"] if total["latency_us"] else 0.0
-    out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "total": total}
+    out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "total": total,
+                           "chip": {k: v for k, v in chip.items() if k != "layers"}}
     if base is not None:
         base_rows = layer_rows(base, hw)
+        base_chip = chip_summary(base, hw, batch=batch, stream=stream)
+        paper_lat = sum(r["latency_us"] for r in base_rows)  # one array, serial: the paper's
+        for r, slot in zip(base_rows, base_chip["layers"], strict=True):
+            r["latency_us"] = slot["latency_us"]
         base_lat = sum(r["latency_us"] for r in base_rows)
         out["baseline"] = {
             "bits": [8, 8],
             "writes": sum(r["writes"] for r in base_rows),
             "executes": sum(r["executes"] for r in base_rows),
             "latency_us": base_lat,
+            "paper_latency_us": paper_lat,
+            "chip": {k: v for k, v in base_chip.items() if k != "layers"},
         }
         for r, b in zip(rows, base_rows):
             r["baseline_latency_us"] = b["latency_us"]
         out["speedup"] = base_lat / total["latency_us"] if total["latency_us"] else float("inf")
+        per_inf = chip["time_per_inference_us"]  # the paper's all-8/8 latency is per inference
+        out["speedup_over_paper"] = paper_lat / per_inf if per_inf else float("inf")
+    if level == "xbar-opt":
+        unopt = unoptimised(module, hw)
+        if unopt is not None:
+            out["optimisations"] = opt_steps(unopt, hw, batch=batch, stream=stream)
     return out
+
+
+def unoptimised(module: ModuleOp, hw: Hardware) -> ModuleOp | None:
+    """A copy of ``module`` at the ``xbar`` level (None if it is already past it)."""
+    names = [n for n, _ in levels()]
+    current = module_level(module) or "cimq"
+    if names.index(current) > names.index("xbar"):
+        return None
+    copy = module.clone()
+    lower(copy, "xbar", hw=hw)
+    return copy
+
+
+def chip_caption(report: dict[str, Any]) -> str:
+    """The chip's totals in one line (shown when the chip is more than the paper's crossbar)."""
+    c, hw = report["chip"], report["hardware"]
+    text = (f"chip: {hw['arrays']} array(s), residency {hw['residency']}, {hw['cols_per_adc']} col/ADC: "
+            f"one run of {c['batch']}: {c['latency_us']:,.1f} us; stream of {c['stream']}: "
+            f"{c['time_per_inference_us']:,.1f} us per input ({c['throughput_per_s']:,.1f}/s); "
+            f"one-time programming {c['programming_writes']:,} writes; "
+            f"{c['writes_per_inference']:,.2f} writes per inference")
+    if "speedup_over_paper" in report:
+        text += (f"; per inference {report['speedup_over_paper']:.3f}x faster than the paper's all-8/8 "
+                 "on one crossbar")
+    return text
 
 
 def report_table(report: dict[str, Any]) -> Any:
     """The report as a rich Table."""
     from rich.table import Table
 
-    hw = report["hardware"]
-    title = (
-        f"crossbar cost, {hw['cols']}x{hw['rows']} crossbar, c={hw['cell_bits']}, "
-        f"d={hw['dac_bits']}, {hw['mapping']}"
-    )
+    title = f"crossbar cost on {hardware_label(report['hardware'])}"
     table = Table(title=title)
     for col, just in (
         ("layer", "left"), ("kind", "left"), ("(m, n, P, H)", "left"), ("w/a", "right"),
@@ -145,11 +197,42 @@ def report_table(report: dict[str, Any]) -> Any:
         table.caption = (
             f"all-8/8 baseline: {b['latency_us']:,.1f} us -> speedup {report['speedup']:.3f}x"
         )
+    if "chip" in report:
+        table.caption = "\n".join(x for x in (table.caption, chip_caption(report)) if x)
     return table
 
 
-def plot_report(report: dict[str, Any], path: str | Path) -> Path:
-    """Per-layer bits (top) and latency against the 8/8 baseline (bottom), as an image."""
+def hardware_label(hw: dict[str, Any]) -> str:
+    """``256 x 256 crossbar (rows x cols), 4-bit cells, 1-bit DAC, lossless ADC, dc``."""
+    adc = "lossless ADC" if hw.get("adc_bits") is None else f"{hw['adc_bits']}-bit ADC"
+    return (f"{hw['rows']} x {hw['cols']} crossbar (rows x cols), {hw['cell_bits']}-bit cells, "
+            f"{hw['dac_bits']}-bit DAC, {adc}, {hw['mapping']}")
+
+
+def plot_report(report: dict[str, Any], path: str | Path | None = None) -> bytes:
+    """The PNG of :func:`report_figure`; with ``path`` also written there. Returns the bytes."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(report)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        from cimc.cli_util import atomic_write_bytes
+
+        atomic_write_bytes(path, data)
+    return data
+
+
+def report_figure(report: dict[str, Any]):
+    """Per-layer bits (top) and latency against the 8/8 baseline on a log axis (bottom).
+
+    Every axis is labelled, the legends sit outside the axes (never over a bar) and the title
+    names the hardware.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,24 +242,24 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     rows = report["layers"]
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(6, 0.4 * len(rows) + 2), 6), sharex=True)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(7, 0.4 * len(rows) + 4), 6.5), sharex=True)
+    outside = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8}
     ax1.bar(x - 0.2, [r["w_bits"] for r in rows], 0.4, label="weight bits")
     ax1.bar(x + 0.2, [r["a_bits"] for r in rows], 0.4, label="input bits")
     ax1.set_ylabel("bits")
     ax1.set_ylim(0, 9)
-    ax1.legend(loc="upper right")
+    ax1.legend(**outside)
     ax2.bar(x - 0.2, [r["latency_us"] for r in rows], 0.4, label="this model")
     if "baseline" in report:
         ax2.bar(x + 0.2, [r["baseline_latency_us"] for r in rows], 0.4, label="all 8/8")
-    ax2.set_ylabel("latency (us)")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency (us, log scale)")
+    ax2.set_xlabel("crossbar layer")
     ax2.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
-    ax2.legend(loc="upper right")
+    ax2.legend(**outside)
     title = f"total {report['total']['latency_us']:,.0f} us"
     if "speedup" in report:
         title += f", speedup {report['speedup']:.2f}x over all-8/8"
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n{hardware_label(report['hardware'])}", fontsize=10)
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig

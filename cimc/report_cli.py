@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cimc.cli_util import atomic_output, console
 from cimc.loaders import load_hardware, load_model
 
 
@@ -31,24 +30,72 @@ def report_command(
     baseline: Annotated[
         bool, typer.Option("--baseline/--no-baseline", help="Compare with the model at all-8/8.")
     ] = True,
+    stream: Annotated[
+        int, typer.Option("--stream", min=1, help="Inputs of the stream the chip's throughput is for.")
+    ] = 1,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Inputs per run (tiles programmed once per run after xbar-batch-amortise).")
+    ] = 1,
+    schedule_out: Annotated[
+        Optional[Path], typer.Option("--schedule", help="Write the chip schedule (every array's writes and computes) as JSON.")
+    ] = None,
+    gantt: Annotated[
+        Optional[Path], typer.Option("--gantt", help="Draw the chip schedule: arrays x time, coloured by layer (PNG).")
+    ] = None,
+    waterfall: Annotated[
+        Optional[Path], typer.Option("--waterfall", help="With --opt: each optimisation's contribution as a waterfall (PNG).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
     lossless ADC bits; totals and the speedup over the same model at all-8/8."""
+    from cimc.cli_util import print_table
+    from cimc.loaders import model_inputs
     from cimc.report import plot_report, report_table, xbar_report
+    from cimc.safe_write import OutputSet
 
+    outs = OutputSet(model_inputs(model, hw))
+    for path, what in ((json_out, "--json"), (plot, "--plot"), (schedule_out, "--schedule"), (gantt, "--gantt"),
+                       (waterfall, "--waterfall")):
+        if path is not None:
+            outs.plan(path, what)
     hardware = load_hardware(hw, hw_set)
     module = load_model(model)
-    report = xbar_report(module, hardware, level="xbar-opt" if opt else "xbar", baseline=baseline)
+    level = "xbar-opt" if opt else "xbar"
+    report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch)
     report["model"] = str(model)
-    console().print(report_table(report))
+    print_table(report_table(report))
+    steps = report.get("optimisations")
+    if steps is not None:
+        from cimc.chip_report import steps_table
+
+        print_table(steps_table(steps, f"{model.name}: each optimisation's contribution (static)"))
+    if waterfall is not None:
+        if steps is None:
+            from cimc.errors import CimcError
+
+            raise CimcError("--waterfall needs --opt (and a model below the xbar-opt level)")
+        from cimc.chip_report import steps_waterfall
+
+        title = f"{model.name}: from the paper's model to cimc's"
+        outs.put(waterfall, steps_waterfall(steps, title, report["hardware"]), "--waterfall")
     if json_out is not None:
-        with atomic_output(json_out, "w") as fh:
-            json.dump(report, fh, indent=2)  # type: ignore[arg-type]
-        typer.echo(f"wrote {json_out}", err=True)
+        outs.put(json_out, json.dumps(report, indent=2) + "\n", "--json")
     if plot is not None:
-        plot_report(report, plot)
-        typer.echo(f"wrote {plot}", err=True)
+        outs.put(plot, plot_report(report), "--plot")
+    if schedule_out is not None or gantt is not None:
+        from cimc.chip_report import chip_schedule, gantt_png
+        from cimc.report import compile_pair
+
+        compiled, _ = compile_pair(module, level, hardware, baseline=False)
+        sched = chip_schedule(compiled, hardware, batch=batch, stream=stream)
+        if schedule_out is not None:
+            payload = {"model": str(model), "level": level, **sched.as_dict()}
+            outs.put(schedule_out, json.dumps(payload) + "\n", "--schedule")
+        if gantt is not None:
+            outs.put(gantt, gantt_png(sched, f"{model.name} at {level}"), "--gantt")
+    for path in outs.commit():
+        typer.echo(f"wrote {path}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+import torch  # noqa: F401  (loads torch before onnxruntime, as the models do)
 
 from cimc.dialects import cimq
 from cimc.exec.cimq_exec import run_cimq

@@ -64,7 +64,7 @@ def test_inverted_gradients_do_not_vanish_at_a_saturated_actor() -> None:
             agent._inverting_actor_loss(s)
         grads[mode] = float(agent.actor.fc3.bias.grad.detach())
     assert float(u.detach().min()) > 0.999
-    expected = -float(torch.where(dq_du > 0, dq_du * (1 - u), dq_du * u).mean())
+    expected = -float(torch.where(dq_du > 0, dq_du * (1 - u), dq_du * u).detach().mean())
     assert grads["inverting"] == pytest.approx(expected, rel=1e-5)
     assert abs(grads["inverting"]) > 1000 * abs(grads["sigmoid"])
 

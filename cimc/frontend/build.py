@@ -21,6 +21,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     StringAttr,
     TensorType,
+    UnitAttr,
     f32,
 )
 from xdsl.ir import Block, Region, SSAValue
@@ -39,6 +40,7 @@ from cimc.frontend.load import (
     node_name,
     opset_of,
 )
+from cimc.frontend.qonnx_in import is_qonnx, to_qcdq
 from cimc.frontend.result import ImportResult, LayerInfo, TensorInfo
 from cimc.frontend.shapes import infer_shapes
 from cimc.frontend.types import init_const
@@ -129,9 +131,11 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     """
     p = Path(path)
     model = load_model(p)
+    if is_qonnx(model):
+        model = to_qcdq(model, p)
     opset = opset_of(model, p)
-    check_qdq(model.graph, p)
     info = check_inputs(model.graph, p, batch)
+    check_qdq(model.graph, p)
     shapes = infer_shapes(model, p, info.infer)
     inputs_vi = graph_inputs(model.graph)
     dims_of = [[d if isinstance(d, int) else info.infer for d in input_dims(vi)]
@@ -163,6 +167,8 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     res_attrs = ArrayAttr([DictionaryAttr({"cimq.name": StringAttr(o.name)}) for o in outputs])
     fn = func.FuncOp("main", (arg_types, res_types), Region(block),
                      arg_attrs=arg_attrs, res_attrs=res_attrs)
+    if batch_lost is not None:  # the batch leaves axis 0: the module runs at its typed batch only
+        fn.attributes["cimq.fixed_batch"] = UnitAttr()
     module = ModuleOp([fn])
     module.verify()
     return ImportResult(module, layers, inputs, outputs, batch_lost is None)

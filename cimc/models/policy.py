@@ -16,46 +16,9 @@ import numpy as np
 
 from cimc.cli_util import atomic_output
 from cimc.errors import CimcError, InputFileError
+from cimc.models.zoo import MAX_BITS, MIN_BITS, _as_int_array, layer_names, validate_policy
 
-MIN_BITS = 1
-MAX_BITS = 8
-
-
-def _as_int_array(policy: object, where: str) -> np.ndarray:
-    arr = np.asarray(policy)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise CimcError(f"{where}: policy must have shape (L, 2), got {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise CimcError(f"{where}: policy bits must be integers")
-    elif arr.dtype.kind not in "iu":
-        raise CimcError(f"{where}: policy bits must be integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64)
-
-
-def validate_policy(policy: object, name: str) -> np.ndarray:
-    """Check ``policy`` against zoo model ``name``; return it as an ``(L, 2)`` int64 array.
-
-    Raises :class:`CimcError` for an unknown model, a wrong shape or layer count, non-integers, or
-    bits outside 1..8 (naming the first offending layer).
-    """
-    from cimc.models.zoo import layer_names
-
-    names = layer_names(name)
-    arr = _as_int_array(policy, f"policy for '{name}'")
-    if arr.shape[0] != len(names):
-        raise CimcError(
-            f"policy for '{name}' has {arr.shape[0]} layers, the model has {len(names)}"
-        )
-    for i, (w, a) in enumerate(arr):
-        for kind, bits in (("w_bits", w), ("a_bits", a)):
-            if not MIN_BITS <= bits <= MAX_BITS:
-                raise CimcError(
-                    f"policy for '{name}', layer {i} '{names[i]}': {kind} = {bits} is outside "
-                    f"{MIN_BITS}..{MAX_BITS}"
-                )
-    return arr
-
+__all__ = ["MAX_BITS", "MIN_BITS", "load_policy", "save_policy", "validate_policy"]
 
 def load_policy(path: str | Path) -> np.ndarray:
     """Read a policy from ``.npy`` or ``.json``; return an ``(L, 2)`` int64 array.
@@ -66,11 +29,9 @@ def load_policy(path: str | Path) -> np.ndarray:
     if not p.is_file():
         raise InputFileError(f"{p}: policy file not found")
     if p.suffix == ".npy":
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputFileError(f"{p}: not a readable .npy file ({exc})") from None
-        return _as_int_array(arr, str(p))
+        from cimc.safe_read import load_array
+
+        return _as_int_array(load_array(p, "policy", npz=False), str(p))
     if p.suffix == ".json":
         return _as_int_array(_json_rows(p), str(p))
     raise InputFileError(f"{p}: policy files must end in .npy or .json")
@@ -78,7 +39,7 @@ def load_policy(path: str | Path) -> np.ndarray:
 
 def _json_rows(p: Path) -> list[list[int]]:
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(_read(p))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{p}: invalid JSON ({exc})") from None
     layers = doc.get("layers") if isinstance(doc, dict) else None
@@ -94,14 +55,20 @@ def _json_rows(p: Path) -> list[list[int]]:
     return rows
 
 
+def _read(p: Path) -> str:
+    from cimc.safe_read import LIMITS, read_text
+
+    return read_text(p, "policy file", LIMITS["json"])
+
+
 def policy_model(path: str | Path) -> str | None:
     """The ``"model"`` named in a ``.json`` policy file, or ``None``."""
     p = Path(path)
     if p.suffix != ".json" or not p.is_file():
         return None
     try:
-        doc = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = json.loads(_read(p))
+    except (json.JSONDecodeError, UnicodeDecodeError, InputFileError):
         return None
     return doc.get("model") if isinstance(doc, dict) else None
 
@@ -126,8 +93,6 @@ def save_policy(
     if p.suffix != ".json":
         raise CimcError(f"{p}: policy files must end in .npy or .json")
     if names is None and model is not None:
-        from cimc.models.zoo import layer_names
-
         names = layer_names(model)
     if names is None:
         names = [f"layer{i}" for i in range(len(arr))]

@@ -89,8 +89,6 @@ def build(
     parameter names, for float pre-training. The model carries ``cimc_name`` and
     ``cimc_input_shape`` attributes used by :func:`cimc.models.export_onnx`.
     """
-    from cimc.models.policy import validate_policy
-
     entry = _entry(name)
     names = layer_names(name)
     bits = None
@@ -106,3 +104,41 @@ def build(
     model.cimc_name = name
     model.cimc_input_shape = entry.input_shape
     return model
+
+
+MIN_BITS = 1
+MAX_BITS = 8
+
+
+def _as_int_array(policy: object, where: str) -> np.ndarray:
+    arr = np.asarray(policy)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise CimcError(f"{where}: policy must have shape (L, 2), got {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise CimcError(f"{where}: policy bits must be integers")
+    elif arr.dtype.kind not in "iu":
+        raise CimcError(f"{where}: policy bits must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def validate_policy(policy: object, name: str) -> np.ndarray:
+    """Check ``policy`` against zoo model ``name``; return it as an ``(L, 2)`` int64 array.
+
+    Raises :class:`CimcError` for an unknown model, a wrong shape or layer count, non-integers, or
+    bits outside 1..8 (naming the first offending layer).
+    """
+    names = layer_names(name)
+    arr = _as_int_array(policy, f"policy for '{name}'")
+    if arr.shape[0] != len(names):
+        raise CimcError(
+            f"policy for '{name}' has {arr.shape[0]} layers, the model has {len(names)}"
+        )
+    for i, (w, a) in enumerate(arr):
+        for kind, bits in (("w_bits", w), ("a_bits", a)):
+            if not MIN_BITS <= bits <= MAX_BITS:
+                raise CimcError(
+                    f"policy for '{name}', layer {i} '{names[i]}': {kind} = {bits} is outside "
+                    f"{MIN_BITS}..{MAX_BITS}"
+                )
+    return arr

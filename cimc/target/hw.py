@@ -22,6 +22,20 @@ ADC model. One crossbar cycle drives ``rows_used`` physical rows with a ``d``-bi
 A lossless ADC (``adc_bits=None``) converts that whole range. A ``b``-bit ADC clips to
 ``[0, 2^b - 1]`` (``dc``/``of``) or ``[-2^(b-1), 2^(b-1) - 1]`` (``dr``): whether it is signed
 is derived from the mapping, not a field.
+
+The chip. ``arrays`` crossbars of that size (default 1: the paper's single crossbar), whose
+columns share ADCs: ``cols_per_adc`` columns per ADC (default 1, one ADC per column as the paper
+assumes), so an array has ``adcs = ceil(cols / cols_per_adc)`` ADCs and a cycle that uses
+``k`` columns converts them in ``ceil(k / adcs)`` ADC slots. ``t_exec_us`` is a whole cycle with
+one slot; every further slot adds ``t_adc_us`` (so with one ADC per column ``t_adc_us`` never
+matters). ``residency`` says what stays on the arrays between inferences:
+
+* ``none`` (default, the paper): every tile is programmed again for every inference;
+* ``greedy``: static tiles are programmed once and kept while they fit; when they do not, the
+  schedule (:mod:`cimc.target.schedule`) keeps the tiles that save most and re-programs the rest;
+* ``all``: every static tile must stay resident; a model that does not fit is an error.
+
+The defaults reproduce the paper's single-crossbar numbers exactly.
 """
 
 from __future__ import annotations
@@ -33,10 +47,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cimc.errors import HardwareError
+from cimc.errors import CimcError, HardwareError
+from cimc.safe_read import LIMITS, read_text, short, yaml_load
 
 MAPPINGS: tuple[str, ...] = ("dc", "dr", "of")
 """Signed-weight mappings: differential column, differential row, offset (reference column)."""
+
+RESIDENCY: tuple[str, ...] = ("none", "greedy", "all")
+"""Residency modes: re-program every inference (the paper), keep what fits, keep everything."""
 
 AUTHORS_KEYS: dict[str, str] = {
     "crossbar.size.m": "cols",
@@ -94,29 +112,51 @@ class Hardware:
     mapping: str = "dc"
     t_write_us: float = 56.0
     t_exec_us: float = 1.4
+    arrays: int = 1
+    cols_per_adc: int = 1
+    t_adc_us: float = 0.1
+    residency: str = "none"
 
     def __post_init__(self) -> None:
-        for name in ("rows", "cols"):
+        for name in ("rows", "cols", "arrays", "cols_per_adc"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
-                raise HardwareError(f"{name}: {value!r} is not a positive integer")
+                raise HardwareError(f"{name}: {short(value)} is not a positive integer")
         for name, hi in (("cell_bits", 8), ("dac_bits", 8)):
             value = getattr(self, name)
             if not _is_int(value) or not 1 <= value <= hi:
-                raise HardwareError(f"{name}: {value!r} is not an integer in 1..{hi}")
+                raise HardwareError(f"{name}: {short(value)} is not an integer in 1..{hi}")
         if self.adc_bits is not None and (not _is_int(self.adc_bits) or not 1 <= self.adc_bits <= 32):
             raise HardwareError(
-                f"adc_bits: {self.adc_bits!r} is not an integer in 1..32 (or null for lossless)"
+                f"adc_bits: {short(self.adc_bits)} is not an integer in 1..32 (or null for lossless)"
             )
         if self.mapping not in MAPPINGS:
-            raise HardwareError(f"mapping: {self.mapping!r} is not one of {', '.join(MAPPINGS)}")
-        for name in ("t_write_us", "t_exec_us"):
+            raise HardwareError(f"mapping: {short(self.mapping)} is not one of {', '.join(MAPPINGS)}")
+        if self.cols_per_adc > self.cols:
+            raise HardwareError(
+                f"cols_per_adc: {self.cols_per_adc} is larger than cols ({self.cols}): an ADC "
+                "serves columns of one array"
+            )
+        if self.residency not in RESIDENCY:
+            raise HardwareError(
+                f"residency: {short(self.residency)} is not one of {', '.join(RESIDENCY)}"
+            )
+        for name in ("t_write_us", "t_exec_us", "t_adc_us"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
-                raise HardwareError(f"{name}: {value!r} is not a finite number >= 0")
+                raise HardwareError(f"{name}: {short(value)} is not a finite number >= 0")
             object.__setattr__(self, name, float(value))
 
     # ---------------------------------------------------------------- ADC
+
+    @property
+    def adcs(self) -> int:
+        """ADCs per array: ``ceil(cols / cols_per_adc)``."""
+        return -(-self.cols // self.cols_per_adc)
+
+    def adc_slots(self, cols_used: int) -> int:
+        """ADC slots of one cycle that converts ``cols_used`` columns: ``ceil(cols_used / adcs)``."""
+        return -(-cols_used // self.adcs)
 
     @property
     def adc_signed(self) -> bool:
@@ -187,13 +227,10 @@ class Hardware:
 
         p = Path(path)
         try:
-            text = p.read_text()
-        except FileNotFoundError:
-            raise HardwareError(f"{p}: hardware file not found") from None
-        except OSError as exc:
-            raise HardwareError(f"{p}: cannot read hardware file ({exc.strerror})") from None
-        try:
-            data = yaml.safe_load(text)
+            text = read_text(p, "hardware file", LIMITS["yaml"])
+            data = yaml_load(text, str(p))
+        except CimcError as exc:
+            raise HardwareError(exc.message) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -211,35 +248,48 @@ class Hardware:
         """A copy with ``key=value`` pairs applied, e.g. ``rows=128,cell_bits=2``.
 
         Keys are field names or the authors' dotted keys (``crossbar.size.n=128``); values are
-        parsed as YAML scalars (``adc_bits=null`` restores the lossless ADC).
+        decimal integers, decimal numbers, ``null``/``none``/``lossless`` or words (``mapping=dr``).
         """
-        import yaml
-
+        if not spec.strip():
+            return self
         fields = {f.name for f in dataclasses.fields(self)}
         changes: dict[str, Any] = {}
         for item in (part.strip() for part in spec.split(",")):
             if not item:
-                continue
+                raise HardwareError(f"--hw-set: empty entry in {short(spec)}; expected key=value,key=value")
             key, sep, raw = item.partition("=")
             key = key.strip()
             if not sep or not key:
-                raise HardwareError(f"--hw-set: '{item}' is not key=value")
+                raise HardwareError(f"--hw-set: {short(item)} is not key=value")
             name = AUTHORS_KEYS.get(key, key)
             if name not in fields:
                 raise HardwareError(
                     f"--hw-set: unknown hardware key '{key}' (known: {', '.join(sorted(fields))})"
                 )
-            try:
-                value = yaml.safe_load(raw.strip()) if raw.strip() else None
-            except yaml.YAMLError:
-                value = raw.strip()
-            if name == "adc_bits" and isinstance(value, str) and value.lower() in ("none", "lossless"):
-                value = None
-            changes[name] = value
+            if name in changes:
+                raise HardwareError(f"--hw-set: '{key}' is given twice")
+            changes[name] = _override_value(key, raw.strip())
         try:
             return dataclasses.replace(self, **changes)
         except HardwareError as exc:
             raise HardwareError(f"--hw-set: {exc.message}") from None
+
+
+def _override_value(key: str, raw: str) -> Any:
+    """An ``--hw-set`` value: decimal int, decimal number, null, or a word (no YAML tricks)."""
+    import re
+
+    if not raw:
+        raise HardwareError(f"--hw-set: '{key}=' has no value")
+    if raw.lower() in ("null", "none", "lossless"):
+        return None
+    if re.fullmatch(r"-?[0-9]+", raw):
+        return int(raw)
+    if re.fullmatch(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+)", raw):
+        return float(raw)
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", raw):
+        return raw
+    raise HardwareError(f"--hw-set: {key}={short(raw)} is not a decimal number or a word")
 
 
 def _authors_hardware(cls: type[Hardware], data: dict[str, Any]) -> Hardware:
@@ -262,8 +312,12 @@ def _from_authors(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dotted, name in AUTHORS_KEYS.items():
         node: Any = data
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            if node is not None and not isinstance(node, dict):
+                where = ".".join(parts[:depth])
+                raise HardwareError(f"{where}: expected a mapping, got {type(node).__name__}")
+            if node is None or part not in node:
                 node = None
                 break
             node = node[part]

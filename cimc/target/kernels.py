@@ -185,13 +185,14 @@ def row_sources(n: int, dual: bool) -> np.ndarray:
     return np.concatenate([src, src]) if dual else src
 
 
-def _count_tile(c: Counters, rows: int, cols: int, cycles: int, saturations: int) -> None:
+def _count_tile(c: Counters, rows: int, cols: int, cycles: int, saturations: int, hw: Hardware) -> None:
     """One programmed tile and its ``cycles`` (vectors x chunks), as executed."""
     c.writes += 1
     c.cells_written += rows * cols
     c.executes += cycles
     c.adc_conversions += cycles * cols
     c.dac_activations += cycles * rows
+    c.adc_slots += cycles * hw.adc_slots(cols)
     c.adc_saturations += saturations
 
 
@@ -205,7 +206,7 @@ def _layer_reference(xu, mapped, a_bits, hw, y_phys, counted: Counters) -> None:
                                                  np.ascontiguousarray(mapped.g[r0:r1, c0:c1]),
                                                  a_bits, hw.dac_bits, lo, hi)
             y_phys[:, c0:c1] += part
-            _count_tile(counted, r1 - r0, c1 - c0, cycles, int(sat))
+            _count_tile(counted, r1 - r0, c1 - c0, cycles, int(sat), hw)
 
 
 def _layer_blas(xu, mapped, a_bits, hw, y_phys, counted: Counters) -> None:
@@ -229,7 +230,7 @@ def _layer_blas(xu, mapped, a_bits, hw, y_phys, counted: Counters) -> None:
                 sats[(r0, c0)] += tile_cycles(planes, tiles[(r0, c0)], nb, n_chunks, hw.dac_bits,
                                               lo, hi, y_phys, b0, c0)
     for (r0, r1), (c0, c1) in ((r, c) for r in row_tiles for c in col_tiles):
-        _count_tile(counted, r1 - r0, c1 - c0, n_vec * n_chunks, sats[(r0, c0)])
+        _count_tile(counted, r1 - r0, c1 - c0, n_vec * n_chunks, sats[(r0, c0)], hw)
 
 
 def bitserial_layer(
