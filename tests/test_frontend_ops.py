@@ -349,3 +349,22 @@ def test_refusal_is_one_line(kind: str, tmp_path: Path) -> None:
         import_onnx(path)
     assert "\n" not in str(info.value)
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_fixed_batch_module_refuses_another_batch(tmp_path: Path) -> None:
+    """A model that moves the batch off axis 0 (sequence-first attention) is typed at one batch
+    and marked so: another batch is a one-line error, not a failure deep in the executor."""
+    import brevitas_zoo
+
+    from cimc.errors import ExecutionError
+    from cimc.exec.cimq_exec import run_cimq
+
+    path = brevitas_zoo.export(brevitas_zoo.mha_case(1), tmp_path / "mha.onnx")
+    result = import_onnx(path)
+    main = next(iter(result.module.ops))
+    assert "cimq.fixed_batch" in main.attributes and not result.batch_polymorphic
+    shape = list(result.inputs[0].shape)
+    run_cimq(result.module, [np.zeros(shape, np.float32)])
+    with pytest.raises(ExecutionError) as info:
+        run_cimq(result.module, [np.zeros([shape[0] + 2, *shape[1:]], np.float32)])
+    assert str(info.value) == f"input 0 has batch {shape[0] + 2}, @main expects {shape[0]}"
