@@ -174,7 +174,9 @@ class XbarFunctions(InterpreterFunctions):
     @impl(xbar.UnpackOp)
     def run_unpack(self, interp: Interpreter, op: xbar.UnpackOp, args: tuple[Any, ...]):
         shape = list(op.output.type.get_shape())  # type: ignore[union-attr]
-        return (args[0].reshape([args[0].shape[0], *shape[1:]]),)
+        if shape and shape[0] < 0:  # the batch on axis 0 of both
+            shape[0] = args[0].shape[0]
+        return (args[0].reshape(shape),)
 
     def _formula_layer(self, op: xbar.MatMulOp | xbar.MatMulDynOp, x: np.ndarray) -> LayerRecord:
         _, h, p, n = x.shape
