@@ -156,6 +156,11 @@ def per_inference(lead: list[int], batch: int | None) -> tuple[int, int]:
     return (lead[0], math.prod(lead[1:])) if lead else (1, 1)
 
 
+def _first(b: int, shape: list[int]) -> int:
+    """Dim 0 of a reshape to ``[b, ...]``: 0 (ONNX: copy dim 0) when it is the input's."""
+    return 0 if b < 0 or (len(shape) > 1 and b == shape[0]) else b
+
+
 class _Namer:
     def __init__(self) -> None:
         self.count = 0
@@ -224,7 +229,7 @@ class MatMulToXbar(RewritePattern):
         wq = _qtype(op.weight).with_scales(1.0)
         wconst = blob_const(W[None], f"{name}.xbar_weight", TensorType(wq, [1, k, n_out]))
         wconst.output.name_hint = f"{_hint(name)}_w"
-        rows = _reshape(op.input, [b, 1, p, k], [0 if b < 0 else b, 1, p, k])
+        rows = _reshape(op.input, [b, 1, p, k], [_first(b, xs), 1, p, k])
         mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, 1, p, n_out], name, "linear")
         rows.output.name_hint, mm.output.name_hint = f"{_hint(name)}_rows", f"{_hint(name)}_mm"
         back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
@@ -252,9 +257,8 @@ class MatMulActToXbar(RewritePattern):
         new: list[Operation] = []
         lhs, rhs = op.lhs, op.rhs
         if a_s != [b, h, t, d]:
-            first = 0 if b < 0 else b
-            ra = _reshape(op.lhs, [b, h, t, d], [first, h, t, d])
-            rb = _reshape(op.rhs, [b, h, d, m], [first, h, d, m])
+            ra = _reshape(op.lhs, [b, h, t, d], [_first(b, a_s), h, t, d])
+            rb = _reshape(op.rhs, [b, h, d, m], [_first(b, b_s), h, d, m])
             new += [ra, rb]
             lhs, rhs = ra.output, rb.output
         mm = _product(xbar.MatMulDynOp, lhs, rhs, [b, h, t, m], name, "matmul")
