@@ -10,8 +10,9 @@
   (``H`` = the right operands written per inference, the heads), ``P`` = the streamed rows
   (queries), the right operand is written at run time.
 
-``B`` is the batch of one run. A module with a symbolic batch carries it on axis 0 of every
-batched tensor. A module typed at one batch ``N`` (its inputs' axis 0) may carry it anywhere
+``B`` is the batch of one run. A module that runs at any batch carries it on axis 0 of every
+batched tensor. A module typed at one batch ``N`` (``cimq.fixed_batch``: the frontend saw the
+batch leave axis 0; ``N`` is its inputs' axis 0) may carry it anywhere
 (sequence-first ``[tokens, N, dim]``, heads folded into it ``[N*heads, tokens, d]``): there
 ``P`` and ``H`` are the rows and written operands of the whole run divided by ``N``, whatever
 the layout (the products are row-wise, so regrouping the rows by inference is exact).
@@ -129,12 +130,15 @@ def _hint(name: str) -> str:
 
 
 def run_batch(module: ModuleOp) -> int | None:
-    """The batch of one run of a module typed at one (axis 0 of ``@main``'s inputs, 1 without
-    inputs); None when it is symbolic."""
+    """The batch of one run of a module that runs at its typed batch only (``cimq.fixed_batch``:
+    axis 0 of ``@main``'s inputs, 1 without inputs); None for the others, whose batched
+    tensors all carry the batch on axis 0."""
     from xdsl.dialects import func
 
     for op in module.walk():
         if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
+            if "cimq.fixed_batch" not in op.attributes:
+                return None
             args = op.body.block.args if op.body.blocks else ()
             for arg in args:
                 if isinstance(arg.type, TensorType) and arg.type.get_shape():
@@ -146,10 +150,11 @@ def run_batch(module: ModuleOp) -> int | None:
 
 def per_inference(lead: list[int], batch: int | None) -> tuple[int, int]:
     """``(B, per)`` of leading dims ``lead`` (rows or written operands of a whole run): ``B`` the
-    batch, ``per`` the count per inference. Axis 0 is the batch when it is symbolic; at a typed
-    batch ``N`` that divides the total, ``per`` = total / ``N`` whatever the layout."""
-    if lead and lead[0] < 0:
-        return lead[0], math.prod(lead[1:])
+    batch, ``per`` the count per inference. Without a typed batch (or with a symbolic one)
+    axis 0 is the batch; at a typed batch ``N`` that divides the total, ``per`` = total / ``N``
+    whatever the layout."""
+    if batch is None or (lead and lead[0] < 0):
+        return (lead[0], math.prod(lead[1:])) if lead else (1, 1)
     total = math.prod(lead)
     if batch is not None and total % batch == 0:
         return batch, total // batch
