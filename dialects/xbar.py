@@ -430,8 +430,8 @@ class _Product(IRDLOperation):
         _check_bits(wb, ab, op)
         _check_fits(w, wb, "the weight", op, as_signed=True)
         _check_fits(x, ab, "the input", op, as_signed=False)
-        if x.zp or w.zp:
-            raise VerifyException(f"{op}: crossbar operands need zero point 0")
+        if w.zp:  # a streamed zero point is removed digitally: the product is (x - zp) @ w
+            raise VerifyException(f"{op}: the stored operand needs zero point 0 (store w - zp)")
         if len(xs) != 4 or len(ws) != rhs_rank or len(ys) != 4:
             raise VerifyException(
                 f"{op}: expected lhs [B, H, P, n], rhs of rank {rhs_rank}, result [B, H, P, m]"
@@ -641,6 +641,8 @@ class MapOp(IRDLOperation):
     mapping = prop_def(StringAttr)
     blocks = opt_prop_def(IntegerAttr[I64])
     """``k`` repeats per block-diagonal matrix: cells ``<ceil(H/k) x .. x ..>`` (``xbar-pack``)."""
+    a_zp = opt_prop_def(IntegerAttr[I64])
+    """The streamed input's zero point ``zx``: the correction also removes ``zx * colsum(w)``."""
     columns = opt_prop_def(DenseArrayBase)
     """The physical columns kept (ascending); the others hold only zero cells and are dropped
     (``xbar-skip-zero-weights``)."""
