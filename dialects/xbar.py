@@ -397,7 +397,8 @@ class UnpackOp(IRDLOperation):
             raise VerifyException("xbar.unpack maps [B, H, P, m] to an s32 accumulator")
         size = lambda s: 1 if not s else s[0] * size(s[1:])  # noqa: E731
         static = min(*xs, *ys) >= 0
-        if xs[-1] != ys[-1] or (size(xs) != size(ys) if static else size(xs[1:]) != size(ys[1:])):
+        last = ys[-1] if ys else 1  # m = 1: a vector weight's product drops the axis
+        if (xs[-1] != last and xs[-1] != 1) or (size(xs) != size(ys) if static else size(xs[1:]) != size(ys[1:])):
             raise VerifyException(f"xbar.unpack: {list(xs)} does not reshape into {list(ys)}")
 
 

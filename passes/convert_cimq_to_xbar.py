@@ -5,7 +5,9 @@
   repeats of one ``(m = C_out/G, n = C_in/G*kh*kw, P = Ho*Wo)`` layer (``kind = "depthwise"``
   when every group has one input channel).
 * ``cimq.matmul`` (static ``[K, N]`` weight) -> ``cimq.reshape`` to ``[B, 1, P, K]`` (``P`` =
-  the rows streamed per inference, the tokens) + ``xbar.matmul`` (``H = 1``) + ``xbar.unpack``.
+  the rows streamed per inference, the tokens) + ``xbar.matmul`` (``H = 1``) + ``xbar.unpack``;
+  a vector weight ``[K]`` is one output column; a batch of weights ``[..., K, N]`` is ``H`` =
+  their number repeats (as a grouped convolution's), the input's leading dims ending with theirs.
 * ``cimq.matmul_act`` (attention) -> ``xbar.matmul_dyn``: the leading dims become ``[B, H]``
   (``H`` = the right operands written per inference, the heads), ``P`` = the streamed rows
   (queries), the right operand is written at run time.
@@ -235,6 +237,25 @@ class ConvToXbar(RewritePattern):
         _erase_if_dead(weight, rewriter)
 
 
+def _weight_batch(name: str, xs: list[int], lead: list[int]) -> tuple[int, int]:
+    """``(B, P)`` of an input ``xs`` times a batch of constant weights ``[*lead, K, N]``: the
+    input's leading dims must end with ``lead`` (weight ``h`` multiplies rows of head ``h``, as
+    the ``H`` repeats of a grouped convolution); the dims before it are the batch."""
+    xl = xs[:-2]
+    if len(xl) < len(lead) or xl[len(xl) - len(lead):] != lead:
+        raise UnsupportedModelError(
+            f"linear layer '{name}': input {xs} against the weight batch {lead} broadcasts the "
+            "input, which is not mapped to crossbars (run it with --level cimq)")
+    prefix = xl[: len(xl) - len(lead)]
+    if prefix and prefix[0] < 0:
+        if math.prod(prefix[1:]) != 1:
+            raise UnsupportedModelError(
+                f"linear layer '{name}': input {xs} has several batch dims before the weight "
+                f"batch {lead}, which is not mapped to crossbars (run it with --level cimq)")
+        return prefix[0], xs[-2]
+    return math.prod(prefix), xs[-2]
+
+
 @dataclass
 class MatMulToXbar(RewritePattern):
     namer: _Namer
@@ -244,19 +265,18 @@ class MatMulToXbar(RewritePattern):
     def match_and_rewrite(self, op: cimq.MatMulOp, rewriter: PatternRewriter) -> None:
         name = self.namer.name(op, "linear")
         W = weight_array(op.weight, f"linear layer '{name}'")
-        if W.ndim != 2:
-            raise UnsupportedModelError(
-                f"linear layer '{name}': a batched constant weight {list(W.shape)} is not "
-                "mapped to crossbars yet (only [K, N] weights)"
-            )
-        k, n_out = W.shape
         xs = _shape(op.input)
-        b, p = per_inference(xs[:-1], self.batch)
-        W, wq = centered_weight(W, _qtype(op.weight), name)
-        wconst = blob_const(W[None], f"{name}.xbar_weight", TensorType(wq, [1, k, n_out]))
+        k, n_out = (W.shape[0], 1) if W.ndim == 1 else W.shape[-2:]
+        h = math.prod(W.shape[:-2])
+        if h == 1:  # [K, N], a vector [K] (one output column), or leading ones
+            b, p = per_inference(xs[:-1], self.batch)
+        else:
+            b, p = _weight_batch(name, xs, list(W.shape[:-2]))
+        W, wq = centered_weight(W.reshape(h, k, n_out), _qtype(op.weight), name)
+        wconst = blob_const(W, f"{name}.xbar_weight", TensorType(wq, [h, k, n_out]))
         wconst.output.name_hint = f"{_hint(name)}_w"
-        rows = _reshape(op.input, [b, 1, p, k], [_first(b, xs), 1, p, k])
-        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, 1, p, n_out], name, "linear")
+        rows = _reshape(op.input, [b, h, p, k], [_first(b, xs), h, p, k])
+        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, h, p, n_out], name, "linear")
         rows.output.name_hint, mm.output.name_hint = f"{_hint(name)}_rows", f"{_hint(name)}_mm"
         back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
         weight = op.weight
