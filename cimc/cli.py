@@ -17,7 +17,8 @@ from cimc import report_cli
 from cimc.cli_util import atomic_output, run_guarded
 from cimc.cli_util import console as cli_console
 from cimc.errors import CimcError, InputFileError
-from cimc.loaders import load_hardware, load_model
+from cimc.loaders import load_energy, load_hardware, load_model
+from cimc.report_cli import EnergyOpt
 
 app = typer.Typer(
     name="cimc",
@@ -180,10 +181,12 @@ def run_cmd(
             "per-layer ADC saturations, output error and top-1 changes.",
         ),
     ] = False,
+    energy: EnergyOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     debug: DebugOpt = False,
 ) -> None:
-    """Run a model at an IR level on an input and print a summary (and counters at xbar)."""
+    """Run a model at an IR level on an input and print a summary (and counters, energy and
+    energy-delay product at xbar)."""
     import numpy as np
 
     from cimc.pipeline import check_level
@@ -197,6 +200,9 @@ def run_cmd(
         raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
     if fast and hardware is not None and not hardware.lossless:
         raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
+    if energy is not None and not on_xbar:
+        raise CimcError(f"--energy applies to xbar levels, not --level {level}")
+    preset = load_energy(energy) if on_xbar else None
     module = load_model(model)
     inputs = _load_inputs(input, module, batch, seed)
     from cimc.exec.cimq_exec import check_inputs, find_main
@@ -207,6 +213,10 @@ def run_cmd(
         module, level, inputs, hardware, fast=fast, progress=progress, compare=compare_lossless
     )
     outs = result.outputs
+    if preset is not None and result.report:
+        from cimc.exec.xbar_exec import add_energy
+
+        add_energy(result.report, hardware, preset)
     from rich.table import Table
 
     console = cli_console()
@@ -224,6 +234,10 @@ def run_cmd(
     console.print(table)
     if result.counters_table is not None:
         console.print(result.counters_table)
+    if "energy" in result.report:
+        from cimc.report import energy_table
+
+        console.print(energy_table(result.report))
     if cmp is not None:
         extra["compare_lossless"] = _comparison(cmp, y)
         console.print(_comparison_table(extra["compare_lossless"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cimc.errors import InputFileError
+from cimc.target.energy import EnergyPreset, load_preset
 from cimc.target.hw import Hardware
 
 
@@ -16,6 +17,12 @@ def load_hardware(hw: Path | None, hw_set: str | None):
     """The hardware description from ``--hw`` and ``--hw-set`` (paper defaults otherwise)."""
     base = Hardware.from_yaml(hw) if hw is not None else Hardware()
     return base.with_overrides(hw_set) if hw_set else base
+
+
+def load_energy(spec: str | Path | None) -> EnergyPreset:
+    """The energy preset of ``--energy``: a built-in name or a YAML file (the default preset
+    if None)."""
+    return load_preset(spec)
 
 
 def load_model(path: Path, *, weights: Path | None = None):

@@ -6,23 +6,32 @@ bits from the layer, writes and cycles from the loop trip counts
 (:func:`cimc.analysis.analyse_layer`), without reading or mapping a single weight. Latency is
 :func:`cimc.target.counters.latency_us` (batch 1, the paper's model). The baseline is the same program rebuilt with every layer at
 w = a = 8 (``xbar-set-bits``) on the same hardware; speedup = L(8/8) / L(model).
+
+Energy (with an :class:`~cimc.target.energy.EnergyPreset`) is the same counters times the preset's
+per-event energies plus leakage over the latency (:class:`~cimc.target.energy.EnergyModel`), per
+layer and per component; the host compute ops (:func:`cimc.analysis.host_elements`) are one more
+row. The energy-delay product is total energy x total latency (uJ x us).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from cimc.analysis import analyse_layer, check_hardware, module_layers
+from cimc.analysis import analyse_layer, check_hardware, host_elements, module_layers
+from cimc.cli_util import atomic_output
 from cimc.context import make_context
 from cimc.errors import CimcError
 from cimc.ir_io import module_level, set_module_level
 from cimc.passes.xbar_set_bits import XbarSetBitsPass
 from cimc.pipeline import check_level, levels, lower
-from cimc.target.counters import latency_us
+from cimc.target.counters import Counters, latency_us
+from cimc.target.energy import COMPONENTS, EnergyModel, EnergyPreset, area_mm2, energy_model, total_fields
 from cimc.target.hw import Hardware
+
 
 
 def compile_pair(
@@ -60,96 +69,169 @@ def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
         raise CimcError(f"report: {exc.message}") from None
 
 
-def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
-    """One dict per ``xbar.layer`` of an ``xbar``-level module (program order)."""
+def layer_rows(module: ModuleOp, hw: Hardware, energy: EnergyModel | None = None) -> list[dict[str, Any]]:
+    """One dict per ``xbar.layer`` of an ``xbar``-level module (program order); with an energy
+    model also the layer's energy, total and per component."""
     rows = []
     for layer in module_layers(module):
         p = analyse_layer(layer)
         c = p.counters(1)
-        writes = c.writes
         latency = latency_us(c, hw)
-        rows.append({
+        row = {
             "name": p.name, "kind": p.kind, "m": p.m, "n": p.n, "P": p.P, "H": p.H,
             "w_bits": p.w_bits, "a_bits": p.a_bits, "slices": p.slices,
             "phys_rows": p.phys_rows, "phys_cols": p.phys_cols,
             "row_tiles": p.row_tiles, "col_tiles": p.col_tiles, "chunks": p.chunks,
-            "tiles": p.tiles, "writes": writes, "executes": c.executes,
-            "latency_us": latency,
+            "tiles": p.tiles, **c.as_dict(), "latency_us": latency,
             "lossless_adc_bits": hw.lossless_adc_bits(p.tallest_rows),
-        })
+        }
+        if energy is not None:
+            row.update(energy.fields(c, latency))
+        rows.append(row)
     return rows
 
 
-def xbar_report(
-    module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True
-) -> dict[str, Any]:
-    """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None)."""
-    hw = hw or Hardware()
-    compiled, base = compile_pair(module, level, hw, baseline=baseline)
-    _check_geometry(compiled, hw)
-    level = module_level(compiled) or level
-    rows = layer_rows(compiled, hw)
-    if not rows:
-        raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
-    total = {
+def host_row(module: ModuleOp, energy: EnergyModel | None) -> dict[str, Any]:
+    """The host compute ops of ``@main``: their elements and (with a model) their energy."""
+    c = Counters(host_elements=host_elements(module))
+    row: dict[str, Any] = {"host_elements": c.host_elements}
+    if energy is not None:
+        row.update(energy.fields(c, 0.0))
+    return row
+
+
+def _totals(rows: list[dict[str, Any]], host: dict[str, Any], energy: EnergyModel | None) -> dict[str, Any]:
+    total: dict[str, Any] = {
         "writes": sum(r["writes"] for r in rows),
         "executes": sum(r["executes"] for r in rows),
         "latency_us": sum(r["latency_us"] for r in rows),
     }
+    if energy is not None:
+        total.update(total_fields((*rows, host), total["latency_us"]))
+    return total
+
+
+def xbar_report(
+    module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True,
+    energy: EnergyPreset | None = None,
+) -> dict[str, Any]:
+    """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None);
+    with an energy preset also energy per layer and component, and the energy-delay product."""
+    hw = hw or Hardware()
+    compiled, base = compile_pair(module, level, hw, baseline=baseline)
+    _check_geometry(compiled, hw)
+    level = module_level(compiled) or level
+    model = energy_model(energy, hw) if energy is not None else None
+    rows = layer_rows(compiled, hw, model)
+    if not rows:
+        raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
+    host = host_row(compiled, model)
+    total = _totals(rows, host, model)
     for r in rows:
         r["share"] = r["latency_us"] / total["latency_us"] if total["latency_us"] else 0.0
-    out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "total": total}
+    out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "host": host,
+                           "total": total}
+    if model is not None:
+        out["energy"] = {**model.summary(), "area_mm2": area_mm2(model.preset, hw)}
     if base is not None:
-        base_rows = layer_rows(base, hw)
-        base_lat = sum(r["latency_us"] for r in base_rows)
-        out["baseline"] = {
-            "bits": [8, 8],
-            "writes": sum(r["writes"] for r in base_rows),
-            "executes": sum(r["executes"] for r in base_rows),
-            "latency_us": base_lat,
-        }
+        base_rows = layer_rows(base, hw, model)
+        base_total = _totals(base_rows, host_row(base, model), model)
+        out["baseline"] = {"bits": [8, 8], **base_total}
         for r, b in zip(rows, base_rows):
             r["baseline_latency_us"] = b["latency_us"]
-        out["speedup"] = base_lat / total["latency_us"] if total["latency_us"] else float("inf")
+            if model is not None:
+                r["baseline_energy_uj"] = b["energy_uj"]
+        out["speedup"] = _ratio(base_total["latency_us"], total["latency_us"])
+        if model is not None:
+            out["energy_saving"] = _ratio(base_total["energy_uj"], total["energy_uj"])
+            out["edp_gain"] = _ratio(base_total["edp_uj_us"], total["edp_uj_us"])
     return out
 
 
+def _ratio(base: float, value: float) -> float:
+    return base / value if value else float("inf")
+
+
+def _hw_title(hw: dict[str, Any]) -> str:
+    adc = "lossless ADC" if hw.get("adc_bits") is None else f"{hw['adc_bits']}-bit ADC"
+    return (f"{hw['cols']}x{hw['rows']} crossbar, c={hw['cell_bits']}, d={hw['dac_bits']}, "
+            f"{hw['mapping']}, {adc}")
+
+
 def report_table(report: dict[str, Any]) -> Any:
-    """The report as a rich Table."""
+    """The report as a rich Table (with energy columns when the report has energy)."""
     from rich.table import Table
 
-    hw = report["hardware"]
-    title = (
-        f"crossbar cost, {hw['cols']}x{hw['rows']} crossbar, c={hw['cell_bits']}, "
-        f"d={hw['dac_bits']}, {hw['mapping']}"
-    )
-    table = Table(title=title)
-    for col, just in (
+    has_energy = "energy" in report
+    table = Table(title=f"crossbar cost, {_hw_title(report['hardware'])}")
+    cols = [
         ("layer", "left"), ("kind", "left"), ("(m, n, P, H)", "left"), ("w/a", "right"),
         ("S", "right"), ("tiles", "right"), ("writes", "right"), ("executes", "right"),
         ("latency us", "right"), ("share", "right"), ("ADC bits", "right"),
-    ):
+    ]
+    if has_energy:
+        cols.append(("energy uJ", "right"))
+    for col, just in cols:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in report["layers"]:
-        table.add_row(
+        cells = [
             r["name"], r["kind"], f"({r['m']}, {r['n']}, {r['P']}, {r['H']})",
             f"{r['w_bits']}/{r['a_bits']}", str(r["slices"]),
             f"{r['row_tiles']}x{r['col_tiles']}", f"{r['writes']:,}", f"{r['executes']:,}",
             f"{r['latency_us']:,.1f}", f"{100 * r['share']:.1f}%", str(r["lossless_adc_bits"]),
-        )
+        ]
+        table.add_row(*cells, *([f"{r['energy_uj']:.4g}"] if has_energy else []))
     t = report["total"]
+    if has_energy:
+        table.add_row("host ops", "", "", "", "", "", "", "", "", "", "",
+                      f"{report['host']['energy_uj']:.4g}")
     table.add_row("total", "", "", "", "", "", f"{t['writes']:,}", f"{t['executes']:,}",
-                  f"{t['latency_us']:,.1f}", "100%", "", style="bold")
+                  f"{t['latency_us']:,.1f}", "100%", "", *([f"{t['energy_uj']:.4g}"] if has_energy else []),
+                  style="bold")
+    lines = []
+    if has_energy:
+        lines.append(f"energy {t['energy_uj']:.4g} uJ, energy-delay product {t['edp_uj_us']:.4g} uJ*us "
+                     f"(preset {report['energy']['preset']}, {report['energy']['adc_bits']}-bit ADC)")
     if "baseline" in report:
         b = report["baseline"]
-        table.caption = (
-            f"all-8/8 baseline: {b['latency_us']:,.1f} us -> speedup {report['speedup']:.3f}x"
-        )
+        line = f"all-8/8 baseline: {b['latency_us']:,.1f} us -> speedup {report['speedup']:.3f}x"
+        if has_energy:
+            line += (f"; {b['energy_uj']:.4g} uJ -> energy saving {report['energy_saving']:.3f}x, "
+                     f"EDP gain {report['edp_gain']:.3f}x")
+        lines.append(line)
+    table.caption = "\n".join(lines) or None
+    return table
+
+
+def energy_table(report: dict[str, Any]) -> Any:
+    """Energy per layer and component (uJ) as a rich Table, of a ``cimc report`` or of a run
+    report with energy (:func:`cimc.exec.xbar_exec.add_energy`); None without energy."""
+    from rich.table import Table
+
+    if "energy" not in report:
+        return None
+    table = Table(title=f"energy by component (uJ), preset {report['energy']['preset']}")
+    table.add_column("layer")
+    for comp in COMPONENTS:
+        table.add_column(comp, justify="right")
+    table.add_column("total", justify="right")
+    named = [(r["name"], r) for r in report["layers"]] + [("host ops", report["host"])]
+    for name, r in named:
+        parts = r["energy_uj_by_component"]
+        table.add_row(name, *(f"{parts[c]:.3g}" for c in COMPONENTS), f"{r['energy_uj']:.4g}")
+    t = report["total"]
+    table.add_row("total", *(f"{t['energy_uj_by_component'][c]:.3g}" for c in COMPONENTS),
+                  f"{t['energy_uj']:.4g}", style="bold")
+    shares = ", ".join(f"{c} {100 * v / t['energy_uj']:.1f}%"
+                       for c, v in t["energy_uj_by_component"].items() if t["energy_uj"] and v)
+    table.caption = (f"energy {t['energy_uj']:.4g} uJ, energy-delay product {t['edp_uj_us']:.4g} uJ*us "
+                     f"at {t['latency_us']:,.1f} us; share: {shares}")
     return table
 
 
 def plot_report(report: dict[str, Any], path: str | Path) -> Path:
-    """Per-layer bits (top) and latency against the 8/8 baseline (bottom), as an image."""
+    """Per-layer bits, latency against the 8/8 baseline and (with energy) energy stacked by
+    component, as an image."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,26 +239,50 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     import numpy as np
 
     rows = report["layers"]
-    names = [r["name"] for r in rows]
-    x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(6, 0.4 * len(rows) + 2), 6), sharex=True)
-    ax1.bar(x - 0.2, [r["w_bits"] for r in rows], 0.4, label="weight bits")
-    ax1.bar(x + 0.2, [r["a_bits"] for r in rows], 0.4, label="input bits")
+    has_energy = "energy" in report
+    names = [r["name"] for r in rows] + (["host ops"] if has_energy else [])
+    x = np.arange(len(names))
+    n_ax = 3 if has_energy else 2
+    fig, axes = plt.subplots(n_ax, 1, figsize=(max(7, 0.4 * len(names) + 4), 3 * n_ax), sharex=True)
+    ax1, ax2 = axes[0], axes[1]
+    xl = x[: len(rows)]
+    ax1.bar(xl - 0.2, [r["w_bits"] for r in rows], 0.4, label="weight bits")
+    ax1.bar(xl + 0.2, [r["a_bits"] for r in rows], 0.4, label="input bits")
     ax1.set_ylabel("bits")
     ax1.set_ylim(0, 9)
-    ax1.legend(loc="upper right")
-    ax2.bar(x - 0.2, [r["latency_us"] for r in rows], 0.4, label="this model")
+    ax2.bar(xl - 0.2, [r["latency_us"] for r in rows], 0.4, label="this model")
     if "baseline" in report:
-        ax2.bar(x + 0.2, [r["baseline_latency_us"] for r in rows], 0.4, label="all 8/8")
+        ax2.bar(xl + 0.2, [r["baseline_latency_us"] for r in rows], 0.4, label="all 8/8")
     ax2.set_ylabel("latency (us)")
-    ax2.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
-    ax2.legend(loc="upper right")
-    title = f"total {report['total']['latency_us']:,.0f} us"
+    if max((r["latency_us"] for r in rows), default=0) > 100 * max(min(r["latency_us"] for r in rows), 1e-12):
+        ax2.set_yscale("log")
+    title = f"{_hw_title(report['hardware'])}\ntotal {report['total']['latency_us']:,.0f} us"
     if "speedup" in report:
         title += f", speedup {report['speedup']:.2f}x over all-8/8"
-    fig.suptitle(title)
+    if has_energy:
+        ax3 = axes[2]
+        bottom = np.zeros(len(names))
+        for comp in COMPONENTS:
+            vals = np.array([r["energy_uj_by_component"][comp] for r in rows]
+                            + [report["host"]["energy_uj_by_component"][comp]])
+            if vals.any():
+                ax3.bar(x, vals, 0.6, bottom=bottom, label=comp)
+                bottom += vals
+        ax3.set_ylabel("energy (uJ)")
+        t = report["total"]
+        title += (f"\nenergy {t['energy_uj']:.3g} uJ, EDP {t['edp_uj_us']:.3g} uJ*us "
+                  f"(preset {report['energy']['preset']})")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    axes[-1].set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    axes[-1].set_xlabel("crossbar layer")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=out.suffix.lstrip(".").lower() or "png", dpi=120)
     plt.close(fig)
+    with atomic_output(out, "wb") as fh:
+        fh.write(buf.getvalue())
     return out

@@ -12,7 +12,13 @@ from typing import Annotated, Optional
 import typer
 
 from cimc.cli_util import atomic_output, console
-from cimc.loaders import load_hardware, load_model
+from cimc.loaders import load_energy, load_hardware, load_model
+
+EnergyOpt = Annotated[
+    Optional[str],
+    typer.Option("--energy", help="Energy preset: a built-in name (isaac-puma-32nm, the default; "
+                 "neurosim-22nm) or a YAML file."),
+]
 
 
 def report_command(
@@ -31,17 +37,23 @@ def report_command(
     baseline: Annotated[
         bool, typer.Option("--baseline/--no-baseline", help="Compare with the model at all-8/8.")
     ] = True,
+    energy: EnergyOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
-    lossless ADC bits; totals and the speedup over the same model at all-8/8."""
-    from cimc.report import plot_report, report_table, xbar_report
+    lossless ADC bits, energy by component; totals, energy-delay product and the speedup and
+    energy saving over the same model at all-8/8."""
+    from cimc.report import energy_table, plot_report, report_table, xbar_report
 
     hardware = load_hardware(hw, hw_set)
+    preset = load_energy(energy)
     module = load_model(model)
-    report = xbar_report(module, hardware, level="xbar-opt" if opt else "xbar", baseline=baseline)
+    report = xbar_report(module, hardware, level="xbar-opt" if opt else "xbar", baseline=baseline,
+                         energy=preset)
     report["model"] = str(model)
-    console().print(report_table(report))
+    out = console()
+    out.print(report_table(report))
+    out.print(energy_table(report))
     if json_out is not None:
         with atomic_output(json_out, "w") as fh:
             json.dump(report, fh, indent=2)  # type: ignore[arg-type]

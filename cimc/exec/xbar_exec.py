@@ -29,22 +29,25 @@ from xdsl.interpreters.func import FuncFunctions
 from xdsl.interpreters.scf import ScfFunctions
 from xdsl.ir import Operation
 
-from cimc.analysis import check_hardware
+from cimc.analysis import check_hardware, is_host_compute
 from cimc.dialects import xbar
 from cimc.exec.result import RunResult
 from cimc.exec.cimq_exec import CimqFunctions, check_inputs, find_main
 from cimc.exec.xbar_impls import FusedChunkLoops, LayerRecord, XbarFunctions
-from cimc.target.counters import Counters, latency_us
+from cimc.target.counters import COUNTER_NAMES, Counters, latency_us
+from cimc.target.energy import EnergyPreset, energy_model, total_fields
 from cimc.target.hw import Hardware
 
 
 class _HostTimer(Interpreter.Listener):
-    """Wall time of the host ops of ``@main`` (everything but the crossbar layers)."""
+    """Wall time of the host ops of ``@main`` (everything but the crossbar layers) and the
+    elements its host compute ops produce (:func:`cimc.analysis.is_host_compute`)."""
 
     def __init__(self, main: Operation):
         self.main_body = main.regions[0].block
         self.start: dict[int, float] = {}
         self.seconds = 0.0
+        self.elements = 0
 
     def _host(self, op: Operation) -> bool:
         return op.parent_block() is self.main_body and not isinstance(op, xbar.CROSSBAR_OPS)
@@ -57,6 +60,8 @@ class _HostTimer(Interpreter.Listener):
         t0 = self.start.pop(id(op), None)
         if t0 is not None:
             self.seconds += time.perf_counter() - t0
+            if is_host_compute(op):
+                self.elements += sum(int(np.size(r)) for r in results)
 
 
 # ---------------------------------------------------------------------------- driver
@@ -112,7 +117,7 @@ def run_xbar(
         if bar is not None:
             bar.close()
     batch = int(args[0].shape[0]) if args else 1
-    report = build_report(fns.layers, hw, batch, timer.seconds)
+    report = build_report(fns.layers, hw, batch, timer.seconds, Counters(host_elements=timer.elements))
     if record_layers:
         report["_layer_outputs"] = outputs
     return RunResult([np.asarray(o) for o in outs], report, counters_table(report))
@@ -127,9 +132,11 @@ def _nested(op: Operation) -> bool:
     return False
 
 
-def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: float) -> dict[str, Any]:
-    """JSON-able counters per layer and in total."""
+def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: float,
+                 host: Counters | None = None) -> dict[str, Any]:
+    """JSON-able counters per layer and in total (``host``: the host ops' counts)."""
     rows = []
+    host = host or Counters()
     total = Counters()
     for rec in layers:
         c = rec.counters
@@ -143,15 +150,32 @@ def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: fl
         row["latency_us"] = latency_us(c, hw)
         row["seconds"] = rec.seconds
         rows.append(row)
-    tot: dict[str, Any] = total.as_dict()
+    tot: dict[str, Any] = (total + host).as_dict()
     tot["latency_us"] = latency_us(total, hw)
     return {
         "batch": batch,
         "hardware": hw.to_dict(),
         "layers": rows,
+        "host": {"host_elements": host.host_elements},
         "total": tot,
         "host_seconds": host_s,
     }
+
+
+def _counters_of(row: dict[str, Any]) -> Counters:
+    return Counters(**{name: int(row.get(name, 0)) for name in COUNTER_NAMES})
+
+
+def add_energy(report: dict[str, Any], hw: Hardware, preset: EnergyPreset) -> dict[str, Any]:
+    """Add energy per layer and component, the host ops' energy, the total and the energy-delay
+    product to a run report, from its counters (``report`` is changed and returned)."""
+    model = energy_model(preset, hw)
+    for row in report["layers"]:
+        row.update(model.fields(_counters_of(row), row["latency_us"]))
+    report["host"].update(model.fields(_counters_of(report["host"]), 0.0))
+    report["total"].update(total_fields((*report["layers"], report["host"]), report["total"]["latency_us"]))
+    report["energy"] = model.summary()
+    return report
 
 
 def counters_table(report: dict[str, Any]) -> Any:

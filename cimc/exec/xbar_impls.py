@@ -279,6 +279,7 @@ class XbarFunctions(InterpreterFunctions):
         c.executes += vectors
         c.adc_conversions += vectors * cols
         c.dac_activations += vectors * rows
+        c.cell_reads += vectors * rows * cols
         c.adc_saturations += saturations
 
     @impl(xbar.ProgramOp)
@@ -343,6 +344,7 @@ class XbarFunctions(InterpreterFunctions):
                                          keep=v0 == 0 and v1 == n_vec)
                 sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0)
         self._count_cycles(b_sz * p_sz * n_chunks, rows, cols, sat)
+        self._counters().shift_adds += b_sz * p_sz * n_chunks * cols
 
     @impl(xbar.PlaneOp)
     def run_plane(self, interp: Interpreter, op: xbar.PlaneOp, args: tuple[Any, ...]):
@@ -375,6 +377,7 @@ class XbarFunctions(InterpreterFunctions):
             buf.data = np.zeros((buf.repeats, *codes.shape[:2], buf.cols), dtype=np.int64)
         c0 = ct * width
         buf.data[h, :, :, c0 : c0 + codes.shape[-1]] += codes << (i * op.dac_bits.value.data)
+        self._counters().shift_adds += codes.size
         return ()
 
     @impl(xbar.RecombineOp)
@@ -384,6 +387,7 @@ class XbarFunctions(InterpreterFunctions):
             raise ExecutionError("xbar.recombine: the accumulators were never written")
         m = op.output.type.get_shape()[-1]  # type: ignore[union-attr]
         y = recombine(buf.data, recomb, m).transpose(1, 0, 2, 3)  # [B, H, P, m]
+        self._counters().recombine_adds += buf.data.size
         corr = corr[None, :, None, :] if corr.ndim == 2 else corr[:, :, None, :]
         return (np.ascontiguousarray(y - corr),)
 

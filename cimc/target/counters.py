@@ -14,7 +14,15 @@ tiles of the physical ``rows x cols`` matrix and ``ceil(a/d)`` chunks, at batch 
     executes        = H * X * P * ceil(a/d) * B       (crossbar cycles)
     adc_conversions = H * P * ceil(a/d) * B * cols * row_tiles   (per cycle: the tile's columns)
     dac_activations = H * P * ceil(a/d) * B * rows * col_tiles   (per cycle: the tile's rows)
+    cell_reads      = H * P * ceil(a/d) * B * rows * cols        (per cycle: the tile's cells)
+    shift_adds      = adc_conversions                 (each converted code shifted and accumulated)
+    recombine_adds  = H * P * B * cols                (each physical column value into its output)
     adc_saturations : counted at run time only (0 with a lossless ADC)
+    host_elements   : elements produced by host compute ops (counted apart from the crossbar
+                      layers, :mod:`cimc.analysis`)
+
+Summing a tile's ``rows_t * cols_t`` over the tiles of a layer gives ``rows * cols`` (edge tiles
+included), hence the closed form of ``cell_reads``.
 
 Latency (the paper's model): ``writes * t_write + executes * t_exec`` (:func:`latency_us`).
 """
@@ -45,6 +53,14 @@ class Counters:
     """Conversions whose value the ADC clipped."""
     dac_activations: int = 0
     """Row drives: per cycle, the tile's rows in use."""
+    cell_reads: int = 0
+    """Cells read: per cycle, the tile's rows in use times its columns in use."""
+    shift_adds: int = 0
+    """Digital shift-and-accumulate of converted codes into the column accumulators."""
+    recombine_adds: int = 0
+    """Digital recombination: each physical column value weighted and added into its output."""
+    host_elements: int = 0
+    """Elements produced by host compute ops (requantize, activations, pools, softmax, ...)."""
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -72,13 +88,18 @@ def layer_counters(geom: LayerGeometry, *, batch: int = 1, dynamic: bool = False
     d = geom.desc
     cycles_per_tile = batch * d.P * geom.chunks  # one per vector and chunk
     wmul = batch if dynamic else 1
+    conversions = d.H * cycles_per_tile * geom.phys_cols * geom.row_tiles
     return Counters(
         writes=d.H * geom.tiles * wmul,
         cells_written=d.H * geom.phys_rows * geom.phys_cols * wmul,
         executes=d.H * geom.tiles * cycles_per_tile,
-        adc_conversions=d.H * cycles_per_tile * geom.phys_cols * geom.row_tiles,
+        adc_conversions=conversions,
         adc_saturations=0,
         dac_activations=d.H * cycles_per_tile * geom.phys_rows * geom.col_tiles,
+        cell_reads=d.H * cycles_per_tile * geom.phys_rows * geom.phys_cols,
+        shift_adds=conversions,
+        recombine_adds=d.H * batch * d.P * geom.phys_cols,
+        host_elements=0,
     )
 
 

@@ -192,6 +192,8 @@ def _count_tile(c: Counters, rows: int, cols: int, cycles: int, saturations: int
     c.executes += cycles
     c.adc_conversions += cycles * cols
     c.dac_activations += cycles * rows
+    c.cell_reads += cycles * rows * cols
+    c.shift_adds += cycles * cols
     c.adc_saturations += saturations
 
 
@@ -254,6 +256,7 @@ def bitserial_layer(
     counted = Counters()
     (_layer_reference if reference else _layer_blas)(xu, mapped, a_bits, hw, y_phys, counted)
     y = recombine(y_phys, mapped.recomb, mapped.m)
+    counted.recombine_adds += y_phys.size
     if correction is not None:
         y -= np.asarray(correction, dtype=np.int64)
     if counters is not None:
