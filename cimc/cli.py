@@ -131,12 +131,20 @@ def _top1(out, labels=None):
     return pred, (None if labels is None else float(100.0 * (pred == labels).mean()))
 
 
-def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool):
+def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool,
+                noise=None, seeds=(0,), labels=None):
     """Run at ``level``; xbar levels go through :func:`cimc.exec.xbar_exec.run_xbar` with
-    ``fast``, and with ``compare`` also lossless (:func:`compare_lossy`). Returns the result and
-    the comparison (or None)."""
+    ``fast``, with ``compare`` also lossless (:func:`compare_lossy`), with ``noise`` once ideal
+    and once per seed on the device (:func:`cimc.exec.noise_runs.compare_noise`). Returns the
+    result (of the first noisy seed with noise), and the comparison (or None)."""
     from cimc.exec import RunResult, lowered_copy, run_at_level
 
+    if noise is not None:
+        from cimc.exec.noise_runs import compare_noise
+        from cimc.exec.xbar_exec import counters_table
+
+        cmp = compare_noise(lowered_copy(module, level, hw=hw), inputs, hw, noise, seeds, labels=labels)
+        return RunResult(cmp["noisy_outputs"][0], cmp["report"], counters_table(cmp["report"])), cmp
     if not compare:
         return run_at_level(module, level, inputs, hw=hw, progress=progress, fast=fast), None
     from cimc.exec.xbar_exec import compare_lossy, counters_table
@@ -145,6 +153,40 @@ def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: 
     cmp = compare_lossy(prog, inputs, hw, fast=fast)
     rep = cmp.pop("lossy_report")
     return RunResult(cmp["lossy_outputs"], rep, counters_table(rep)), cmp
+
+
+NoiseOpt = Annotated[
+    Optional[str],
+    typer.Option("--noise", help="xbar levels: run on an imperfect device, a noise preset (rram-moderate, "
+                 "rram-severe, ideal) or a YAML file; reports each layer's error against the ideal run."),
+]
+
+
+def _run_options(level: str, hw, hw_set, fast, compare_lossless: bool, energy, noise, noise_set, repeat):
+    """Check the options of ``cimc run``; returns (hardware, energy preset, noise model)."""
+    on_xbar = level.startswith("xbar")
+    if fast is not None and not on_xbar:
+        raise CimcError(f"--fast/--bit-serial apply to xbar levels, not --level {level}")
+    hardware = load_hardware(hw, hw_set) if (hw or hw_set or on_xbar) else None
+    if compare_lossless and (not on_xbar or hardware is None or hardware.lossless):
+        raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
+    if fast and hardware is not None and not hardware.lossless:
+        raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
+    if energy is not None and not on_xbar:
+        raise CimcError(f"--energy applies to xbar levels, not --level {level}")
+    if (noise_set is not None or repeat != 1) and noise is None:
+        raise CimcError("--noise-set and --repeat need --noise")
+    model = None
+    if noise is not None:
+        if level not in ("xbar", "xbar-opt"):
+            raise CimcError(f"--noise needs --level xbar or xbar-opt (the crossbar loops), not {level}")
+        if fast or compare_lossless:
+            raise CimcError("--noise runs bit-serially; it does not combine with --fast or --compare-lossless")
+        from cimc.target.noise import load_noise
+
+        model = load_noise(noise)
+        model = model.with_overrides(noise_set) if noise_set else model
+    return hardware, (load_energy(energy) if on_xbar else None), model
 
 
 @app.command("run")
@@ -156,7 +198,8 @@ def run_cmd(
     ] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="Write the output .npy here.")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch of the random input.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random input.")] = 0,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of the random input and of the device noise (--noise).")] = 0,
     hw: HwOpt = None,
     hw_set: HwSetOpt = None,
     report: Annotated[
@@ -182,27 +225,23 @@ def run_cmd(
         ),
     ] = False,
     energy: EnergyOpt = None,
+    noise: NoiseOpt = None,
+    noise_set: Annotated[Optional[str], typer.Option(
+        "--noise-set", help="Override noise parameters: programming_sigma=0.1,read_sigma=0.")] = None,
+    repeat: Annotated[int, typer.Option(
+        "--repeat", min=1, help="With --noise: runs with seeds S..S+N-1, to see the spread.")] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     debug: DebugOpt = False,
 ) -> None:
     """Run a model at an IR level on an input and print a summary (and counters, energy and
-    energy-delay product at xbar)."""
+    energy-delay product at xbar; with --noise, the error of each layer against the ideal run)."""
     import numpy as np
 
     from cimc.pipeline import check_level
 
     check_level(level)
-    on_xbar = level.startswith("xbar")
-    if fast is not None and not on_xbar:
-        raise CimcError(f"--fast/--bit-serial apply to xbar levels, not --level {level}")
-    hardware = load_hardware(hw, hw_set) if (hw or hw_set or on_xbar) else None
-    if compare_lossless and (not on_xbar or hardware is None or hardware.lossless):
-        raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
-    if fast and hardware is not None and not hardware.lossless:
-        raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
-    if energy is not None and not on_xbar:
-        raise CimcError(f"--energy applies to xbar levels, not --level {level}")
-    preset = load_energy(energy) if on_xbar else None
+    hardware, preset, noise_model = _run_options(level, hw, hw_set, fast, compare_lossless, energy,
+                                                 noise, noise_set, repeat)
     module = load_model(model)
     inputs = _load_inputs(input, module, batch, seed)
     from cimc.exec.cimq_exec import check_inputs, find_main
@@ -210,35 +249,27 @@ def run_cmd(
     inputs = check_inputs(find_main(module), inputs)
     y = _load_labels(labels, int(inputs[0].shape[0])) if labels is not None else None
     result, cmp = _run_module(
-        module, level, inputs, hardware, fast=fast, progress=progress, compare=compare_lossless
+        module, level, inputs, hardware, fast=fast, progress=progress, compare=compare_lossless,
+        noise=noise_model, seeds=range(seed, seed + repeat), labels=y,
     )
     outs = result.outputs
     if preset is not None and result.report:
         from cimc.exec.xbar_exec import add_energy
 
         add_energy(result.report, hardware, preset)
-    from rich.table import Table
-
     console = cli_console()
-    table = Table(title=f"cimc run --level {level}")
-    for col in ("output", "shape", "dtype", "top-1 (first 8)"):
-        table.add_column(col)
-    for i, o in enumerate(outs):
-        top = o.reshape(o.shape[0], -1).argmax(axis=1)[:8].tolist() if o.ndim >= 1 and o.size else []
-        table.add_row(str(i), str(list(o.shape)), str(o.dtype), str(top))
     extra: dict = {}
-    if y is not None:
-        _, acc = _top1(outs[0], y)
-        extra["accuracy_top1"] = acc
-        table.caption = f"top-1 accuracy {acc:.2f}% ({int(round(acc * len(y) / 100))}/{len(y)})"
-    console.print(table)
+    console.print(_outputs_table(outs, level, y, extra))
     if result.counters_table is not None:
         console.print(result.counters_table)
     if "energy" in result.report:
         from cimc.report import energy_table
 
         console.print(energy_table(result.report))
-    if cmp is not None:
+    if cmp is not None and noise_model is not None:
+        extra["noise"] = _noise_summary(cmp)
+        console.print(_noise_table(extra["noise"]))
+    elif cmp is not None:
         extra["compare_lossless"] = _comparison(cmp, y)
         console.print(_comparison_table(extra["compare_lossless"]))
     if output is not None:
@@ -249,6 +280,49 @@ def run_cmd(
         payload.pop("_layer_outputs", None)
         with atomic_output(report, "w") as fh:
             json.dump(payload, fh, indent=2)  # type: ignore[arg-type]
+
+
+def _outputs_table(outs, level: str, y, extra: dict):
+    from rich.table import Table
+
+    table = Table(title=f"cimc run --level {level}")
+    for col in ("output", "shape", "dtype", "top-1 (first 8)"):
+        table.add_column(col)
+    for i, o in enumerate(outs):
+        top = o.reshape(o.shape[0], -1).argmax(axis=1)[:8].tolist() if o.ndim >= 1 and o.size else []
+        table.add_row(str(i), str(list(o.shape)), str(o.dtype), str(top))
+    if y is not None:
+        _, acc = _top1(outs[0], y)
+        extra["accuracy_top1"] = acc
+        table.caption = f"top-1 accuracy {acc:.2f}% ({int(round(acc * len(y) / 100))}/{len(y)})"
+    return table
+
+
+def _noise_summary(cmp: dict) -> dict:
+    """The JSON part of a noisy-vs-ideal comparison (no arrays)."""
+    keys = ("noise", "seeds", "runs", "layers", "accuracy_top1_ideal", "accuracy_top1")
+    return {k: cmp[k] for k in keys if k in cmp}
+
+
+def _noise_table(c: dict):
+    from rich.table import Table
+
+    n = c["noise"]
+    table = Table(title=f"noise '{n['name']}' against the ideal run, seeds {c['seeds'][0]}..{c['seeds'][-1]}")
+    for col in ("layer", "rel error (mean)", "rel error (std)", "max abs error", "ADC clips (mean)"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for r in c["layers"]:
+        table.add_row(r["name"], f"{r['rel_error']['mean']:.3g}", f"{r['rel_error']['std']:.2g}",
+                      f"{r['max_abs_error']:g}", f"{r['adc_saturations']['mean']:,.0f}")
+    changed = [run["top1_changed"] for run in c["runs"]]
+    caption = (", ".join(f"{k}={v:g}" for k, v in n.items() if k not in ("name", "origin")) +
+               f"; top-1 changed for {min(changed)}..{max(changed)} input(s) per seed")
+    if "accuracy_top1" in c:
+        a = c["accuracy_top1"]
+        caption += (f"; top-1 accuracy {c['accuracy_top1_ideal']:.2f}% ideal -> {a['mean']:.2f}% "
+                    f"(std {a['std']:.2f}) over {len(c['seeds'])} seed(s)")
+    table.caption = caption
+    return table
 
 
 def _comparison(cmp: dict, labels) -> dict:

@@ -37,6 +37,7 @@ from cimc.exec.xbar_impls import FusedChunkLoops, LayerRecord, XbarFunctions
 from cimc.target.counters import COUNTER_NAMES, Counters, latency_us
 from cimc.target.energy import EnergyPreset, energy_model, total_fields
 from cimc.target.hw import Hardware
+from cimc.target.noise import Device, NoiseModel
 
 
 class _HostTimer(Interpreter.Listener):
@@ -76,6 +77,8 @@ def run_xbar(
     fast: bool | None = None,
     record_layers: bool = False,
     fuse: bool = True,
+    noise: NoiseModel | Device | None = None,
+    seed: int = 0,
 ) -> RunResult:
     """Run ``@main`` of an ``xbar-mm``/``xbar`` level module; counters in the result's report.
 
@@ -84,6 +87,9 @@ def run_xbar(
     crossbar layers' outputs (``report["_layer_outputs"]``, not JSON) for comparisons.
     ``fuse=False`` interprets every chunk loop op by op (one BLAS call per plane) instead of
     running each tile's chunk loop as one stacked BLAS call; both are bit-identical.
+    ``noise`` runs on a non-ideal device (a :class:`cimc.target.noise.Device`, or one drawn from a
+    noise model with ``seed``; bit-serial only); without it the run is ideal, exactly as it
+    always was.
     """
     hw = check_hardware(module, hw)
     main = find_main(module)
@@ -94,7 +100,8 @@ def run_xbar(
         from tqdm import tqdm
 
         bar = tqdm(total=n_layers, desc="crossbar layers", unit="layer", leave=False)
-    fns = XbarFunctions(hw, fast, bar)
+    device = Device(noise, hw, seed) if isinstance(noise, NoiseModel) else noise
+    fns = XbarFunctions(hw, fast, bar, device)
     timer = _HostTimer(main)
     outputs: dict[str, np.ndarray] = {}
 
@@ -118,6 +125,8 @@ def run_xbar(
             bar.close()
     batch = int(args[0].shape[0]) if args else 1
     report = build_report(fns.layers, hw, batch, timer.seconds, Counters(host_elements=timer.elements))
+    if device is not None:
+        report["noise"] = device.summary()
     if record_layers:
         report["_layer_outputs"] = outputs
     return RunResult([np.asarray(o) for o in outs], report, counters_table(report))
@@ -196,6 +205,37 @@ def counters_table(report: dict[str, Any]) -> Any:
     return table
 
 
+def layer_errors(ref: dict[str, Any], test: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per crossbar layer of two runs with ``record_layers``: the test run's saturations and its
+    output error against the reference (max absolute, relative L2)."""
+    ref_out, test_out = ref["_layer_outputs"], test["_layer_outputs"]
+    layers = []
+    for row in test["layers"]:
+        a = np.asarray(ref_out[row["name"]], dtype=np.float64)
+        b = np.asarray(test_out[row["name"]], dtype=np.float64)
+        layers.append({
+            "name": row["name"],
+            "adc_saturations": row["adc_saturations"],
+            "adc_conversions": row["adc_conversions"],
+            "max_abs_error": float(np.abs(a - b).max(initial=0)),
+            "rel_error": float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30)),
+        })
+    return layers
+
+
+def output_errors(ref: Sequence[np.ndarray], test: Sequence[np.ndarray]) -> list[dict[str, float]]:
+    """Per model output: max / mean absolute difference and the fraction of values changed."""
+    outs = []
+    for a, b in zip(ref, test):
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        outs.append({
+            "max_abs_error": float(np.abs(a64 - b64).max(initial=0)),
+            "mean_abs_error": float(np.abs(a64 - b64).mean()) if a64.size else 0.0,
+            "changed_fraction": float(np.mean(a64 != b64)) if a64.size else 0.0,
+        })
+    return outs
+
+
 def compare_lossy(
     module: ModuleOp, inputs: Sequence[np.ndarray], hw: Hardware, *, fast: bool | None = None
 ) -> dict[str, Any]:
@@ -209,31 +249,11 @@ def compare_lossy(
     exact = run_xbar(module, inputs, hw=dataclasses.replace(hw, adc_bits=None), record_layers=True,
                      fast=fast)
     lossy = run_xbar(module, inputs, hw=hw, fast=False if not hw.lossless else fast, record_layers=True)
-    ex_out, lo_out = exact.report["_layer_outputs"], lossy.report["_layer_outputs"]
-    layers = []
-    for row in lossy.report["layers"]:
-        a = np.asarray(ex_out[row["name"]], dtype=np.float64)
-        b = np.asarray(lo_out[row["name"]], dtype=np.float64)
-        layers.append({
-            "name": row["name"],
-            "adc_saturations": row["adc_saturations"],
-            "adc_conversions": row["adc_conversions"],
-            "max_abs_error": float(np.abs(a - b).max(initial=0)),
-            "rel_error": float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30)),
-        })
-    outs = []
-    for a, b in zip(exact.outputs, lossy.outputs):
-        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        outs.append({
-            "max_abs_error": float(np.abs(a64 - b64).max(initial=0)),
-            "mean_abs_error": float(np.abs(a64 - b64).mean()) if a64.size else 0.0,
-            "changed_fraction": float(np.mean(a64 != b64)) if a64.size else 0.0,
-        })
     return {
         "adc_bits": hw.adc_bits,
         "saturations": lossy.report["total"]["adc_saturations"],
-        "layers": layers,
-        "outputs": outs,
+        "layers": layer_errors(exact.report, lossy.report),
+        "outputs": output_errors(exact.outputs, lossy.outputs),
         "lossless_outputs": exact.outputs,
         "lossy_outputs": lossy.outputs,
         "lossy_report": {k: v for k, v in lossy.report.items() if k != "_layer_outputs"},

@@ -46,9 +46,11 @@ from cimc.target.kernels import (
     build_planes,
     plane_dtype,
     program_tile,
+    read_noise_std,
     tile_cycles,
     vector_block,
 )
+from cimc.target.noise import Device
 from cimc.target.mapping import correction, map_cells, recomb_table, recombine
 from cimc.weights import Blob
 
@@ -120,9 +122,10 @@ def _run_const(op: cimq.ConstOp) -> np.ndarray:
 class XbarFunctions(InterpreterFunctions):
     """numpy implementations of the xbar ops, counting hardware activity."""
 
-    def __init__(self, hw: Hardware, fast: bool | None, progress: Any = None):
+    def __init__(self, hw: Hardware, fast: bool | None, progress: Any = None, device: Device | None = None):
         self.hw = hw
         self.fast = fast
+        self.device = device
         self.progress = progress
         self.layers: list[LayerRecord] = []
         self.current: LayerRecord | None = None
@@ -167,14 +170,21 @@ class XbarFunctions(InterpreterFunctions):
         c = layer_counters(geom, batch=x.shape[0], dynamic=dyn)
         return LayerRecord(None, op.layer.data, op.kind.data, c, path="formula")
 
+    def _ideal_only(self, op: Operation) -> None:
+        if self.device is not None:
+            raise ExecutionError(f"{op.name} '{op.layer.data}': device noise needs the xbar level "  # type: ignore[attr-defined]
+                                 "(crossbar loops), not xbar-mm")
+
     @impl(xbar.MatMulOp)
     def run_matmul(self, interp: Interpreter, op: xbar.MatMulOp, args: tuple[Any, ...]):
+        self._ideal_only(op)
         x, w = args
         self._finish(self._formula_layer(op, x))
         return (fast_matmul(x, w, static_blob(op.rhs)),)
 
     @impl(xbar.MatMulDynOp)
     def run_matmul_dyn(self, interp: Interpreter, op: xbar.MatMulDynOp, args: tuple[Any, ...]):
+        self._ideal_only(op)
         x, r = args
         self._finish(self._formula_layer(op, x))
         return (fast_matmul(x, r),)
@@ -199,8 +209,11 @@ class XbarFunctions(InterpreterFunctions):
                 f"layer '{prog.name}': the fast path needs a lossless ADC ({self.hw.adc_bits} bits "
                 f"< {need}); run with fast=False"
             )
+        if self.fast and self.device is not None:
+            raise ExecutionError(f"layer '{prog.name}': the fast path models an ideal device; "
+                                 "run noise with fast=False")
         x, w = args
-        if self.fast or (self.fast is None and lossless):
+        if self.fast or (self.fast is None and lossless and self.device is None):
             y = fast_matmul(x, w, blob)
             record.counters = prog.counters(x.shape[0])
             record.path = "exact"
@@ -293,7 +306,7 @@ class XbarFunctions(InterpreterFunctions):
         copies = cells.shape[0] if cells.ndim == 4 else 1
         c.writes += copies
         c.cells_written += copies * levels.shape[-2] * levels.shape[-1]
-        return (program_tile(levels, self.fdtype),)
+        return (program_tile(levels, self.fdtype, self.device),)
 
     def _row_sources(self, plane_op: xbar.PlaneOp, n: int, rt: int) -> np.ndarray:
         t = plane_op.plane.type
@@ -342,7 +355,7 @@ class XbarFunctions(InterpreterFunctions):
                 v1 = min(v0 + block, n_vec)
                 planes = self._planes_of((id(xu), h, rt, b, v0), xv[v0:v1], src, n_chunks, d,
                                          keep=v0 == 0 and v1 == n_vec)
-                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0)
+                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0, self.device)
         self._count_cycles(b_sz * p_sz * n_chunks, rows, cols, sat)
         self._counters().shift_adds += b_sz * p_sz * n_chunks * cols
 
@@ -365,7 +378,11 @@ class XbarFunctions(InterpreterFunctions):
         tile, plane = args  # tile [r, c] or [B, r, c]; plane [B, P, r]
         rows, cols = tile.shape[-2], tile.shape[-1]
         lo, hi = self.hw.adc_range(rows)
-        codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
+        if self.device is None:
+            codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
+        else:
+            d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
+            codes, sat = adc_convert(plane @ tile, lo, hi, self.device, read_noise_std(plane, d, self.device))
         self._count_cycles(plane.shape[0] * plane.shape[1], rows, cols, sat)
         return (codes,)
 
