@@ -24,9 +24,10 @@ from xdsl.ir import Operation
 
 from cimc.dialects import cimq, xbar
 from cimc.errors import ExecutionError, UnsupportedModelError
-from cimc.target.counters import Counters, layer_counters
+from cimc.target.counters import Counters, layer_counters, layer_tiles
 from cimc.target.geometry import LayerDesc, LayerGeometry
 from cimc.target.hw import Hardware
+from cimc.target.schedule import SchedLayer, SchedTile
 
 #: Attribute naming the role of each loop of a layer program (``xbar-tile`` sets it).
 LOOP_ATTR = "xbar.loop"
@@ -82,9 +83,9 @@ class LayerProgram:
         """Crossbar cycles per inference (batch 1)."""
         return self.counters(1).executes
 
-    def counters(self, batch: int) -> Counters:
-        """The counters of running ``batch`` inferences (no saturations: lossless)."""
-        return layer_counters(self.geometry, batch=batch, dynamic=self.dynamic)
+    def counters(self, batch: int, hw: Hardware | None = None) -> Counters:
+        """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless)."""
+        return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic)
 
 
 def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:
@@ -197,3 +198,27 @@ def host_elements(module: ModuleOp) -> int:
         if isinstance(fn, func.FuncOp) and fn.sym_name.data == "main":
             total += sum(result_elements(op) for op in fn.body.block.ops if is_host_compute(op))
     return total
+
+
+def schedule_layers(module: ModuleOp, hw: Hardware, *, batch: int = 1,
+                    measured: dict[str, dict[tuple[int, int], int]] | None = None) -> list[SchedLayer]:
+    """The programmed tiles of every layer of an ``xbar`` module as the chip schedule sees them
+    (:func:`cimc.target.schedule.schedule`), for one run of ``batch`` inputs.
+
+    Cycles per tile are the program's (the worst case: every cycle executed) unless
+    ``measured[layer][(h, rt)]`` gives the cycles a run executed on each tile of row tile ``rt``
+    of repeat ``h`` (the interpreter's counts, with skipped cycles left out).
+    """
+    out = []
+    for layer in module_layers(module):
+        prog = analyse_layer(layer)
+        geom = prog.geometry
+        full = batch * geom.desc.P * geom.chunks
+        writes = prog.counters(batch, hw).writes // max(geom.repeats * geom.tiles, 1)
+        seen = (measured or {}).get(prog.name)
+        tiles = tuple(
+            SchedTile(h, rt, ct, rows_t, cols_t, seen.get((h, rt), 0) if seen is not None else full, writes)
+            for h, rt, ct, rows_t, cols_t in layer_tiles(geom)
+        )
+        out.append(SchedLayer(prog.name, tiles, static=not prog.dynamic))
+    return out

@@ -7,10 +7,12 @@ bits from the layer, writes and cycles from the loop trip counts
 :func:`cimc.target.counters.latency_us` (batch 1, the paper's model). The baseline is the same program rebuilt with every layer at
 w = a = 8 (``xbar-set-bits``) on the same hardware; speedup = L(8/8) / L(model).
 
-Energy (with an :class:`~cimc.target.energy.EnergyPreset`) is the same counters times the preset's
+Energy (with an :class:`~cimc.target.energy.EnergyPreset`) is counters times the preset's
 per-event energies plus leakage over the latency (:class:`~cimc.target.energy.EnergyModel`), per
-layer and per component; the host compute ops (:func:`cimc.analysis.host_elements`) are one more
-row. The energy-delay product is total energy x total latency (uJ x us).
+layer and per component. The counters are the chip schedule's for one run (resident tiles are not
+written again; their one-time programming is reported apart), plus the layer's recombination; the
+host compute ops (:func:`cimc.analysis.host_elements`) are one more row. The energy-delay product
+is total energy x total latency (uJ x us).
 """
 
 from __future__ import annotations
@@ -22,16 +24,15 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from cimc.analysis import analyse_layer, check_hardware, host_elements, module_layers
-from cimc.cli_util import atomic_output
+from cimc.chip_report import chip_schedule
 from cimc.context import make_context
 from cimc.errors import CimcError
 from cimc.ir_io import module_level, set_module_level
 from cimc.passes.xbar_set_bits import XbarSetBitsPass
 from cimc.pipeline import check_level, levels, lower
-from cimc.target.counters import Counters, latency_us
+from cimc.target.counters import COUNTER_NAMES, Counters, latency_us
 from cimc.target.energy import COMPONENTS, EnergyModel, EnergyPreset, area_mm2, energy_model, total_fields
 from cimc.target.hw import Hardware
-
 
 
 def compile_pair(
@@ -69,26 +70,35 @@ def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
         raise CimcError(f"report: {exc.message}") from None
 
 
-def layer_rows(module: ModuleOp, hw: Hardware, energy: EnergyModel | None = None) -> list[dict[str, Any]]:
-    """One dict per ``xbar.layer`` of an ``xbar``-level module (program order); with an energy
-    model also the layer's energy, total and per component."""
+def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
+    """One dict per ``xbar.layer`` of an ``xbar``-level module (program order)."""
     rows = []
     for layer in module_layers(module):
         p = analyse_layer(layer)
-        c = p.counters(1)
+        c = p.counters(1, hw)
         latency = latency_us(c, hw)
-        row = {
+        rows.append({
             "name": p.name, "kind": p.kind, "m": p.m, "n": p.n, "P": p.P, "H": p.H,
             "w_bits": p.w_bits, "a_bits": p.a_bits, "slices": p.slices,
             "phys_rows": p.phys_rows, "phys_cols": p.phys_cols,
             "row_tiles": p.row_tiles, "col_tiles": p.col_tiles, "chunks": p.chunks,
             "tiles": p.tiles, **c.as_dict(), "latency_us": latency,
             "lossless_adc_bits": hw.lossless_adc_bits(p.tallest_rows),
-        }
-        if energy is not None:
-            row.update(energy.fields(c, latency))
-        rows.append(row)
+        })
     return rows
+
+
+def _counters(row: dict[str, Any]) -> Counters:
+    return Counters(**{k: int(row.get(k, 0)) for k in COUNTER_NAMES})
+
+
+def add_layer_energy(rows: list[dict[str, Any]], chip_layers: list[dict[str, Any]], energy: EnergyModel) -> None:
+    """Each layer's energy from the chip schedule's counters of one run (what is written, read
+    and converted there) plus the program's recombination, over the layer's scheduled time."""
+    for r, slot in zip(rows, chip_layers, strict=True):
+        c = _counters(slot)
+        c.recombine_adds = r["recombine_adds"]
+        r.update(energy.fields(c, r["latency_us"]))
 
 
 def host_row(module: ModuleOp, energy: EnergyModel | None) -> dict[str, Any]:
@@ -100,51 +110,87 @@ def host_row(module: ModuleOp, energy: EnergyModel | None) -> dict[str, Any]:
     return row
 
 
-def _totals(rows: list[dict[str, Any]], host: dict[str, Any], energy: EnergyModel | None) -> dict[str, Any]:
-    total: dict[str, Any] = {
-        "writes": sum(r["writes"] for r in rows),
-        "executes": sum(r["executes"] for r in rows),
-        "latency_us": sum(r["latency_us"] for r in rows),
-    }
-    if energy is not None:
-        total.update(total_fields((*rows, host), total["latency_us"]))
-    return total
+def one_time_programming(rows: list[dict[str, Any]], chip_layers: list[dict[str, Any]],
+                         energy: EnergyModel) -> dict[str, Any]:
+    """The cells the chip programs once before the stream (resident tiles: programmed by the
+    program, not written by the scheduled run) and their energy."""
+    cells = sum(r["cells_written"] - slot["cells_written"] for r, slot in zip(rows, chip_layers))
+    e = energy.fields(Counters(cells_written=cells), 0.0)
+    return {"cells_written": cells, "energy_uj": e["energy_uj"]}
+
+
+def chip_summary(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int = 1) -> dict[str, Any]:
+    """The chip schedule's totals (no per-array events) of an ``xbar`` module."""
+    return chip_schedule(module, hw, batch=batch, stream=stream, events=False).as_dict(events=False)
 
 
 def xbar_report(
     module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True,
-    energy: EnergyPreset | None = None,
+    stream: int = 1, batch: int = 1, energy: EnergyPreset | None = None,
 ) -> dict[str, Any]:
     """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None);
-    with an energy preset also energy per layer and component, and the energy-delay product."""
+    with an energy preset also energy per layer and component and the energy-delay product.
+
+    Per-layer ``latency_us`` is the layer's time in the chip schedule of one run of ``batch``
+    inputs (with one array and nothing resident: the paper's ``writes * t_w + executes * t_e``,
+    kept as ``paper_latency_us``); ``chip`` holds the schedule's totals for a stream of
+    ``stream`` inputs (throughput, one-time programming, writes per inference).
+    """
     hw = hw or Hardware()
     compiled, base = compile_pair(module, level, hw, baseline=baseline)
     _check_geometry(compiled, hw)
     level = module_level(compiled) or level
-    model = energy_model(energy, hw) if energy is not None else None
-    rows = layer_rows(compiled, hw, model)
+    rows = layer_rows(compiled, hw)
     if not rows:
         raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
+    model = energy_model(energy, hw) if energy is not None else None
+    chip = chip_summary(compiled, hw, batch=batch, stream=stream)
+    for r, slot in zip(rows, chip["layers"], strict=True):
+        r["paper_latency_us"] = r["latency_us"]
+        r["latency_us"] = slot["latency_us"]
     host = host_row(compiled, model)
-    total = _totals(rows, host, model)
+    total = {
+        "writes": sum(r["writes"] for r in rows),
+        "executes": sum(r["executes"] for r in rows),
+        "latency_us": sum(r["latency_us"] for r in rows),
+        "paper_latency_us": sum(r["paper_latency_us"] for r in rows),
+    }
     for r in rows:
         r["share"] = r["latency_us"] / total["latency_us"] if total["latency_us"] else 0.0
     out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "host": host,
-                           "total": total}
+                           "total": total, "chip": {k: v for k, v in chip.items() if k != "layers"}}
     if model is not None:
-        out["energy"] = {**model.summary(), "area_mm2": area_mm2(model.preset, hw)}
+        add_layer_energy(rows, chip["layers"], model)
+        total.update(total_fields((*rows, host), total["latency_us"]))
+        out["energy"] = {**model.summary(), "area_mm2": area_mm2(model.preset, hw),
+                         "one_time_programming": one_time_programming(rows, chip["layers"], model)}
     if base is not None:
-        base_rows = layer_rows(base, hw, model)
-        base_total = _totals(base_rows, host_row(base, model), model)
-        out["baseline"] = {"bits": [8, 8], **base_total}
+        base_rows = layer_rows(base, hw)
+        base_chip = chip_summary(base, hw, batch=batch, stream=stream)
+        paper_lat = sum(r["latency_us"] for r in base_rows)  # one array, serial: the paper's
+        for r, slot in zip(base_rows, base_chip["layers"], strict=True):
+            r["latency_us"] = slot["latency_us"]
+        base_lat = sum(r["latency_us"] for r in base_rows)
+        out["baseline"] = {
+            "bits": [8, 8],
+            "writes": sum(r["writes"] for r in base_rows),
+            "executes": sum(r["executes"] for r in base_rows),
+            "latency_us": base_lat,
+            "paper_latency_us": paper_lat,
+            "chip": {k: v for k, v in base_chip.items() if k != "layers"},
+        }
         for r, b in zip(rows, base_rows):
             r["baseline_latency_us"] = b["latency_us"]
-            if model is not None:
-                r["baseline_energy_uj"] = b["energy_uj"]
-        out["speedup"] = _ratio(base_total["latency_us"], total["latency_us"])
+        out["speedup"] = base_lat / total["latency_us"] if total["latency_us"] else float("inf")
+        out["speedup_over_paper"] = paper_lat / total["latency_us"] if total["latency_us"] else float("inf")
         if model is not None:
-            out["energy_saving"] = _ratio(base_total["energy_uj"], total["energy_uj"])
-            out["edp_gain"] = _ratio(base_total["edp_uj_us"], total["edp_uj_us"])
+            add_layer_energy(base_rows, base_chip["layers"], model)
+            base_e = total_fields((*base_rows, host_row(base, model)), base_lat)
+            out["baseline"].update(base_e)
+            for r, b in zip(rows, base_rows):
+                r["baseline_energy_uj"] = b["energy_uj"]
+            out["energy_saving"] = _ratio(base_e["energy_uj"], total["energy_uj"])
+            out["edp_gain"] = _ratio(base_e["edp_uj_us"], total["edp_uj_us"])
     return out
 
 
@@ -152,18 +198,27 @@ def _ratio(base: float, value: float) -> float:
     return base / value if value else float("inf")
 
 
-def _hw_title(hw: dict[str, Any]) -> str:
-    adc = "lossless ADC" if hw.get("adc_bits") is None else f"{hw['adc_bits']}-bit ADC"
-    return (f"{hw['cols']}x{hw['rows']} crossbar, c={hw['cell_bits']}, d={hw['dac_bits']}, "
-            f"{hw['mapping']}, {adc}")
+def chip_caption(report: dict[str, Any]) -> str:
+    """The chip's totals in one line (shown when the chip is more than the paper's crossbar)."""
+    c, hw = report["chip"], report["hardware"]
+    text = (f"chip: {hw['arrays']} array(s), residency {hw['residency']}, {hw['cols_per_adc']} col/ADC: "
+            f"one run of {c['batch']}: {c['latency_us']:,.1f} us; stream of {c['stream']}: "
+            f"{c['time_per_inference_us']:,.1f} us per input ({c['throughput_per_s']:,.1f}/s); "
+            f"one-time programming {c['programming_writes']:,} writes; "
+            f"{c['writes_per_inference']:,.2f} writes per inference")
+    if "speedup_over_paper" in report:
+        text += f"; speedup over the paper's all-8/8 single crossbar {report['speedup_over_paper']:.3f}x"
+    return text
 
 
 def report_table(report: dict[str, Any]) -> Any:
-    """The report as a rich Table (with energy columns when the report has energy)."""
+    """The report as a rich Table (with an energy column when the report has energy)."""
     from rich.table import Table
 
+    from cimc.chip_report import hardware_title
+
     has_energy = "energy" in report
-    table = Table(title=f"crossbar cost, {_hw_title(report['hardware'])}")
+    table = Table(title=f"crossbar cost, {hardware_title(report['hardware'])}")
     cols = [
         ("layer", "left"), ("kind", "left"), ("(m, n, P, H)", "left"), ("w/a", "right"),
         ("S", "right"), ("tiles", "right"), ("writes", "right"), ("executes", "right"),
@@ -174,17 +229,16 @@ def report_table(report: dict[str, Any]) -> Any:
     for col, just in cols:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in report["layers"]:
-        cells = [
+        table.add_row(
             r["name"], r["kind"], f"({r['m']}, {r['n']}, {r['P']}, {r['H']})",
             f"{r['w_bits']}/{r['a_bits']}", str(r["slices"]),
             f"{r['row_tiles']}x{r['col_tiles']}", f"{r['writes']:,}", f"{r['executes']:,}",
             f"{r['latency_us']:,.1f}", f"{100 * r['share']:.1f}%", str(r["lossless_adc_bits"]),
-        ]
-        table.add_row(*cells, *([f"{r['energy_uj']:.4g}"] if has_energy else []))
+            *([f"{r['energy_uj']:.4g}"] if has_energy else []),
+        )
     t = report["total"]
     if has_energy:
-        table.add_row("host ops", "", "", "", "", "", "", "", "", "", "",
-                      f"{report['host']['energy_uj']:.4g}")
+        table.add_row("host ops", *([""] * 10), f"{report['host']['energy_uj']:.4g}")
     table.add_row("total", "", "", "", "", "", f"{t['writes']:,}", f"{t['executes']:,}",
                   f"{t['latency_us']:,.1f}", "100%", "", *([f"{t['energy_uj']:.4g}"] if has_energy else []),
                   style="bold")
@@ -199,6 +253,8 @@ def report_table(report: dict[str, Any]) -> Any:
             line += (f"; {b['energy_uj']:.4g} uJ -> energy saving {report['energy_saving']:.3f}x, "
                      f"EDP gain {report['edp_gain']:.3f}x")
         lines.append(line)
+    if "chip" in report:
+        lines.append(chip_caption(report))
     table.caption = "\n".join(lines) or None
     return table
 
@@ -224,47 +280,55 @@ def energy_table(report: dict[str, Any]) -> Any:
                   f"{t['energy_uj']:.4g}", style="bold")
     shares = ", ".join(f"{c} {100 * v / t['energy_uj']:.1f}%"
                        for c, v in t["energy_uj_by_component"].items() if t["energy_uj"] and v)
-    table.caption = (f"energy {t['energy_uj']:.4g} uJ, energy-delay product {t['edp_uj_us']:.4g} uJ*us "
-                     f"at {t['latency_us']:,.1f} us; share: {shares}")
+    caption = (f"energy {t['energy_uj']:.4g} uJ, energy-delay product {t['edp_uj_us']:.4g} uJ*us "
+               f"at {t['latency_us']:,.1f} us; share: {shares}")
+    once = report["energy"].get("one_time_programming")
+    if once and once["cells_written"]:
+        caption += (f"; one-time programming of resident tiles: {once['cells_written']:,} cells, "
+                    f"{once['energy_uj']:.4g} uJ (not per inference)")
+    table.caption = caption
     return table
 
 
-def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+def plot_report(report: dict[str, Any], path: str | Path | None = None) -> bytes:
     """Per-layer bits, latency against the 8/8 baseline and (with energy) energy stacked by
-    component, as an image."""
+    component, as PNG bytes (also written to ``path`` if given)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from cimc.chip_report import hardware_title
+
     rows = report["layers"]
     has_energy = "energy" in report
     names = [r["name"] for r in rows] + (["host ops"] if has_energy else [])
     x = np.arange(len(names))
+    xl = x[: len(rows)]
     n_ax = 3 if has_energy else 2
     fig, axes = plt.subplots(n_ax, 1, figsize=(max(7, 0.4 * len(names) + 4), 3 * n_ax), sharex=True)
     ax1, ax2 = axes[0], axes[1]
-    xl = x[: len(rows)]
     ax1.bar(xl - 0.2, [r["w_bits"] for r in rows], 0.4, label="weight bits")
     ax1.bar(xl + 0.2, [r["a_bits"] for r in rows], 0.4, label="input bits")
     ax1.set_ylabel("bits")
     ax1.set_ylim(0, 9)
-    ax2.bar(xl - 0.2, [r["latency_us"] for r in rows], 0.4, label="this model")
+    lats = [r["latency_us"] for r in rows]
+    ax2.bar(xl - 0.2, lats, 0.4, label="this model")
     if "baseline" in report:
         ax2.bar(xl + 0.2, [r["baseline_latency_us"] for r in rows], 0.4, label="all 8/8")
     ax2.set_ylabel("latency (us)")
-    if max((r["latency_us"] for r in rows), default=0) > 100 * max(min(r["latency_us"] for r in rows), 1e-12):
+    if min(lats) > 0 and max(lats) > 100 * min(lats):
         ax2.set_yscale("log")
-    title = f"{_hw_title(report['hardware'])}\ntotal {report['total']['latency_us']:,.0f} us"
+        ax2.set_ylabel("latency (us, log scale)")
+    title = f"{hardware_title(report['hardware'])}\ntotal {report['total']['latency_us']:,.0f} us"
     if "speedup" in report:
         title += f", speedup {report['speedup']:.2f}x over all-8/8"
     if has_energy:
         ax3 = axes[2]
         bottom = np.zeros(len(names))
         for comp in COMPONENTS:
-            vals = np.array([r["energy_uj_by_component"][comp] for r in rows]
-                            + [report["host"]["energy_uj_by_component"][comp]])
+            vals = np.array([r["energy_uj_by_component"][comp] for r in (*rows, report["host"])])
             if vals.any():
                 ax3.bar(x, vals, 0.6, bottom=bottom, label=comp)
                 bottom += vals
@@ -276,13 +340,13 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     axes[-1].set_xticks(x, names, rotation=60, ha="right", fontsize=7)
-    axes[-1].set_xlabel("crossbar layer")
+    axes[-1].set_xlabel("layer")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    out = Path(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format=out.suffix.lstrip(".").lower() or "png", dpi=120)
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    with atomic_output(out, "wb") as fh:
-        fh.write(buf.getvalue())
-    return out
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data

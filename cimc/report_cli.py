@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cimc.cli_util import atomic_output, console
+from cimc.cli_util import console
 from cimc.loaders import load_energy, load_hardware, load_model
 
 EnergyOpt = Annotated[
@@ -37,6 +37,18 @@ def report_command(
     baseline: Annotated[
         bool, typer.Option("--baseline/--no-baseline", help="Compare with the model at all-8/8.")
     ] = True,
+    stream: Annotated[
+        int, typer.Option("--stream", min=1, help="Inputs of the stream the chip's throughput is for.")
+    ] = 1,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Inputs per run (tiles programmed once per run after xbar-batch-amortise).")
+    ] = 1,
+    schedule_out: Annotated[
+        Optional[Path], typer.Option("--schedule", help="Write the chip schedule (every array's writes and computes) as JSON.")
+    ] = None,
+    gantt: Annotated[
+        Optional[Path], typer.Option("--gantt", help="Draw the chip schedule: arrays x time, coloured by layer (PNG).")
+    ] = None,
     energy: EnergyOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
@@ -48,19 +60,36 @@ def report_command(
     hardware = load_hardware(hw, hw_set)
     preset = load_energy(energy)
     module = load_model(model)
-    report = xbar_report(module, hardware, level="xbar-opt" if opt else "xbar", baseline=baseline,
+    level = "xbar-opt" if opt else "xbar"
+    report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch,
                          energy=preset)
     report["model"] = str(model)
     out = console()
     out.print(report_table(report))
     out.print(energy_table(report))
+    outputs: list[tuple[Path, bytes]] = []
     if json_out is not None:
-        with atomic_output(json_out, "w") as fh:
-            json.dump(report, fh, indent=2)  # type: ignore[arg-type]
-        typer.echo(f"wrote {json_out}", err=True)
+        outputs.append((json_out, (json.dumps(report, indent=2) + "\n").encode()))
     if plot is not None:
-        plot_report(report, plot)
-        typer.echo(f"wrote {plot}", err=True)
+        outputs.append((plot, plot_report(report)))
+    if schedule_out is not None or gantt is not None:
+        from cimc.chip_report import chip_schedule, gantt_png
+        from cimc.report import compile_pair
+
+        compiled, _ = compile_pair(module, level, hardware, baseline=False)
+        sched = chip_schedule(compiled, hardware, batch=batch, stream=stream)
+        if schedule_out is not None:
+            payload = {"model": str(model), "level": level, **sched.as_dict()}
+            outputs.append((schedule_out, (json.dumps(payload) + "\n").encode()))
+        if gantt is not None:
+            outputs.append((gantt, gantt_png(sched, f"{model.name} at {level}")))
+    from cimc.safe_write import OutputSet
+
+    outs = OutputSet([model] + ([hw] if hw is not None else []))
+    for path, data in outputs:
+        outs.put(path, data)
+    for path in outs.commit():
+        typer.echo(f"wrote {path}", err=True)
 
 
 def register(app: typer.Typer) -> None:

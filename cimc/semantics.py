@@ -12,6 +12,7 @@ Quantized tensors
 Quantize (float -> q)
     ``q = clamp(round_half_even(float32(x) / float32(scale)) + zero_point, qmin, qmax)``; the
     division is done in float32, as ONNX QuantizeLinear specifies (onnxruntime does the same).
+    NaN quantizes to ``qmin`` (what onnxruntime gives), +-inf saturate.
 
 Dequantize (q -> float)
     1..8-bit tensors: ``float32(q - zero_point) * float32(scale)`` (ONNX DequantizeLinear).
@@ -19,9 +20,10 @@ Dequantize (q -> float)
     exact scale, rounded once to float32.
 
 Products (``cimq.conv``, ``cimq.matmul``, ``cimq.matmul_act``)
-    Exact integer accumulation in int64 of ``q_x * q_w`` (zero points are 0 for crossbar
-    operands); the accumulator scale is ``scale_x * scale_w`` (per channel when the weight is).
-    Convolution zero-pads the integer input (zero point 0 makes that the real zero).
+    Exact integer accumulation in int64 of ``(q_x - zp_x) * (q_w - zp_w)`` (:func:`centered`);
+    the accumulator scale is ``scale_x * scale_w`` (per channel when the weight is), its zero
+    point 0. Convolution pads the centered input with 0, i.e. the integer input with its zero
+    point: a real zero.
 
 Bias
     int32 bias (``cimq.bias_add``): exact integer add into the accumulator. Float bias: added in
@@ -59,21 +61,31 @@ def scale_array(qt: QuantType, ndim: int) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, qt: QuantType) -> np.ndarray:
-    """Float -> integers of ``qt`` (round half to even in float32, then saturate)."""
+    """Float -> integers of ``qt`` (round half to even in float32, then saturate; NaN -> qmin)."""
     x32 = np.asarray(x, dtype=np.float32)
     scale = scale_array(qt, x32.ndim).astype(np.float32)
     lo, hi = np.float32(qt.qmin - qt.zp), np.float32(qt.qmax - qt.zp)
     if x32.ndim == 0:
-        with np.errstate(over="ignore"):  # an overflow to inf saturates below
-            return np.clip(np.rint(x32 / scale), lo, hi).astype(np.int64) + qt.zp
-    with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # inf saturates, NaN -> qmin below
+            return np.fmin(np.fmax(np.rint(x32 / scale), lo), hi).astype(np.int64) + qt.zp
+    with np.errstate(over="ignore", invalid="ignore"):
         t = np.divide(x32, scale, dtype=np.float32)  # in place from here on: no temporaries
     np.rint(t, out=t)
-    np.clip(t, lo, hi, out=t)  # saturate before the integer conversion: huge values stay huge
+    # Saturate before the integer conversion (huge values stay huge); fmax turns NaN into the
+    # lower bound, as onnxruntime's QuantizeLinear does.
+    np.fmax(t, lo, out=t)
+    np.fmin(t, hi, out=t)
     q = t.astype(np.int64)
     if qt.zp:
         q += qt.zp
     return q
+
+
+def centered(q: np.ndarray, qt: QuantType) -> np.ndarray:
+    """``q - zero_point``: the integers a product multiplies (``q`` itself when zp is 0)."""
+    if qt.zp == 0:
+        return q
+    return np.asarray(q, dtype=np.int64) - qt.zp
 
 
 def dequantize(q: np.ndarray, qt: QuantType) -> np.ndarray:

@@ -399,11 +399,6 @@ def _check_operand_bits(t: QuantType, what: str, op: str) -> None:
         raise VerifyException(
             f"{op}: {what} has {t.width} bits; crossbar operands must have 1..8 bits"
         )
-    if t.zp != 0:
-        raise VerifyException(
-            f"{op}: {what} has zero point {t.zp}; crossbar operands must be symmetric (zero "
-            "point 0)"
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,8 +491,8 @@ class ConstOp(IRDLOperation):
 class ConvOp(IRDLOperation):
     """2-D convolution (NCHW input, OIHW weight) of quantized integers into an accumulator.
 
-    ``acc[n, o, y, x] = sum_{c, ky, kx} in[n, g*C/G + c, ...] * w[o, c, ky, kx]`` over the zero
-    padded input (padding with the input zero point, which must be 0).
+    ``acc[n, o, y, x] = sum_{c, ky, kx} (in - zp_in)[n, g*C/G + c, ...] * (w - zp_w)[o, c, ky, kx]``
+    over the padded input (padding with the input zero point: a real zero).
     Attributes: ``strides`` (2), ``pads`` (4: top, left, bottom, right), ``dilations`` (2),
     ``group``.
     """
@@ -558,7 +553,9 @@ class MatMulOp(IRDLOperation):
     """Product with a static weight: ``acc[..., j] = sum_k in[..., k] * w[k, j]``.
 
     This is Gemm / Linear (with ``transB`` folded into the stored weight) and MatMul with a
-    constant right operand.
+    constant right operand. Shapes follow numpy's ``matmul``: a weight of rank > 2
+    (``[..., K, N]``) is a batch of weights broadcast against the input's leading dims, a 1-D
+    operand is a vector.
     """
 
     name = "cimq.matmul"
@@ -582,14 +579,16 @@ class MatMulOp(IRDLOperation):
         xs = tensor_type(self.input.type, "").get_shape()
         ws = tensor_type(self.weight.type, "").get_shape()
         ys = tensor_type(self.output.type, "").get_shape()
-        if len(ws) != 2:
-            raise VerifyException("cimq.matmul weight must be 2-D [K, N]")
-        if not xs or not _dims_compatible(xs[-1], ws[0]):
-            raise VerifyException(f"cimq.matmul: input inner dim {xs[-1:]} != weight rows {ws[0]}")
-        if ys[-1] != ws[1] or len(ys) != len(xs):
+        if not xs or not ws:
+            raise VerifyException("cimq.matmul operands must have rank >= 1")
+        k = ws[-2] if len(ws) > 1 else ws[0]
+        if not _dims_compatible(xs[-1], k):
+            raise VerifyException(f"cimq.matmul: input inner dim {xs[-1:]} != weight rows {k}")
+        rank = max(len(xs), len(ws), 2) - (len(xs) == 1) - (len(ws) == 1)
+        if len(ys) != rank or (len(ws) > 1 and ys[-1] != ws[-1]):
             raise VerifyException(f"cimq.matmul: result shape {ys} does not match {xs} x {ws}")
-        if w.per_channel and (w.channel_axis != 1 or len(w.scale_values) != ws[1]):
-            raise VerifyException("cimq.matmul: per-channel weight scales must be along axis 1")
+        if w.per_channel and (w.channel_axis != len(ws) - 1 or len(w.scale_values) != ws[-1]):
+            raise VerifyException("cimq.matmul: per-channel weight scales must be along the last axis")
         if acc.per_channel and acc.channel_axis != len(ys) - 1:
             raise VerifyException("cimq.matmul: a per-channel accumulator is scaled on the last axis")
 
@@ -747,9 +746,18 @@ class ClipOp(_UnaryFloat):
 
 @irdl_op_definition
 class GeluOp(_UnaryFloat):
-    """GELU, exact (erf) form."""
+    """GELU: the exact (erf) form, or the tanh approximation with ``approximate = "tanh"``."""
 
     name = "cimq.gelu"
+    approximate = opt_attr_def(StringAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.approximate is not None and self.approximate.data not in ("none", "tanh"):
+            raise VerifyException(
+                f"cimq.gelu: approximate must be \"none\" or \"tanh\", got "
+                f"\"{self.approximate.data}\""
+            )
 
 
 @irdl_op_definition
@@ -869,6 +877,7 @@ class AvgPoolOp(_Pool):
     """2-D average pooling on floats."""
 
     name = "cimq.avgpool"
+    dilations = opt_attr_def(DenseArrayBase)
     count_include_pad = opt_attr_def(IntegerAttr)
     ceil_mode = opt_attr_def(IntegerAttr)
 
@@ -957,11 +966,41 @@ class TransposeOp(_Layout):
 
 @irdl_op_definition
 class GatherOp(_Layout):
-    """Take index ``index`` along ``axis`` and drop that axis (ViT's class token)."""
+    """ONNX Gather with constant indices along ``axis``: either one ``index`` (the axis is
+    dropped: ViT's class token) or an ``indices`` tensor (the axis is replaced by its shape)."""
 
     name = "cimq.gather"
     axis = attr_def(IntegerAttr)
-    index = attr_def(IntegerAttr)
+    index = opt_attr_def(IntegerAttr)
+    indices = opt_attr_def(DenseIntOrFPElementsAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if (self.index is None) == (self.indices is None):
+            raise VerifyException("cimq.gather needs exactly one of index and indices")
+
+
+@irdl_op_definition
+class PadOp(_Layout):
+    """Constant padding: ``pads`` holds the ONNX begins of every axis, then the ends (negative
+    values crop). ``value`` is the pad value; on a quantized tensor it is an integer of its type
+    (the zero point pads a real zero)."""
+
+    name = "cimq.pad"
+    pads = attr_def(DenseArrayBase)
+    value = opt_attr_def(FloatAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        rank = len(tensor_type(self.input.type, "").get_shape())
+        if len(ints(self.pads)) != 2 * rank:
+            raise VerifyException(f"cimq.pad: pads needs {2 * rank} values for rank {rank}")
+        q = tensor_type(self.input.type, "").element_type
+        v = 0.0 if self.value is None else float(self.value.value.data)
+        if isinstance(q, QuantType) and (v != int(v) or not q.qmin <= v <= q.qmax):
+            raise VerifyException(
+                f"cimq.pad: pad value {v} is not an integer of {q.spec()} [{q.qmin}, {q.qmax}]"
+            )
 
 
 @irdl_op_definition
@@ -1026,6 +1065,7 @@ CIMQ = Dialect(
         TransposeOp,
         GatherOp,
         SliceOp,
+        PadOp,
         ConcatOp,
     ],
     [QuantType, BlobAttr],

@@ -91,6 +91,12 @@ def _reshape(value: SSAValue, shape: list[int], onnx_shape: list[int]) -> cimq.R
 
 def _product(cls, x: SSAValue, w: SSAValue, out_shape: list[int], name: str, kind: str):
     """An ``xbar.matmul``/``xbar.matmul_dyn`` with bits taken from the operand types."""
+    for value, what in ((x, "streamed"), (w, "stored")):
+        if _qtype(value).zp:
+            raise UnsupportedModelError(
+                f"layer '{name}': the {what} operand has zero point {_qtype(value).zp}, which "
+                "is not mapped to crossbars yet (run it with --level cimq)"
+            )
     wb = xbar.operand_bits(_qtype(w))
     ab = _qtype(x).width
     if wb > 8:
@@ -172,6 +178,11 @@ class MatMulToXbar(RewritePattern):
     def match_and_rewrite(self, op: cimq.MatMulOp, rewriter: PatternRewriter) -> None:
         name = self.namer.name(op, "linear")
         W = weight_array(op.weight, f"linear layer '{name}'")
+        if W.ndim != 2:
+            raise UnsupportedModelError(
+                f"linear layer '{name}': a batched constant weight {list(W.shape)} is not "
+                "mapped to crossbars yet (only [K, N] weights)"
+            )
         k, n_out = W.shape
         xs = _shape(op.input)
         if len(xs) < 2:

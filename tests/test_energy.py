@@ -209,9 +209,35 @@ def test_energy_table_plot_and_baseline(tmp_path):
     console.file.close()
     text = (tmp_path / "t.txt").read_text()
     assert "energy-delay product" in text and "leakage" in text and "neurosim-22nm" in text
-    out = plot_report(rep, tmp_path / "r.png")
-    assert out.read_bytes()[:4] == b"\x89PNG"
+    png = plot_report(rep, tmp_path / "r.png")
+    assert png[:4] == b"\x89PNG" and (tmp_path / "r.png").read_bytes() == png
     json.dumps(rep)  # JSON-able
+
+
+def test_energy_follows_the_chip():
+    """Resident weights are not written again (their programming is reported once, apart);
+    shared ADCs convert the same columns (same ADC energy) over a longer time (more leakage)."""
+    rng = np.random.default_rng(6)
+    module, _ = conv_module(rng, cin=8, cout=16, k=3, size=8, pad=1, w_bits=8, a_bits=8)
+    pre = load_preset("isaac-puma-32nm")
+    base = Hardware(rows=32, cols=32, arrays=64)
+    paper = xbar_report(module, base, energy=pre, baseline=False)
+    resident = xbar_report(module, Hardware(rows=32, cols=32, arrays=64, residency="all"), energy=pre,
+                           baseline=False)
+    comp = lambda r, c: r["total"]["energy_uj_by_component"][c]  # noqa: E731
+    assert comp(paper, "write") > 0 and comp(resident, "write") == 0
+    assert comp(resident, "adc") == pytest.approx(comp(paper, "adc"))
+    once = resident["energy"]["one_time_programming"]
+    assert once["cells_written"] == sum(r["cells_written"] for r in paper["layers"]) > 0
+    assert once["energy_uj"] == pytest.approx(comp(paper, "write"))
+    shared = xbar_report(module, Hardware(rows=32, cols=32, arrays=64, cols_per_adc=8), energy=pre,
+                         baseline=False)
+    assert comp(shared, "adc") == pytest.approx(comp(paper, "adc"))
+    assert shared["total"]["latency_us"] > paper["total"]["latency_us"]
+    assert comp(shared, "leakage") > comp(paper, "leakage")
+    # leakage is drawn by every array of the chip over the run
+    assert comp(paper, "leakage") == pytest.approx(
+        pre.params["leakage"].at() * 64 * paper["total"]["latency_us"] * 1e6 / 1e6)
 
 
 def test_area_from_the_preset():

@@ -19,6 +19,18 @@ def test_defaults_are_the_paper_target() -> None:
     assert (hw.rows, hw.cols, hw.cell_bits, hw.dac_bits) == (256, 256, 4, 1)
     assert (hw.adc_bits, hw.mapping, hw.t_write_us, hw.t_exec_us) == (None, "dc", 56.0, 1.4)
     assert hw.lossless
+    # the chip's defaults: one array, one ADC per column (one slot per cycle), re-programmed
+    assert (hw.arrays, hw.cols_per_adc, hw.residency) == (1, 1, "none")
+    assert hw.adcs == 256 and hw.adc_slots(256) == 1 and hw.adc_slots(1) == 1
+
+
+def test_adc_sharing_slots() -> None:
+    hw = Hardware(cols=256, cols_per_adc=8)
+    assert hw.adcs == 32
+    assert [hw.adc_slots(k) for k in (1, 32, 33, 64, 200, 256)] == [1, 1, 2, 2, 7, 8]
+    odd = Hardware(cols=10, cols_per_adc=3)  # ADCs of 3, 3, 3 and 1 columns
+    assert odd.adcs == 4 and odd.adc_slots(10) == 3 and odd.adc_slots(4) == 1
+    assert Hardware(cols=16, cols_per_adc=16).adc_slots(16) == 16
 
 
 def test_both_example_files_load_to_the_defaults() -> None:
@@ -90,6 +102,8 @@ def test_empty_file_is_the_default(tmp_path: Path) -> None:
         ("rows", 0), ("cols", -3), ("rows", 2.5), ("rows", True), ("cell_bits", 0),
         ("cell_bits", 9), ("dac_bits", 9), ("adc_bits", 0), ("adc_bits", 33),
         ("mapping", "xy"), ("t_write_us", -1.0), ("t_exec_us", float("nan")), ("t_exec_us", "1"),
+        ("arrays", 0), ("arrays", -2), ("arrays", 1.5), ("cols_per_adc", 0), ("t_adc_us", -0.1),
+        ("residency", "sometimes"),
     ],
 )
 def test_validation_names_field_and_value(field: str, value: object) -> None:
@@ -126,10 +140,32 @@ def test_overrides_flat_and_dotted() -> None:
     assert Hardware().with_overrides("") == Hardware()
 
 
+def test_cols_per_adc_larger_than_the_columns() -> None:
+    with pytest.raises(HardwareError) as info:
+        Hardware(cols=64, cols_per_adc=65)
+    assert str(info.value) == (
+        "cols_per_adc: 65 is larger than cols (64): an ADC serves columns of one array")
+    assert Hardware(cols=64, cols_per_adc=64).adcs == 1
+
+
+def test_chip_fields_from_yaml_and_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "chip.yaml"
+    p.write_text("arrays: 64\ncols_per_adc: 8\nt_adc_us: 0.05\nresidency: greedy\n")
+    hw = Hardware.from_yaml(p)
+    assert (hw.arrays, hw.cols_per_adc, hw.t_adc_us, hw.residency) == (64, 8, 0.05, "greedy")
+    assert Hardware().with_overrides("arrays=4,residency=all").arrays == 4
+    p.write_text("arrays: 0\n")
+    with pytest.raises(HardwareError, match=r"chip\.yaml: arrays: 0 is not a positive integer"):
+        Hardware.from_yaml(p)
+
+
 @pytest.mark.parametrize(
     ("spec", "match"),
     [("bogus=1", "unknown hardware key 'bogus'"), ("rows", "not key=value"),
-     ("rows=0", "rows: 0"), ("crossbar.size.q=3", "unknown hardware key 'crossbar.size.q'")],
+     ("rows=0", "rows: 0"), ("crossbar.size.q=3", "unknown hardware key 'crossbar.size.q'"),
+     ("arrays=0", "arrays: 0 is not a positive integer"),
+     ("cols_per_adc=300", "cols_per_adc: 300 is larger than cols"),
+     ("residency=maybe", "residency: 'maybe' is not one of none, greedy, all")],
 )
 def test_override_errors(spec: str, match: str) -> None:
     with pytest.raises(HardwareError, match=match):

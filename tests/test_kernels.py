@@ -213,8 +213,8 @@ def test_counters_add() -> None:
     b = Counters(writes=10, cells_written=5)
     assert (a + b).as_dict() == {"writes": 11, "cells_written": 5, "executes": 2,
                                  "adc_conversions": 0, "adc_saturations": 3, "dac_activations": 0,
-                                 "cell_reads": 0, "shift_adds": 0, "recombine_adds": 0,
-                                 "host_elements": 0}
+                                 "adc_slots": 0, "skipped_cycles": 0, "cell_reads": 0, "shift_adds": 0,
+                                 "recombine_adds": 0, "host_elements": 0}
     a += b
     assert a.writes == 11 and b.writes == 10
 

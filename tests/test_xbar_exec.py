@@ -69,6 +69,7 @@ def test_xbar_equals_cimq_exactly(kind):
 def test_counters_equal_closed_form(kind):
     rng = np.random.default_rng(100 + KINDS.index(kind))
     hw = HWS[(7 * KINDS.index(kind)) % len(HWS)]
+    hw = dataclasses.replace(hw, cols_per_adc=1 + KINDS.index(kind) % 5, arrays=1 + KINDS.index(kind))
     module, inputs = _model(kind, rng)
     res = run_xbar(_lowered(module, "xbar", hw), inputs, hw=hw, fast=False)
     for row in res.report["layers"]:
@@ -78,6 +79,7 @@ def test_counters_equal_closed_form(kind):
         assert row["executes"] == cost.executes
         assert row["adc_conversions"] == cost.adc_conversions
         assert row["dac_activations"] == cost.dac_activations
+        assert row["adc_slots"] == cost.adc_slots
         assert row["cells_written"] == row["H"] * cost.phys_rows * cost.phys_cols
         assert row["latency_us"] == pytest.approx(cost.latency_us)
         assert row["adc_saturations"] == 0

@@ -135,7 +135,10 @@ def pool2d(
 
     def out_size(size, k, s, lo, hi, d):
         span = size + lo + hi - d * (k - 1) - 1
-        return (-(-span // s) if ceil_mode else span // s) + 1
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= size + lo:
+            out -= 1  # ONNX drops a last window that would start in the right padding
+        return out
 
     ho = out_size(h, kh, sh, pt, pb, dh)
     wo = out_size(w, kw, sw, pl, pr, dw)
@@ -190,7 +193,8 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.ConvOp)
     def run_conv(self, interp: Interpreter, op: cimq.ConvOp, args: tuple[Any, ...]):
-        x, w = args
+        x = sem.centered(args[0], _qtype(op.input.type))
+        w = sem.centered(args[1], _qtype(op.weight.type))
         return (
             sem.conv2d_int(
                 x,
@@ -204,11 +208,13 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.MatMulOp)
     def run_matmul(self, interp: Interpreter, op: cimq.MatMulOp, args: tuple[Any, ...]):
-        return (sem.exact_matmul(args[0], args[1]),)
+        x = sem.centered(args[0], _qtype(op.input.type))
+        return (sem.exact_matmul(x, sem.centered(args[1], _qtype(op.weight.type))),)
 
     @impl(cimq.MatMulActOp)
     def run_matmul_act(self, interp: Interpreter, op: cimq.MatMulActOp, args: tuple[Any, ...]):
-        return (sem.exact_matmul(args[0], args[1]),)
+        a = sem.centered(args[0], _qtype(op.lhs.type))
+        return (sem.exact_matmul(a, sem.centered(args[1], _qtype(op.rhs.type))),)
 
     @impl(cimq.BiasAddOp)
     def run_bias_add(self, interp: Interpreter, op: cimq.BiasAddOp, args: tuple[Any, ...]):
@@ -245,6 +251,9 @@ class CimqFunctions(InterpreterFunctions):
     @impl(cimq.GeluOp)
     def run_gelu(self, interp: Interpreter, op: cimq.GeluOp, args: tuple[Any, ...]):
         x = args[0].astype(np.float32)
+        if op.approximate is not None and op.approximate.data == "tanh":
+            inner = np.float32(np.sqrt(2.0 / np.pi)) * (x + np.float32(0.044715) * x * x * x)
+            return ((np.float32(0.5) * x * (np.float32(1) + np.tanh(inner))).astype(np.float32),)
         return ((np.float32(0.5) * x * (np.float32(1) + _erf(x / np.float32(np.sqrt(2.0))))).astype(np.float32),)
 
     @impl(cimq.ErfOp)
@@ -253,7 +262,8 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.SqrtOp)
     def run_sqrt(self, interp: Interpreter, op: cimq.SqrtOp, args: tuple[Any, ...]):
-        return (np.sqrt(args[0]).astype(np.float32),)
+        with np.errstate(invalid="ignore"):  # NaN for negative inputs, as ONNX Sqrt gives
+            return (np.sqrt(args[0]).astype(np.float32),)
 
     @impl(cimq.SoftmaxOp)
     def run_softmax(self, interp: Interpreter, op: cimq.SoftmaxOp, args: tuple[Any, ...]):
@@ -276,7 +286,8 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.DivOp)
     def run_div(self, interp: Interpreter, op: cimq.DivOp, args: tuple[Any, ...]):
-        return ((args[0] / args[1]).astype(np.float32, copy=False),)
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf / NaN as ONNX Div gives
+            return ((args[0] / args[1]).astype(np.float32, copy=False),)
 
     @impl(cimq.LayerNormOp)
     def run_layernorm(self, interp: Interpreter, op: cimq.LayerNormOp, args: tuple[Any, ...]):
@@ -305,7 +316,8 @@ class CimqFunctions(InterpreterFunctions):
         return (
             pool2d(
                 args[0], cimq.ints(op.kernel), cimq.ints(op.strides), cimq.ints(op.pads),  # type: ignore[arg-type]
-                (1, 1), "avg", bool(_attr_int(op.ceil_mode)), bool(_attr_int(op.count_include_pad)),
+                cimq.ints(op.dilations, (1, 1)), "avg", bool(_attr_int(op.ceil_mode)),  # type: ignore[arg-type]
+                bool(_attr_int(op.count_include_pad)),
             ),
         )
 
@@ -335,7 +347,18 @@ class CimqFunctions(InterpreterFunctions):
 
     @impl(cimq.GatherOp)
     def run_gather(self, interp: Interpreter, op: cimq.GatherOp, args: tuple[Any, ...]):
-        return (np.take(args[0], op.index.value.data, axis=op.axis.value.data),)
+        index = op.index.value.data if op.index is not None else cimq.dense_to_numpy(op.indices)  # type: ignore[arg-type]
+        return (np.take(args[0], index, axis=op.axis.value.data),)
+
+    @impl(cimq.PadOp)
+    def run_pad(self, interp: Interpreter, op: cimq.PadOp, args: tuple[Any, ...]):
+        x = args[0]
+        pads = cimq.ints(op.pads)
+        rank = x.ndim
+        crop = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(zip(pads[:rank], pads[rank:])))
+        widths = [(max(b, 0), max(e, 0)) for b, e in zip(pads[:rank], pads[rank:])]
+        value = 0.0 if op.value is None else float(op.value.value.data)
+        return (np.pad(x[crop], widths, constant_values=np.asarray(value).astype(x.dtype)),)
 
     @impl(cimq.SliceOp)
     def run_slice(self, interp: Interpreter, op: cimq.SliceOp, args: tuple[Any, ...]):

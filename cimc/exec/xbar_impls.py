@@ -167,7 +167,7 @@ class XbarFunctions(InterpreterFunctions):
         desc = LayerDesc(op.layer.data, int(m), int(n), int(p), int(h), op.kind.data)
         geom = layer_geometry(desc, op.w_bits.value.data, op.a_bits.value.data, self.hw)
         dyn = isinstance(op, xbar.MatMulDynOp)
-        c = layer_counters(geom, batch=x.shape[0], dynamic=dyn)
+        c = layer_counters(geom, self.hw, batch=x.shape[0], dynamic=dyn)
         return LayerRecord(None, op.layer.data, op.kind.data, c, path="formula")
 
     def _ideal_only(self, op: Operation) -> None:
@@ -215,7 +215,7 @@ class XbarFunctions(InterpreterFunctions):
         x, w = args
         if self.fast or (self.fast is None and lossless and self.device is None):
             y = fast_matmul(x, w, blob)
-            record.counters = prog.counters(x.shape[0])
+            record.counters = prog.counters(x.shape[0], self.hw)
             record.path = "exact"
         else:
             self.current = record
@@ -293,6 +293,7 @@ class XbarFunctions(InterpreterFunctions):
         c.adc_conversions += vectors * cols
         c.dac_activations += vectors * rows
         c.cell_reads += vectors * rows * cols
+        c.adc_slots += vectors * self.hw.adc_slots(cols)
         c.adc_saturations += saturations
 
     @impl(xbar.ProgramOp)

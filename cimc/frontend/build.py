@@ -39,6 +39,7 @@ from cimc.frontend.load import (
     node_name,
     opset_of,
 )
+from cimc.frontend.qonnx_in import is_qonnx, to_qcdq
 from cimc.frontend.result import ImportResult, LayerInfo, TensorInfo
 from cimc.frontend.shapes import infer_shapes
 from cimc.frontend.types import init_const
@@ -129,9 +130,11 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     """
     p = Path(path)
     model = load_model(p)
+    if is_qonnx(model):
+        model = to_qcdq(model, p)
     opset = opset_of(model, p)
-    check_qdq(model.graph, p)
     info = check_inputs(model.graph, p, batch)
+    check_qdq(model.graph, p)
     shapes = infer_shapes(model, p, info.infer)
     inputs_vi = graph_inputs(model.graph)
     dims_of = [[d if isinstance(d, int) else info.infer for d in input_dims(vi)]

@@ -134,6 +134,8 @@ class ImportContext:
         """The quantized SSA value of a ``q`` / ``acc`` tensor (emitting a pending quantize)."""
         if t.too_wide is not None:
             raise t.too_wide
+        if t.ssa is None and _same_grid(t):
+            return self._alias(t)
         if t.ssa is None:
             assert t.kind == "q" and t.qtype is not None
             src = self.as_float(t.source)
@@ -143,6 +145,16 @@ class ImportContext:
                 attributes=attrs,
             )
             t.ssa = self.emit(op).results[0]
+        return t.ssa
+
+    def _alias(self, t: Tensor) -> SSAValue:
+        """``DQ -> value-preserving ops -> Q`` on the same grid: the quantizer's integers are
+        the ones the ops moved (no float round trip); the op that made them is named after it."""
+        assert isinstance(t.source, Tensor) and t.source.q is not None
+        t.ssa = self.as_quant(t.source.q)
+        owner = t.ssa.owner
+        if t.src and isinstance(owner, Operation) and "src" not in owner.attributes:
+            owner.attributes["src"] = StringAttr(t.src)
         return t.ssa
 
     def weight_ssa(self, w: QConst) -> SSAValue:
@@ -158,3 +170,10 @@ class ImportContext:
         for extra in outputs[1:]:
             if extra and extra in self.used:
                 raise NodeError(f"the optional output '{extra}' is not supported")
+
+
+def _same_grid(t: Tensor) -> bool:
+    """``t`` quantizes a dequantized tensor with exactly its type (scale, zero point, range)."""
+    src = t.source
+    return (t.kind == "q" and isinstance(src, Tensor) and src.kind == "dq" and src.q is not None
+            and src.q.too_wide is None and src.q.qtype == t.qtype)

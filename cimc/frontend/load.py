@@ -16,8 +16,8 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX
 
 from cimc.errors import InputFileError, UnsupportedModelError
 
-MIN_OPSET = 13
-MAX_OPSET = 21
+MIN_OPSET = 11
+MAX_OPSET = 25
 
 
 def load_model(path: Path) -> onnx.ModelProto:

@@ -117,48 +117,78 @@ def conv(ctx: ImportContext, node: Node) -> Entry:
 
 
 def _linear(ctx: ImportContext, node: Node, xq: Tensor, w: QConst, bias: Entry | None) -> Entry:
-    if len(xq.shape) < 1 or w.ints.shape[0] != xq.shape[-1]:
+    """``xq @ w`` with a constant weight ``[K, N]`` (a batch of them ``[..., K, N]``, or a
+    vector ``[K]``), with numpy's matmul rules."""
+    k = w.ints.shape[-2] if w.ints.ndim > 1 else w.ints.shape[0]
+    if len(xq.shape) < 1 or k != xq.shape[-1]:
         raise NodeError(f"input {list(xq.shape)} and weight {list(w.ints.shape)} do not multiply")
-    out_shape = ctx.shape_of(node.outputs[0], lambda: (*xq.shape[:-1], w.ints.shape[1]))
+    if w.qtype.per_channel and (w.ints.ndim < 2 or w.qtype.channel_axis != w.ints.ndim - 1):
+        raise NodeError("per-channel weight scales must be along the output features")
+    out_shape = ctx.shape_of(node.outputs[0])
+    # A weight batch as long as the input ties the input's first axis to the weights.
+    batched = xq.batched and len(xq.shape) > 1 and (w.ints.ndim <= 2 or w.ints.ndim < len(xq.shape))
     axis = len(out_shape) - 1
     assert xq.qtype is not None
     acc_q = acc_type(xq.qtype, w.qtype, axis)
     op = cimq.MatMulOp(ctx.as_quant(xq), ctx.weight_ssa(w),
-                       ctx.ttype(out_shape, acc_q, xq.batched), layer=node.label)
-    acc = Tensor("acc", out_shape, xq.batched, ssa=ctx.emit(op).results[0], qtype=acc_q)
+                       ctx.ttype(out_shape, acc_q, batched), layer=node.label)
+    acc = Tensor("acc", out_shape, batched, ssa=ctx.emit(op).results[0], qtype=acc_q)
     ctx.record(node.label, "linear", w.qtype, xq.qtype, {
         "input": ctx.shown(xq.shape, xq.batched), "weight": tuple(w.ints.shape),
-        "output": ctx.shown(out_shape, xq.batched)})
+        "output": ctx.shown(out_shape, batched)})
     return add_bias(ctx, acc, bias, axis, lambda b: b)
 
 
+def _scaled(e: Entry | None, factor: float) -> Entry | None:
+    """``factor * e`` for Gemm's alpha (weights) and beta (bias)."""
+    if e is None or factor == 1.0:
+        return e
+    if isinstance(e, QConst) and e.qtype.width <= 8:
+        if factor <= 0:
+            raise NodeError(f"alpha={factor} is not supported (alpha must be positive)")
+        scales = [v * factor for v in e.qtype.scale_values]
+        qt = e.qtype.with_scales(scales if e.qtype.per_channel else scales[0],
+                                 axis=e.qtype.channel_axis)
+        return QConst(e.ints, qt, e.origin)
+    if isinstance(e, Tensor):
+        raise NodeError("the bias must be a constant")
+    arr = e.arr if isinstance(e, Const) else e.real()
+    return Const((np.asarray(arr, np.float32) * np.float32(factor)).astype(np.float32),
+                 origin=e.origin)
+
+
 def gemm(ctx: ImportContext, node: Node) -> Entry:
+    """``alpha * A' @ B' + beta * C``: transB and alpha fold into the stored weight, transA
+    transposes the integers of the streamed input, beta scales the bias."""
     a = node.attrs
-    for key in ("alpha", "beta"):
-        if float(a.get(key, 1.0)) != 1.0:
-            raise NodeError(f"{key}={a[key]} is not supported (only alpha = beta = 1)")
-    if a.get("transA", 0):
-        raise NodeError("transA=1 is not supported")
     xq = quant_input(node, 0)
+    if a.get("transA", 0):
+        if len(xq.shape) != 2:
+            raise NodeError(f"transA needs a 2-D input, got {list(xq.shape)}")
+        xq = _transpose_2d(ctx, xq)
     w = quant_weight(node, 1)
     if w.ints.ndim != 2:
         raise NodeError("the weight must be 2-D")
     if a.get("transB", 0):
         w = w.transposed([1, 0])
-    if w.qtype.per_channel and w.qtype.channel_axis != 1:
-        raise NodeError("per-channel weight scales must be along the output features")
-    return _linear(ctx, node, xq, w, node.input(2))
+    w = _scaled(w, float(a.get("alpha", 1.0)))
+    assert isinstance(w, QConst)
+    return _linear(ctx, node, xq, w, _scaled(node.input(2), float(a.get("beta", 1.0))))
+
+
+def _transpose_2d(ctx: ImportContext, xq: Tensor) -> Tensor:
+    assert xq.qtype is not None
+    op = cimq.TransposeOp.create(
+        operands=[ctx.as_quant(xq)],
+        result_types=[ctx.ttype(xq.shape[::-1], xq.qtype, False)],
+        attributes={"perm": cimq.i64_array([1, 0])})
+    return Tensor("q", xq.shape[::-1], False, ssa=ctx.emit(op).results[0], qtype=xq.qtype)
 
 
 def matmul(ctx: ImportContext, node: Node) -> Entry:
     rhs = node.input(1)
     if isinstance(rhs, QConst) and rhs.qtype.width <= 8:
-        xq = quant_input(node, 0)
-        if rhs.ints.ndim != 2:
-            raise NodeError("a constant MatMul weight must be 2-D")
-        if rhs.qtype.per_channel and rhs.qtype.channel_axis != 1:
-            raise NodeError("per-channel weight scales must be along the output features")
-        return _linear(ctx, node, xq, rhs, None)
+        return _linear(ctx, node, quant_input(node, 0), rhs, None)
     lhs_q = quant_input(node, 0)
     rhs_q = quant_input(node, 1)
     out_shape = ctx.shape_of(node.outputs[0], lambda: (

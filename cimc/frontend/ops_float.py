@@ -4,14 +4,15 @@ pooling and reductions. Each emits one ``cimq`` float op (BatchNormalization two
 from __future__ import annotations
 
 import numpy as np
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, f64, i64
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, StringAttr, f64, i64
 from xdsl.ir import Attribute
 
 from cimc.dialects import cimq
 from cimc.dialects.cimq import i64_array
 from cimc.frontend.context import ImportContext
 from cimc.frontend.ops_crossbar import add_bias, bias_matches
-from cimc.frontend.shapes import norm_axis, pads_2d
+from cimc.frontend.ops_layout import layout
+from cimc.frontend.shapes import norm_axis, numel, pads_2d
 from cimc.frontend.values import (
     Const,
     Entry,
@@ -44,18 +45,33 @@ def binary(ctx: ImportContext, node: Node) -> Entry:
 
 def unary(ctx: ImportContext, node: Node) -> Entry:
     x = node.tensor(0)
+    attrs: dict[str, Attribute] = {}
     if node.op_type == "Gelu":
         approx = node.attr_str("approximate", "none")
-        if approx != "none":
-            raise NodeError(f"approximate='{approx}' is not supported (only the erf form)")
-    return ctx.float_result(UNARY[node.op_type], [ctx.as_float(x)], x.shape, x.batched)
+        if approx not in ("none", "tanh"):
+            raise NodeError(f"approximate='{approx}' is not supported (none or tanh)")
+        if approx == "tanh":
+            attrs["approximate"] = StringAttr(approx)
+    return ctx.float_result(UNARY[node.op_type], [ctx.as_float(x)], x.shape, x.batched, attrs)
 
 
 def softmax(ctx: ImportContext, node: Node) -> Entry:
+    """Softmax along ``axis``; before opset 13 over all axes from ``axis`` on (as 2-D)."""
     x = node.tensor(0)
-    axis = norm_axis(int(node.attrs.get("axis", -1)), len(x.shape))
-    return ctx.float_result(cimq.SoftmaxOp, [ctx.as_float(x)], x.shape, x.batched,
-                            {"axis": IntegerAttr(axis, i64)})
+    rank = len(x.shape)
+    axis = norm_axis(int(node.attrs.get("axis", -1 if node.opset >= 13 else 1)), rank)
+    if node.opset >= 13 or axis == rank - 1:
+        return ctx.float_result(cimq.SoftmaxOp, [ctx.as_float(x)], x.shape, x.batched,
+                                {"axis": IntegerAttr(axis, i64)})
+    rows = (*x.shape[:axis], numel(x.shape[axis:]))
+    keep = x.batched and axis > 0
+    flat = ctx.float_result(cimq.ReshapeOp, [ctx.as_float(x)], rows, keep,
+                            {"shape": i64_array([0 if keep else rows[0], *rows[1:]])})
+    soft = ctx.float_result(cimq.SoftmaxOp, [flat.ssa], rows, keep,
+                            {"axis": IntegerAttr(len(rows) - 1, i64)})
+    back = [0 if keep else x.shape[0], *x.shape[1:]] if x.shape else []
+    return ctx.float_result(cimq.ReshapeOp, [soft.ssa], x.shape, keep,
+                            {"shape": i64_array(back)})
 
 
 def layernorm(ctx: ImportContext, node: Node) -> Entry:
@@ -96,30 +112,49 @@ def batchnorm(ctx: ImportContext, node: Node) -> Entry:
 
 
 def pool(ctx: ImportContext, node: Node) -> Entry:
-    """MaxPool / AveragePool over NCHW."""
+    """MaxPool / AveragePool over NCHW (NCW: as N x C x 1 x W). MaxPool of a dequantized
+    tensor pools the integers (max commutes with quantization), so the result stays quantized."""
     ctx.check_single_output(node.outputs)
     x = node.tensor(0)
     a = node.attrs
     kernel = list(a.get("kernel_shape", []))
-    if len(kernel) != 2 or len(x.shape) != 4:
-        raise NodeError("only 2-D pooling on NCHW tensors is supported")
-    strides = list(a.get("strides", [1, 1]))
-    dil = list(a.get("dilations", [1, 1]))
-    pads = pads_2d(node, x.shape[2:], kernel, strides, dil)
+    if not (len(kernel) == len(x.shape) - 2 and len(kernel) in (1, 2)):
+        raise NodeError("only 1-D and 2-D pooling (NCW, NCHW tensors) is supported")
+    strides = list(a.get("strides", [1] * len(kernel)))
+    dil = list(a.get("dilations", [1] * len(kernel)))
+    out_shape = ctx.shape_of(node.outputs[0])
+    if len(kernel) == 2:
+        pads = pads_2d(node, x.shape[2:], kernel, strides, dil)
+        return _pool_2d(ctx, node, x, (kernel, strides, dil, pads), out_shape)
+    if node.attr_str("auto_pad", "NOTSET") not in ("NOTSET", "VALID", ""):
+        raise NodeError("auto_pad SAME_* is not supported for 1-D pooling")
+    p = list(a.get("pads", [0, 0])) if node.attr_str("auto_pad", "NOTSET") != "VALID" else [0, 0]
+    keep = 0 if x.batched else x.shape[0]
+    wide = layout(ctx, x, cimq.ReshapeOp, (*x.shape[:2], 1, x.shape[2]), x.batched,
+                  {"shape": i64_array([keep, x.shape[1], 1, x.shape[2]])})
+    window = ([1, *kernel], [1, *strides], [1, *dil], [0, p[0], 0, p[1]])
+    pooled = _pool_2d(ctx, node, wide, window, (*out_shape[:2], 1, out_shape[2]))
+    return layout(ctx, pooled, cimq.ReshapeOp, out_shape, x.batched,
+                  {"shape": i64_array([keep, *out_shape[1:]])})
+
+
+def _pool_2d(ctx: ImportContext, node: Node, x: Tensor,
+             window: tuple[list[int], list[int], list[int], list[int]],
+             out_shape: tuple[int, ...]) -> Tensor:
+    kernel, strides, dil, pads = window
     attrs: dict[str, Attribute] = {
         "kernel": i64_array(kernel), "strides": i64_array(strides), "pads": i64_array(pads),
-        "ceil_mode": IntegerAttr(int(a.get("ceil_mode", 0)), i64),
+        "ceil_mode": IntegerAttr(int(node.attrs.get("ceil_mode", 0)), i64),
     }
     if node.op_type == "MaxPool":
         attrs["dilations"] = i64_array(dil)
-        op_cls: type = cimq.MaxPoolOp
-    else:
-        if dil != [1, 1]:
-            raise NodeError(f"dilations {dil} are not supported for AveragePool")
-        attrs["count_include_pad"] = IntegerAttr(int(a.get("count_include_pad", 0)), i64)
-        op_cls = cimq.AvgPoolOp
-    out_shape = ctx.shape_of(node.outputs[0])
-    return ctx.float_result(op_cls, [ctx.as_float(x)], out_shape, x.batched, attrs)
+        if x.kind in ("q", "dq"):
+            return layout(ctx, x, cimq.MaxPoolOp, out_shape, x.batched, attrs)
+        return ctx.float_result(cimq.MaxPoolOp, [ctx.as_float(x)], out_shape, x.batched, attrs)
+    if dil != [1, 1]:
+        attrs["dilations"] = i64_array(dil)
+    attrs["count_include_pad"] = IntegerAttr(int(node.attrs.get("count_include_pad", 0)), i64)
+    return ctx.float_result(cimq.AvgPoolOp, [ctx.as_float(x)], out_shape, x.batched, attrs)
 
 
 def global_avgpool(ctx: ImportContext, node: Node) -> Entry:

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
+import onnx
 from xdsl.dialects.builtin import FloatAttr, f64
 
 from cimc import semantics as sem
@@ -24,8 +25,6 @@ from cimc.frontend.context import ImportContext
 from cimc.frontend.shapes import fold
 from cimc.frontend.types import np_bits, np_int, storage_from_enum, storage_of
 from cimc.frontend.values import Const, Entry, Node, NodeError, QConst, Tensor
-
-ZERO_POINT_NOTE = "(cimc maps symmetric quantization, zero point 0)"
 
 
 def _pow2(n: int) -> bool:
@@ -37,6 +36,11 @@ def scale_zp(node: Node) -> tuple[np.ndarray, np.ndarray, Any, int]:
     block = node.attrs.get("block_size", 0)
     if block:
         raise NodeError(f"blocked quantization (block_size={block}) is not supported")
+    for key in ("precision", "output_dtype" if node.op_type == "DequantizeLinear" else ""):
+        dtype = node.attrs.get(key, 0)
+        if dtype and dtype != onnx.TensorProto.FLOAT:
+            name = onnx.TensorProto.DataType.Name(dtype).lower()
+            raise NodeError(f"{key}={name} is not supported (float32 only)")
     scale = node.input(1)
     if not isinstance(scale, Const):
         raise NodeError("the scale must be a constant")
@@ -92,11 +96,8 @@ def quantize_linear(ctx: ImportContext, node: Node) -> Entry:
         arr = x.arr if isinstance(x, Const) else x.real()
         ints = _quantize_const(arr, s, zp, axis, bits, signed)
         return Const(ints, origin=x.origin, int_bits=(bits, signed))
-    if s.size != 1:
+    if s.size != 1 or zp.size != 1:
         raise NodeError("per-channel activation quantization is not supported", with_op=False)
-    if np.any(zp != 0):
-        raise NodeError(f"activation zero point {int(zp.reshape(-1)[0])} is not supported "
-                        f"{ZERO_POINT_NOTE}", with_op=False)
     too_wide = None
     if bits > 8:  # a Clip may still narrow it; checked when the integers are used
         too_wide = node.error(
@@ -106,7 +107,8 @@ def quantize_linear(ctx: ImportContext, node: Node) -> Entry:
     if not (scale > 0 and math.isfinite(scale)):
         raise NodeError(f"scale {scale} must be positive and finite", with_op=False)
     assert isinstance(x, Tensor)
-    qtype = QuantType(min(bits, 8), signed, scale)  # too_wide raises before it is used
+    # A wider type is a placeholder (a Clip narrows it; too_wide raises before any other use).
+    qtype = QuantType(bits if bits <= 8 else 32, signed, scale, zero_point=int(zp.reshape(-1)[0]))
     return Tensor("q", x.shape, x.batched, qtype=qtype, source=x, src=node.outputs[0],
                   storage=(bits, signed), too_wide=too_wide)
 
@@ -163,7 +165,11 @@ def clip(ctx: ImportContext, node: Node) -> Entry | list[Entry | None]:
         bits, signed = x.storage or (8, x.qtype.is_signed)
         lo, hi = _clip_bounds(node, np_int(bits, signed))
         cb, csigned, narrow = clip_bits(int(lo), int(hi))
-        qtype = QuantType(cb, csigned, x.qtype.scale_values[0], narrow=narrow)
+        zp = x.qtype.zp
+        if not lo <= zp <= hi:
+            raise NodeError(f"zero point {zp} lies outside the Clip range [{lo}, {hi}]",
+                            with_op=False)
+        qtype = QuantType(cb, csigned, x.qtype.scale_values[0], narrow=narrow, zero_point=zp)
         return Tensor("q", x.shape, x.batched, qtype=qtype, source=x.source,
                       src=node.outputs[0], storage=(bits, signed))
     if isinstance(x, (Const, QConst)):
@@ -186,9 +192,9 @@ def _dq_activation(node: Node, x: Tensor, s: np.ndarray, zp: np.ndarray) -> Tens
     if s.size != 1 or not math.isclose(float(s.reshape(-1)[0]), q_scale, rel_tol=1e-7):
         raise NodeError(f"DequantizeLinear scale {s.reshape(-1).tolist()[:4]} differs from the "
                         f"QuantizeLinear scale {q_scale}", with_op=False)
-    if np.any(zp != 0):
-        raise NodeError(f"activation zero point {int(zp.reshape(-1)[0])} is not supported "
-                        f"{ZERO_POINT_NOTE}", with_op=False)
+    if zp.size != 1 or int(zp.reshape(-1)[0]) != x.qtype.zp:
+        raise NodeError(f"DequantizeLinear zero point {zp.reshape(-1).tolist()[:4]} differs from "
+                        f"the QuantizeLinear zero point {x.qtype.zp}", with_op=False)
     return Tensor("dq", x.shape, x.batched, q=x)
 
 
@@ -206,6 +212,23 @@ def _weight_type(node: Node, x: Const) -> tuple[int, bool, bool]:
     return bits, signed, narrow
 
 
+def _weight_zero_point(node: Node, zp: np.ndarray, bits: int, signed: bool, narrow: bool
+                       ) -> int:
+    """The one zero point of dequantized integer constants (per-channel ones must agree)."""
+    flat = zp.reshape(-1).astype(np.int64)
+    if flat.size == 0:
+        return 0
+    if np.any(flat != flat[0]):
+        raise NodeError(f"per-channel weight zero points {flat.tolist()[:4]} are not supported "
+                        "(one zero point per tensor)", with_op=False)
+    zero = int(flat[0])
+    qt = QuantType(bits, signed, 1.0, narrow=narrow, zero_point=zero)
+    if bits != 32 and not qt.qmin <= zero <= qt.qmax:
+        raise NodeError(f"weight zero point {zero} lies outside [{qt.qmin}, {qt.qmax}]",
+                        with_op=False)
+    return zero
+
+
 def dequantize_linear(ctx: ImportContext, node: Node) -> Entry:
     s, zp, _storage, axis = scale_zp(node)
     x = node.ins[0]
@@ -216,11 +239,7 @@ def dequantize_linear(ctx: ImportContext, node: Node) -> Entry:
                         "integer initializer)")
     ints = x.arr
     bits, signed, narrow = _weight_type(node, x)
-    flat_zp = zp.reshape(-1)
-    if np.any(flat_zp != 0):
-        nz = int(flat_zp[np.flatnonzero(flat_zp)[0]])
-        raise NodeError(f"weight zero point {nz} is not supported {ZERO_POINT_NOTE}",
-                        with_op=False)
+    zero = _weight_zero_point(node, zp, bits, signed, narrow)
     scales = [float(v) for v in s.reshape(-1)]
     if any(not (v > 0 and math.isfinite(v)) for v in scales):
         raise NodeError(f"scale {scales[:4]} must be positive and finite", with_op=False)
@@ -229,8 +248,8 @@ def dequantize_linear(ctx: ImportContext, node: Node) -> Entry:
         if len(scales) != ints.shape[ax]:
             raise NodeError(f"{len(scales)} scales do not match dim {ax} ({ints.shape[ax]}) of "
                             f"'{node.inputs[0]}'", with_op=False)
-        qtype = QuantType(bits, signed, scales, narrow=narrow, axis=ax)
+        qtype = QuantType(bits, signed, scales, narrow=narrow, axis=ax, zero_point=zero)
     else:
-        qtype = QuantType(bits, signed, scales[0], narrow=narrow)
+        qtype = QuantType(bits, signed, scales[0], narrow=narrow, zero_point=zero)
     store = ints.astype(np.int32 if bits == 32 else (np.int8 if signed else np.uint8))
     return QConst(store, qtype, origin=x.origin or node.inputs[0])

@@ -25,7 +25,15 @@ the search) asks this package. This ``__init__`` loads only the light modules; i
 """
 
 from cimc.target.cost import LayerCost, NetworkCost, layer_cost, network_cost, speedup, uniform_policy
-from cimc.target.counters import COUNTER_NAMES, Counters, latency_us, layer_counters
+from cimc.target.counters import (
+    COUNTER_NAMES,
+    Counters,
+    cycle_counters,
+    latency_us,
+    layer_counters,
+    layer_tiles,
+    tile_counters,
+)
 from cimc.target.geometry import (
     KINDS,
     LayerDesc,
@@ -37,10 +45,11 @@ from cimc.target.geometry import (
     slices,
     tile_bounds,
 )
-from cimc.target.hw import MAPPINGS, Hardware, column_value_max, lossless_adc_bits
+from cimc.target.hw import MAPPINGS, RESIDENCY, Hardware, column_value_max, lossless_adc_bits
 
 __all__ = [
-    "COUNTER_NAMES", "KINDS", "MAPPINGS", "Counters", "Hardware", "LayerCost", "LayerDesc",
+    "COUNTER_NAMES", "KINDS", "MAPPINGS", "RESIDENCY", "Counters", "cycle_counters", "layer_tiles",
+    "tile_counters", "Hardware", "LayerCost", "LayerDesc",
     "LayerGeometry", "NetworkCost", "ceil_div", "chunks", "column_value_max", "latency_us",
     "layer_cost", "layer_counters", "layer_geometry", "lossless_adc_bits", "network_cost",
     "physical_shape", "slices", "speedup", "tile_bounds", "uniform_policy",

@@ -64,7 +64,7 @@ class NetworkCost:
 def layer_cost(desc: LayerDesc, w_bits: int, a_bits: int, hw: Hardware) -> LayerCost:
     """The paper's latency of one layer plus every counter, at batch 1."""
     geom = layer_geometry(desc, w_bits, a_bits, hw)
-    counters = layer_counters(geom)
+    counters = layer_counters(geom, hw)
     return LayerCost(geom, counters, latency_us(counters, hw), hw.lossless_adc_bits(geom.tallest_rows))
 
 

@@ -3,34 +3,49 @@
 :class:`Counters` is the one record of counted events; the bit-serial interpreter increments one
 per layer as it executes (program a tile, drive a plane, convert columns), and
 :func:`layer_counters` gives the same numbers in closed form from a :class:`LayerGeometry`. A
-new event is one field here plus its term in :func:`layer_counters` (and wherever it happens in
+new event is one field here plus its term in :func:`tile_counters` (and wherever it happens in
 the interpreter, which the closed-form tests then hold to it).
 
-For a layer with ``H`` repeats, ``P`` vectors per inference, ``X = row_tiles * col_tiles``
-tiles of the physical ``rows x cols`` matrix and ``ceil(a/d)`` chunks, at batch ``B``::
+Every count is a sum over the programmed tiles of a layer. A tile that uses ``rows_t`` rows and
+``cols_t`` columns and runs ``k`` cycles (``k = P * ceil(a/d) * B``: one per vector and DAC
+chunk) contributes (:func:`tile_counters`)::
 
-    writes          = H * X                           (x B for dynamic, run-time written tiles)
-    cells_written   = H * rows * cols                 (x B for dynamic)
-    executes        = H * X * P * ceil(a/d) * B       (crossbar cycles)
-    adc_conversions = H * P * ceil(a/d) * B * cols * row_tiles   (per cycle: the tile's columns)
-    dac_activations = H * P * ceil(a/d) * B * rows * col_tiles   (per cycle: the tile's rows)
-    cell_reads      = H * P * ceil(a/d) * B * rows * cols        (per cycle: the tile's cells)
-    shift_adds      = adc_conversions                 (each converted code shifted and accumulated)
-    recombine_adds  = H * P * B * cols                (each physical column value into its output)
+    writes          = w                      (w = 1, or B when every inference programs it)
+    cells_written   = w * rows_t * cols_t
+    executes        = k                      (crossbar cycles)
+    adc_conversions = k * cols_t             (per cycle: the tile's columns)
+    adc_slots       = k * ceil(cols_t / adcs)  (per cycle: conversions in turns of the array's ADCs)
+    dac_activations = k * rows_t             (per cycle: the tile's rows)
+    cell_reads      = k * rows_t * cols_t    (per cycle: the tile's cells in use)
+    shift_adds      = k * cols_t             (each converted code shifted and accumulated)
+    skipped_cycles  = 0                      (run time only: cycles whose input plane was zero
+                                              on every row of the tile, not executed)
     adc_saturations : counted at run time only (0 with a lossless ADC)
-    host_elements   : elements produced by host compute ops (counted apart from the crossbar
-                      layers, :mod:`cimc.analysis`)
 
-Summing a tile's ``rows_t * cols_t`` over the tiles of a layer gives ``rows * cols`` (edge tiles
-included), hence the closed form of ``cell_reads``.
+and once per layer, after its tiles, ``recombine_adds = H * P * B * cols`` (each physical column
+value weighted into its output, :func:`layer_counters`). ``host_elements`` (elements produced by
+the host compute ops) is counted apart from the crossbar layers (:mod:`cimc.analysis`).
 
-Latency (the paper's model): ``writes * t_write + executes * t_exec`` (:func:`latency_us`).
+Summed over a full ``row_tiles x col_tiles`` grid of ``H`` repeats this is the paper's
+``writes = H * X`` and ``executes = H * X * P * ceil(a/d)`` (:func:`layer_counters`). With
+one ADC per column (the default) ``adc_slots == executes``.
+
+Latency of counted activity on one array (the paper's model, :func:`latency_us`)::
+
+    writes * t_write + executes * t_exec + (adc_slots - executes) * t_adc
+
+(a cycle is ``t_exec`` with one ADC slot; every further slot adds ``t_adc``). A chip with many
+arrays runs tiles in parallel: :mod:`cimc.target.schedule` places them and uses this latency
+per array.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
+
+from cimc.target.geometry import ceil_div, tile_bounds
 
 if TYPE_CHECKING:
     from cimc.target.geometry import LayerGeometry
@@ -42,17 +57,21 @@ class Counters:
     """Hardware activity (mutable; ``+``, ``+=`` and ``* k`` work field by field)."""
 
     writes: int = 0
-    """Tiles programmed."""
+    """Tile writes (programming operations of an array)."""
     cells_written: int = 0
     """Cells programmed: ``rows_used * cols_used`` per tile."""
     executes: int = 0
-    """Crossbar cycles: one per vector and chunk per tile."""
+    """Crossbar cycles executed: one per vector and chunk per tile."""
     adc_conversions: int = 0
     """Column conversions: per cycle, the tile's columns in use."""
     adc_saturations: int = 0
     """Conversions whose value the ADC clipped."""
     dac_activations: int = 0
     """Row drives: per cycle, the tile's rows in use."""
+    adc_slots: int = 0
+    """ADC time slots: per cycle, ``ceil(columns in use / ADCs per array)``."""
+    skipped_cycles: int = 0
+    """Cycles not executed: their input plane was zero on every row of the tile (run time)."""
     cell_reads: int = 0
     """Cells read: per cycle, the tile's rows in use times its columns in use."""
     shift_adds: int = 0
@@ -83,26 +102,80 @@ class Counters:
 COUNTER_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Counters))
 
 
-def layer_counters(geom: LayerGeometry, *, batch: int = 1, dynamic: bool = False) -> Counters:
-    """The closed-form counters of ``batch`` inferences of a layer (no saturations)."""
-    d = geom.desc
-    cycles_per_tile = batch * d.P * geom.chunks  # one per vector and chunk
-    wmul = batch if dynamic else 1
-    conversions = d.H * cycles_per_tile * geom.phys_cols * geom.row_tiles
+def _adcs(hw: Hardware | None, tile_cols: int) -> int:
+    """ADCs per array (one per column without a hardware description)."""
+    return hw.adcs if hw is not None else tile_cols
+
+
+def tile_counters(rows_t: int, cols_t: int, cycles: int, writes: int, adcs: int) -> Counters:
+    """One programmed tile (``writes`` writes of it) running ``cycles`` cycles: the one closed
+    form of every per-tile count (module docstring). The interpreter counts the same events."""
     return Counters(
-        writes=d.H * geom.tiles * wmul,
-        cells_written=d.H * geom.phys_rows * geom.phys_cols * wmul,
-        executes=d.H * geom.tiles * cycles_per_tile,
-        adc_conversions=conversions,
+        writes=writes,
+        cells_written=writes * rows_t * cols_t,
+        executes=cycles,
+        adc_conversions=cycles * cols_t,
+        dac_activations=cycles * rows_t,
+        adc_slots=cycles * ceil_div(cols_t, adcs),
+        cell_reads=cycles * rows_t * cols_t,
+        shift_adds=cycles * cols_t,
+    )
+
+
+def cycle_counters(rows_t: int, cols_t: int, cycles: int, adcs: int, saturations: int = 0,
+                   skipped: int = 0) -> Counters:
+    """``cycles`` executed cycles (and ``skipped`` ones) of a tile, as the interpreter counts them."""
+    c = tile_counters(rows_t, cols_t, cycles, 0, adcs)
+    c.adc_saturations = saturations
+    c.skipped_cycles = skipped
+    return c
+
+
+def layer_tiles(geom: LayerGeometry) -> Iterable[tuple[int, int, int, int, int]]:
+    """``(h, rt, ct, rows_t, cols_t)`` of every programmed tile of a layer, in program order."""
+    rows = tile_bounds(geom.phys_rows, geom.tile_rows)
+    cols = tile_bounds(geom.phys_cols, geom.tile_cols)
+    for h in range(geom.repeats):
+        for rt, (r0, r1) in enumerate(rows):
+            for ct, (c0, c1) in enumerate(cols):
+                yield h, rt, ct, r1 - r0, c1 - c0
+
+
+def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: int = 1,
+                   dynamic: bool = False) -> Counters:
+    """The closed-form counters of ``batch`` inferences of a layer (no saturations, no skips).
+
+    Static tiles are programmed once per run, dynamic (run-time written) ones once per batch
+    element. ``hw`` gives the ADCs per array (one per column if None).
+    """
+    cycles = batch * geom.desc.P * geom.chunks
+    wmul = batch if dynamic else 1
+    adcs = _adcs(hw, geom.tile_cols)
+    # The grid factorises: sum over row tiles x column tiles of the per-tile terms.
+    row_sizes = [r1 - r0 for r0, r1 in tile_bounds(geom.phys_rows, geom.tile_rows)]
+    col_sizes = [c1 - c0 for c0, c1 in tile_bounds(geom.phys_cols, geom.tile_cols)]
+    n_rows, n_cols = len(row_sizes), len(col_sizes)
+    slots = sum(ceil_div(c, adcs) for c in col_sizes)
+    h = geom.repeats
+    return Counters(
+        writes=h * n_rows * n_cols * wmul,
+        cells_written=h * geom.phys_rows * geom.phys_cols * wmul,
+        executes=h * n_rows * n_cols * cycles,
+        adc_conversions=h * cycles * geom.phys_cols * n_rows,
         adc_saturations=0,
-        dac_activations=d.H * cycles_per_tile * geom.phys_rows * geom.col_tiles,
-        cell_reads=d.H * cycles_per_tile * geom.phys_rows * geom.phys_cols,
-        shift_adds=conversions,
-        recombine_adds=d.H * batch * d.P * geom.phys_cols,
+        dac_activations=h * cycles * geom.phys_rows * n_cols,
+        adc_slots=h * cycles * n_rows * slots,
+        skipped_cycles=0,
+        cell_reads=h * cycles * geom.phys_rows * geom.phys_cols,
+        shift_adds=h * cycles * geom.phys_cols * n_rows,
+        recombine_adds=h * batch * geom.desc.P * geom.phys_cols,
         host_elements=0,
     )
 
 
 def latency_us(counters: Counters, hw: Hardware) -> float:
-    """The paper's latency of counted activity: ``writes * t_write + executes * t_exec``."""
-    return counters.writes * hw.t_write_us + counters.executes * hw.t_exec_us
+    """Latency of counted activity on one array: ``writes * t_write + executes * t_exec``, plus
+    ``t_adc`` for every ADC slot beyond the first of a cycle (none with one ADC per column)."""
+    lat = counters.writes * hw.t_write_us + counters.executes * hw.t_exec_us
+    extra = counters.adc_slots - counters.executes
+    return lat + extra * hw.t_adc_us if extra else lat

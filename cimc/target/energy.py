@@ -84,7 +84,8 @@ PARAMS: dict[str, ParamSpec] = {
     "cell_write": ParamSpec("energy", None, True, "programming one cell"),
     "digital_op": ParamSpec("energy", None, True, "one digital shift-add / accumulate"),
     "host_op": ParamSpec("energy", None, True, "one element of a host compute op"),
-    "leakage": ParamSpec("power", None, True, "static power of one crossbar array with its periphery"),
+    "leakage": ParamSpec("power", None, True, "static power of one crossbar array with its periphery "
+                         "(times the chip's arrays)"),
     "cell_area": ParamSpec("area", None, False, "one crossbar cell"),
     "adc_area": ParamSpec("area", "adc", False, "one ADC (by bits)"),
     "dac_area": ParamSpec("area", "dac", False, "one DAC (by bits)"),
@@ -107,6 +108,9 @@ NOT_PRICED: dict[str, str] = {
     "executes": "crossbar cycles; their energy is the reads, drives and conversions they hold, "
     "their time is the latency that leakage is drawn over",
     "adc_saturations": "a property of conversions already priced (adc_conversions)",
+    "adc_slots": "ADC time slots; a shared ADC converts the same columns (adc_conversions), its "
+    "extra time is in the latency that leakage is drawn over",
+    "skipped_cycles": "cycles not executed: no reads, drives or conversions to price",
 }
 """Counters without an energy of their own, and why."""
 
@@ -385,22 +389,22 @@ def energy_model(preset: EnergyPreset, hw: Hardware) -> EnergyModel:
     for name, (_, key) in EVENTS.items():
         spec = PARAMS[key]
         per_event[name] = preset.params[key].at(bits[spec.resolution] if spec.resolution else None)
-    return EnergyModel(preset, per_event, preset.params["leakage"].at(), 1, bits["adc"], bits["dac"])
+    return EnergyModel(preset, per_event, preset.params["leakage"].at(), hw.arrays, bits["adc"], bits["dac"])
 
 
 def area_mm2(preset: EnergyPreset, hw: Hardware) -> dict[str, float] | None:
     """Chip area by part (cells, ADCs, DACs) in mm^2, or None when the preset has no area.
 
-    One crossbar of ``rows x cols`` cells, one ADC per column (every column is converted in
-    each cycle) and one DAC per row.
+    ``arrays`` crossbars of ``rows x cols`` cells, each with ``adcs`` ADCs (one per
+    ``cols_per_adc`` columns) and one DAC per row.
     """
     if not preset.has_area:
         return None
     p = preset.params
     return {
-        "cells": hw.rows * hw.cols * p["cell_area"].at(),
-        "adc": hw.cols * p["adc_area"].at(adc_resolution(hw)),
-        "dac": hw.rows * p["dac_area"].at(hw.dac_bits),
+        "cells": hw.arrays * hw.rows * hw.cols * p["cell_area"].at(),
+        "adc": hw.arrays * hw.adcs * p["adc_area"].at(adc_resolution(hw)),
+        "dac": hw.arrays * hw.rows * p["dac_area"].at(hw.dac_bits),
     }
 
 

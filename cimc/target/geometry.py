@@ -103,14 +103,21 @@ class LayerGeometry:
     row_tiles: int
     col_tiles: int
     chunks: int
+    blocks: int = 1
+    """Repeats packed block-diagonally into one matrix (``xbar-pack``); 1 = none."""
 
     @property
     def name(self) -> str:
         return self.desc.name
 
     @property
+    def repeats(self) -> int:
+        """Programmed repeats of the physical matrix: ``ceil(H / blocks)``."""
+        return ceil_div(self.desc.H, self.blocks)
+
+    @property
     def tiles(self) -> int:
-        """Tiles programmed per repeat (the paper's ``X``)."""
+        """Tiles programmed per programmed repeat (the paper's ``X``)."""
         return self.row_tiles * self.col_tiles
 
     @property

@@ -22,6 +22,20 @@ ADC model. One crossbar cycle drives ``rows_used`` physical rows with a ``d``-bi
 A lossless ADC (``adc_bits=None``) converts that whole range. A ``b``-bit ADC clips to
 ``[0, 2^b - 1]`` (``dc``/``of``) or ``[-2^(b-1), 2^(b-1) - 1]`` (``dr``): whether it is signed
 is derived from the mapping, not a field.
+
+The chip. ``arrays`` crossbars of that size (default 1: the paper's single crossbar), whose
+columns share ADCs: ``cols_per_adc`` columns per ADC (default 1, one ADC per column as the paper
+assumes), so an array has ``adcs = ceil(cols / cols_per_adc)`` ADCs and a cycle that uses
+``k`` columns converts them in ``ceil(k / adcs)`` ADC slots. ``t_exec_us`` is a whole cycle with
+one slot; every further slot adds ``t_adc_us`` (so with one ADC per column ``t_adc_us`` never
+matters). ``residency`` says what stays on the arrays between inferences:
+
+* ``none`` (default, the paper): every tile is programmed again for every inference;
+* ``greedy``: static tiles are programmed once and kept while they fit; when they do not, the
+  schedule (:mod:`cimc.target.schedule`) keeps the tiles that save most and re-programs the rest;
+* ``all``: every static tile must stay resident; a model that does not fit is an error.
+
+The defaults reproduce the paper's single-crossbar numbers exactly.
 """
 
 from __future__ import annotations
@@ -37,6 +51,9 @@ from cimc.errors import HardwareError
 
 MAPPINGS: tuple[str, ...] = ("dc", "dr", "of")
 """Signed-weight mappings: differential column, differential row, offset (reference column)."""
+
+RESIDENCY: tuple[str, ...] = ("none", "greedy", "all")
+"""Residency modes: re-program every inference (the paper), keep what fits, keep everything."""
 
 AUTHORS_KEYS: dict[str, str] = {
     "crossbar.size.m": "cols",
@@ -94,9 +111,13 @@ class Hardware:
     mapping: str = "dc"
     t_write_us: float = 56.0
     t_exec_us: float = 1.4
+    arrays: int = 1
+    cols_per_adc: int = 1
+    t_adc_us: float = 0.1
+    residency: str = "none"
 
     def __post_init__(self) -> None:
-        for name in ("rows", "cols"):
+        for name in ("rows", "cols", "arrays", "cols_per_adc"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise HardwareError(f"{name}: {value!r} is not a positive integer")
@@ -110,13 +131,31 @@ class Hardware:
             )
         if self.mapping not in MAPPINGS:
             raise HardwareError(f"mapping: {self.mapping!r} is not one of {', '.join(MAPPINGS)}")
-        for name in ("t_write_us", "t_exec_us"):
+        if self.cols_per_adc > self.cols:
+            raise HardwareError(
+                f"cols_per_adc: {self.cols_per_adc} is larger than cols ({self.cols}): an ADC "
+                "serves columns of one array"
+            )
+        if self.residency not in RESIDENCY:
+            raise HardwareError(
+                f"residency: {self.residency!r} is not one of {', '.join(RESIDENCY)}"
+            )
+        for name in ("t_write_us", "t_exec_us", "t_adc_us"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
                 raise HardwareError(f"{name}: {value!r} is not a finite number >= 0")
             object.__setattr__(self, name, float(value))
 
     # ---------------------------------------------------------------- ADC
+
+    @property
+    def adcs(self) -> int:
+        """ADCs per array: ``ceil(cols / cols_per_adc)``."""
+        return -(-self.cols // self.cols_per_adc)
+
+    def adc_slots(self, cols_used: int) -> int:
+        """ADC slots of one cycle that converts ``cols_used`` columns: ``ceil(cols_used / adcs)``."""
+        return -(-cols_used // self.adcs)
 
     @property
     def adc_signed(self) -> bool:

@@ -280,7 +280,7 @@ def row_sources(n: int, dual: bool) -> np.ndarray:
     return np.concatenate([src, src]) if dual else src
 
 
-def _count_tile(c: Counters, rows: int, cols: int, cycles: int, saturations: int) -> None:
+def _count_tile(c: Counters, rows: int, cols: int, cycles: int, saturations: int, hw: Hardware) -> None:
     """One programmed tile and its ``cycles`` (vectors x chunks), as executed."""
     c.writes += 1
     c.cells_written += rows * cols
@@ -289,6 +289,7 @@ def _count_tile(c: Counters, rows: int, cols: int, cycles: int, saturations: int
     c.dac_activations += cycles * rows
     c.cell_reads += cycles * rows * cols
     c.shift_adds += cycles * cols
+    c.adc_slots += cycles * hw.adc_slots(cols)
     c.adc_saturations += saturations
 
 
@@ -302,7 +303,7 @@ def _layer_reference(xu, mapped, a_bits, hw, y_phys, counted: Counters) -> None:
                                                  np.ascontiguousarray(mapped.g[r0:r1, c0:c1]),
                                                  a_bits, hw.dac_bits, lo, hi)
             y_phys[:, c0:c1] += part
-            _count_tile(counted, r1 - r0, c1 - c0, cycles, int(sat))
+            _count_tile(counted, r1 - r0, c1 - c0, cycles, int(sat), hw)
 
 
 def _layer_blas(xu, mapped, a_bits, hw, y_phys, counted: Counters, device: Device | None = None) -> None:
@@ -326,7 +327,7 @@ def _layer_blas(xu, mapped, a_bits, hw, y_phys, counted: Counters, device: Devic
                 sats[(r0, c0)] += tile_cycles(planes, tiles[(r0, c0)], nb, n_chunks, hw.dac_bits,
                                               lo, hi, y_phys, b0, c0, device)
     for (r0, r1), (c0, c1) in ((r, c) for r in row_tiles for c in col_tiles):
-        _count_tile(counted, r1 - r0, c1 - c0, n_vec * n_chunks, sats[(r0, c0)])
+        _count_tile(counted, r1 - r0, c1 - c0, n_vec * n_chunks, sats[(r0, c0)], hw)
 
 
 def bitserial_layer(

@@ -32,11 +32,27 @@ func.func @acc_scale(%x: tensor<1x4x!cimq.q<u4:0.5>>, %w: tensor<4x2x!cimq.q<s4n
 
 // -----
 
-func.func @asymmetric(%x: tensor<1x4x!cimq.q<u8:0.5:zp=128>>, %w: tensor<4x2x!cimq.q<s4n:0.25>>) -> tensor<1x2x!cimq.q<s32:0.125>> {
-  %a = cimq.matmul %x, %w : (tensor<1x4x!cimq.q<u8:0.5:zp=128>>, tensor<4x2x!cimq.q<s4n:0.25>>) -> tensor<1x2x!cimq.q<s32:0.125>>
-  func.return %a : tensor<1x2x!cimq.q<s32:0.125>>
+func.func @pad_value_off_grid(%x: tensor<1x4x!cimq.q<u4:0.5:zp=3>>) -> tensor<1x6x!cimq.q<u4:0.5:zp=3>> {
+  %p = cimq.pad %x {pads = array<i64: 0, 1, 0, 1>, value = 2.5 : f64} : (tensor<1x4x!cimq.q<u4:0.5:zp=3>>) -> tensor<1x6x!cimq.q<u4:0.5:zp=3>>
+  func.return %p : tensor<1x6x!cimq.q<u4:0.5:zp=3>>
 }
-// CHECK: cimq.matmul: the input has zero point 128; crossbar operands must be symmetric (zero point 0)
+// CHECK: cimq.pad: pad value 2.5 is not an integer of u4 [0, 15]
+
+// -----
+
+func.func @gather_index_and_indices(%x: tensor<1x4xf32>) -> tensor<1xf32> {
+  %g = cimq.gather %x {axis = 1 : i64, index = 0 : i64, indices = dense<[1, 2]> : tensor<2xi64>} : (tensor<1x4xf32>) -> tensor<1xf32>
+  func.return %g : tensor<1xf32>
+}
+// CHECK: cimq.gather needs exactly one of index and indices
+
+// -----
+
+func.func @gelu_mode(%x: tensor<1x4xf32>) -> tensor<1x4xf32> {
+  %g = cimq.gelu %x {approximate = "sigmoid"} : (tensor<1x4xf32>) -> tensor<1x4xf32>
+  func.return %g : tensor<1x4xf32>
+}
+// CHECK: cimq.gelu: approximate must be "none" or "tanh", got "sigmoid"
 
 // -----
 

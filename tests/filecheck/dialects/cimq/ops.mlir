@@ -44,3 +44,18 @@ func.func @attention(%q: tensor<1x2x5x8x!cimq.q<s8:0.1>>, %k: tensor<1x2x5x8x!ci
   %s = cimq.matmul_act %q, %kt {layer = "qk"} : (tensor<1x2x5x8x!cimq.q<s8:0.1>>, tensor<1x2x8x5x!cimq.q<s5:0.2>>) -> tensor<1x2x5x5x!cimq.q<s32:0.02>>
   func.return %s : tensor<1x2x5x5x!cimq.q<s32:0.02>>
 }
+
+// CHECK-LABEL: func.func @asymmetric_and_layout
+func.func @asymmetric_and_layout(%x: tensor<2x3x4x!cimq.q<u8:0.5:zp=128>>, %f: tensor<2x3x4xf32>) -> (tensor<2x3x2x!cimq.q<s32:0.125>>, tensor<2x5x6x!cimq.q<u8:0.5:zp=128>>, tensor<2x2x2x4xf32>, tensor<2x3x4xf32>) {
+  // CHECK: cimq.const {{.*}} : tensor<3x4x2x!cimq.q<s4n:0.25>>
+  %w = cimq.const #cimq.blob<"w", "00112233445566778899"> : tensor<3x4x2x!cimq.q<s4n:0.25>>
+  // CHECK: cimq.matmul %{{.*}}, %{{.*}} : {{.*}}zp=128{{.*}} -> tensor<2x3x2x!cimq.q<s32:0.125>>
+  %a = cimq.matmul %x, %w : (tensor<2x3x4x!cimq.q<u8:0.5:zp=128>>, tensor<3x4x2x!cimq.q<s4n:0.25>>) -> tensor<2x3x2x!cimq.q<s32:0.125>>
+  // CHECK: cimq.pad %{{.*}} {pads = array<i64: 0, 1, 1, 0, 1, 1>, value = 1.280000e+02 : f64}
+  %p = cimq.pad %x {pads = array<i64: 0, 1, 1, 0, 1, 1>, value = 128.0 : f64} : (tensor<2x3x4x!cimq.q<u8:0.5:zp=128>>) -> tensor<2x5x6x!cimq.q<u8:0.5:zp=128>>
+  // CHECK: cimq.gather %{{.*}} {axis = 1 : i64, indices = dense<{{\[\[}}0, 2], [1, 1]]> : tensor<2x2xi64>}
+  %g = cimq.gather %f {axis = 1 : i64, indices = dense<[[0, 2], [1, 1]]> : tensor<2x2xi64>} : (tensor<2x3x4xf32>) -> tensor<2x2x2x4xf32>
+  // CHECK: cimq.gelu %{{.*}} {approximate = "tanh"}
+  %t = cimq.gelu %f {approximate = "tanh"} : (tensor<2x3x4xf32>) -> tensor<2x3x4xf32>
+  func.return %a, %p, %g, %t : tensor<2x3x2x!cimq.q<s32:0.125>>, tensor<2x5x6x!cimq.q<u8:0.5:zp=128>>, tensor<2x2x2x4xf32>, tensor<2x3x4xf32>
+}
