@@ -95,7 +95,7 @@ def main() -> None:
 
     print(
         f"layer R={args.R} n={args.n} m={args.m} W{args.w_bits}A{args.a_bits} {hw.mapping} "
-        f"c={hw.cell_bits} d={hw.dac_bits} {hw.cols}x{hw.rows}: {cost.tiles} tiles, "
+        f"c={hw.cell_bits} d={hw.dac_bits} {hw.rows} x {hw.cols} (rows x cols): {cost.tiles} tiles, "
         f"{counters.executes} cycles, {flops / 1e9:.2f} GFLOP of plane products"
     )
     print(f"bitserial_layer : {t_bs * 1e3:8.2f} ms")

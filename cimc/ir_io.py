@@ -11,11 +11,12 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
-from cimc.cli_util import atomic_output
 from cimc.context import make_context
 from cimc.dialects.cimq import BlobAttr
 from cimc.errors import InputFileError
-from cimc.weights import WeightStore, save_blobs, sidecar_path
+from cimc.safe_read import LIMITS, read_text
+from cimc.safe_write import OutputSet
+from cimc.weights import WeightStore, blobs_npz_bytes, sidecar_path
 
 LEVEL_ATTR = "cimc.level"
 
@@ -65,20 +66,22 @@ def module_text(module: ModuleOp, *, generic: bool = False) -> str:
     return buf.getvalue()
 
 
-def write_module(module: ModuleOp, path: str | os.PathLike[str], *, generic: bool = False) -> Path | None:
-    """Write the module text (and its weights beside it, if it has any); atomic."""
+def write_module(module: ModuleOp, path: str | os.PathLike[str], *, generic: bool = False,
+                 outputs: OutputSet | None = None) -> Path | None:
+    """Write the module text (and its weights beside it, if it has any), all or nothing.
+
+    With ``outputs`` both files are only added to that set (the caller commits it). Written to a
+    device or stream (``/dev/stdout``) the text goes alone: there is no "beside" for the weights.
+    """
     text = module_text(module, generic=generic)
     blobs = [attr.blob.data for attr in module_blobs(module)]
-    side = sidecar_path(path) if blobs else None
+    outs = OutputSet() if outputs is None else outputs
+    side = sidecar_path(path) if blobs and not outs.passthrough(path) else None
+    outs.put(path, text, "IR")
     if side is not None:
-        save_blobs(side, blobs)
-    try:
-        with atomic_output(path, "w") as fh:
-            fh.write(text)  # type: ignore[attr-defined]
-    except BaseException:
-        if side is not None and side.exists():
-            side.unlink()
-        raise
+        outs.put(side, blobs_npz_bytes(blobs), "weights")
+    if outputs is None:
+        outs.commit()
     return side
 
 
@@ -103,12 +106,7 @@ def parse_module_text(text: str, name: str = "<input>") -> ModuleOp:
 def read_module(path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> ModuleOp:
     """Parse a ``.mlir`` file; its blobs are filled from ``<stem>.weights.npz`` (or ``weights``)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{p}: file not found")
-    try:
-        text = p.read_text()
-    except UnicodeDecodeError:
-        raise InputFileError(f"{p}: not a text IR file") from None
+    text = read_text(p, "IR file", LIMITS["mlir"])
     side = Path(weights) if weights else sidecar_path(p)
     if side.exists():
         store = WeightStore.load(side)

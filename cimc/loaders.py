@@ -26,15 +26,47 @@ def load_energy(spec: str | Path | None) -> EnergyPreset:
 
 
 def load_model(path: Path, *, weights: Path | None = None):
-    """An ONNX file is imported; a ``.mlir`` file is parsed (weights from its sidecar)."""
-    if not path.exists():
-        raise InputFileError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a directory, expected an .onnx or .mlir file")
-    if path.suffix == ".mlir":
+    """An ONNX file is imported; a ``.mlir`` file is parsed (weights from its sidecar).
+
+    The file must be a regular file within the size limit of its kind (no device, fifo or
+    directory), and the graph must compute something (a ``@main`` with at least one output).
+    """
+    from cimc.safe_read import LIMITS, check_regular
+
+    kind = "mlir" if path.suffix == ".mlir" else "onnx"
+    check_regular(path, "model file (.onnx or .mlir)", LIMITS[kind])
+    if kind == "mlir":
         from cimc.ir_io import read_module
 
-        return read_module(path, weights)
-    from cimc.frontend import import_onnx
+        module = read_module(path, weights)
+    else:
+        from cimc.frontend import import_onnx
 
-    return import_onnx(path).module
+        module = import_onnx(path).module
+    _check_graph(module, path)
+    return module
+
+
+def _check_graph(module, path: Path) -> None:
+    from xdsl.dialects import func
+
+    main = next((op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == "main"), None)
+    if main is None:
+        raise InputFileError(f"{path}: the module has no func.func @main")
+    if not main.function_type.outputs.data:
+        raise InputFileError(f"{path}: the graph has no outputs; there is nothing to compute")
+
+
+def preset_file(spec: str | None) -> Path | None:
+    """The file behind an ``--energy`` / ``--noise`` option (None for a built-in preset name)."""
+    return Path(spec) if spec is not None and Path(spec).is_file() else None
+
+
+def model_inputs(model: Path, *others: Path | None) -> list[Path]:
+    """The files a command reads for ``model`` (an .mlir's weights too) and its other options."""
+    from cimc.weights import sidecar_path
+
+    files = [model, *(p for p in others if p is not None)]
+    if model.suffix == ".mlir":
+        files.append(sidecar_path(model))
+    return files

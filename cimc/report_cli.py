@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cimc.cli_util import console
 from cimc.loaders import load_energy, load_hardware, load_model
 
 EnergyOpt = Annotated[
@@ -49,14 +48,25 @@ def report_command(
     gantt: Annotated[
         Optional[Path], typer.Option("--gantt", help="Draw the chip schedule: arrays x time, coloured by layer (PNG).")
     ] = None,
+    waterfall: Annotated[
+        Optional[Path], typer.Option("--waterfall", help="With --opt: each optimisation's contribution as a waterfall (PNG).")
+    ] = None,
     energy: EnergyOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
     lossless ADC bits, energy by component; totals, energy-delay product and the speedup and
     energy saving over the same model at all-8/8."""
+    from cimc.cli_util import print_table
+    from cimc.loaders import model_inputs, preset_file
     from cimc.report import energy_table, plot_report, report_table, xbar_report
+    from cimc.safe_write import OutputSet
 
+    outs = OutputSet(model_inputs(model, hw, preset_file(energy)))
+    for path, what in ((json_out, "--json"), (plot, "--plot"), (schedule_out, "--schedule"), (gantt, "--gantt"),
+                       (waterfall, "--waterfall")):
+        if path is not None:
+            outs.plan(path, what)
     hardware = load_hardware(hw, hw_set)
     preset = load_energy(energy)
     module = load_model(model)
@@ -64,14 +74,26 @@ def report_command(
     report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch,
                          energy=preset)
     report["model"] = str(model)
-    out = console()
-    out.print(report_table(report))
-    out.print(energy_table(report))
-    outputs: list[tuple[Path, bytes]] = []
+    print_table(report_table(report))
+    print_table(energy_table(report))
+    steps = report.get("optimisations")
+    if steps is not None:
+        from cimc.chip_report import steps_table
+
+        print_table(steps_table(steps, f"{model.name}: each optimisation's contribution (static)"))
+    if waterfall is not None:
+        if steps is None:
+            from cimc.errors import CimcError
+
+            raise CimcError("--waterfall needs --opt (and a model below the xbar-opt level)")
+        from cimc.chip_report import steps_waterfall
+
+        title = f"{model.name}: from the paper's model to cimc's"
+        outs.put(waterfall, steps_waterfall(steps, title, report["hardware"]), "--waterfall")
     if json_out is not None:
-        outputs.append((json_out, (json.dumps(report, indent=2) + "\n").encode()))
+        outs.put(json_out, json.dumps(report, indent=2) + "\n", "--json")
     if plot is not None:
-        outputs.append((plot, plot_report(report)))
+        outs.put(plot, plot_report(report), "--plot")
     if schedule_out is not None or gantt is not None:
         from cimc.chip_report import chip_schedule, gantt_png
         from cimc.report import compile_pair
@@ -80,14 +102,9 @@ def report_command(
         sched = chip_schedule(compiled, hardware, batch=batch, stream=stream)
         if schedule_out is not None:
             payload = {"model": str(model), "level": level, **sched.as_dict()}
-            outputs.append((schedule_out, (json.dumps(payload) + "\n").encode()))
+            outs.put(schedule_out, json.dumps(payload) + "\n", "--schedule")
         if gantt is not None:
-            outputs.append((gantt, gantt_png(sched, f"{model.name} at {level}")))
-    from cimc.safe_write import OutputSet
-
-    outs = OutputSet([model] + ([hw] if hw is not None else []))
-    for path, data in outputs:
-        outs.put(path, data)
+            outs.put(gantt, gantt_png(sched, f"{model.name} at {level}"), "--gantt")
     for path in outs.commit():
         typer.echo(f"wrote {path}", err=True)
 

@@ -207,6 +207,8 @@ def load_array(path: str | os.PathLike[str], what: str, *, npz: bool = True, lim
         if not npz:
             raise InputFileError(f"{p}: is an .npz archive; expected a {kinds} array file")
         return _load_npz(p, what, limit)
+    if not magic.startswith(b"\x93NUMPY"):
+        raise InputFileError(f"{p}: not a {kinds} array file (no .npy header)")
     try:
         return np.load(p, allow_pickle=False)
     except Exception as exc:  # ValueError for object arrays, others for bad headers

@@ -120,6 +120,8 @@ class OutputSet:
         if clash is not None:
             raise OutputError(f"{given}: {what} would overwrite the input {clash}; choose another path")
         passthrough = _is_passthrough(given)
+        if passthrough and not os.path.exists(given):
+            raise OutputError(f"{given}: does not exist (cimc writes into devices, it does not create them)")
         if not passthrough:
             self._check_regular_target(given, what)
         target = given if passthrough else Path(key)
@@ -164,6 +166,11 @@ class OutputSet:
         buf: io.IOBase = io.StringIO() if mode == "w" else io.BytesIO()
         yield buf
         self.put(path, buf.getvalue(), what)  # type: ignore[attr-defined]
+
+    def passthrough(self, path: str | os.PathLike[str]) -> bool:
+        """Whether output ``path`` is written in place (a device, fifo or stream), not replaced."""
+        planned = self._outputs.get(os.path.realpath(path))
+        return planned.passthrough if planned is not None else _is_passthrough(Path(path))
 
     @property
     def paths(self) -> list[Path]:

@@ -108,7 +108,9 @@ def dequantize_linear(q: np.ndarray, qt: QuantType) -> np.ndarray:
     """
     q = np.asarray(q)
     scale = scale_array(qt, q.ndim).astype(np.float32)
-    return (q - qt.zp).astype(np.float32) * scale
+    if qt.zp:
+        q = q.astype(np.int64) - qt.zp  # in int64: uint8 / int8 constants must not wrap around
+    return q.astype(np.float32) * scale
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -184,9 +184,10 @@ def _read_npy(zf: zipfile.ZipFile, name: str, where: str) -> np.ndarray:
 
 def save_state(path: str | os.PathLike[str], tree: Any) -> None:
     """Write ``tree`` to ``path`` atomically (see the module docstring for the format)."""
-    from cimc.cli_util import atomic_write_bytes
+    from cimc.safe_write import OutputSet
 
-    atomic_write_bytes(path, dumps_state(tree))
+    with OutputSet() as outs:
+        outs.put(path, dumps_state(tree), "state file")
 
 
 def load_state(path: str | os.PathLike[str], what: str = "state file") -> Any:

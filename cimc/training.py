@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from cimc.cli_util import atomic_output
 from cimc.errors import CimcError, InputFileError
 
 #: torch threads for training and evaluation (the machine has 2 cores); ``CIMC_THREADS`` overrides,
@@ -213,17 +212,25 @@ def finetune(
     return model
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``model.state_dict()`` to ``path`` (``.pt``) and ``meta`` to ``path.json``, atomically.
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], *, outputs: Any = None) -> Path:
+    """Write ``model.state_dict()`` to ``path`` (``.pt``) and ``meta`` to ``path.json``, together:
+    both or neither (with ``outputs``, a :class:`cimc.safe_write.OutputSet`, only added to it).
 
     ``meta`` should hold at least ``model`` (zoo name), ``float`` (bool) and ``policy`` (list of
     ``[w, a]`` or ``None``).
     """
+    import io
+
+    from cimc.safe_write import OutputSet
+
     p = Path(path)
-    with atomic_output(p, "wb") as fh:
-        torch.save(model.state_dict(), fh)
-    with atomic_output(meta_path(p)) as fh:
-        fh.write(json.dumps(meta, indent=1, default=_json_default) + "\n")  # type: ignore[attr-defined]
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    outs = OutputSet() if outputs is None else outputs
+    outs.put(p, buf.getvalue(), "the checkpoint")
+    outs.put(meta_path(p), json.dumps(meta, indent=1, default=_json_default) + "\n", "the checkpoint's metadata")
+    if outputs is None:
+        outs.commit()
     return p
 
 
@@ -233,16 +240,28 @@ def meta_path(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save_checkpoint`: ``(state_dict, meta)``."""
+    """Read a checkpoint written by :func:`save_checkpoint`: ``(state_dict, meta)``.
+
+    The file is size-checked and read with ``torch.load(weights_only=True)``, which only rebuilds
+    tensors and plain containers (never arbitrary objects: a crafted pickle cannot run code);
+    the result must be a dict of tensors.
+    """
+    import io
+
+    from cimc.safe_read import LIMITS, read_bytes, read_json
+
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{p}: checkpoint not found")
+    data = read_bytes(p, "checkpoint", LIMITS["checkpoint"])
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a bad file
         raise InputFileError(f"{p}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputFileError(f"{p}: not a model checkpoint (expected a state dict of tensors)")
     mp = meta_path(p)
-    meta = json.loads(mp.read_text()) if mp.is_file() else {}
+    meta = read_json(mp, "checkpoint metadata") if mp.is_file() else {}
+    if not isinstance(meta, dict):
+        raise InputFileError(f"{mp}: checkpoint metadata must be a JSON object")
     return state, meta
 
 

@@ -139,28 +139,30 @@ class WeightStore:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> WeightStore:
-        """Read an .npz written by :func:`save_blobs` (every array checked against its digest)."""
+        """Read an .npz written by :func:`save_blobs` (every array checked against its digest;
+        size-checked, never unpickled: :func:`cimc.safe_read.load_array`)."""
+        from cimc.safe_read import load_array
+
         p = Path(path)
-        if not p.is_file():
-            raise InputFileError(f"{p}: weights file not found")
-        store = cls()
         try:
-            with np.load(p, allow_pickle=False) as data:
-                for key in data.files:
-                    arr = data[key]
-                    if digest_of(arr) != key:
-                        raise InputFileError(f"{p}: array {key} does not match its digest")
-                    arr.setflags(write=False)
-                    store._arrays[key] = arr
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:
-            raise InputFileError(f"{p}: not a cimc weights file ({exc})") from None
+            data = load_array(p, "weights", npz=True)
+        except InputFileError as exc:
+            if "not found" in exc.message:
+                raise
+            raise InputFileError(f"{p}: not a cimc weights file ({exc.message.split(': ', 1)[-1]})") from None
+        if not isinstance(data, dict):
+            raise InputFileError(f"{p}: not a cimc weights file (a single .npy array)")
+        store = cls()
+        for key, arr in data.items():
+            if digest_of(arr) != key:
+                raise InputFileError(f"{p}: array {key} does not match its digest")
+            arr.setflags(write=False)
+            store._arrays[key] = arr
         return store
 
 
-def save_blobs(path: str | os.PathLike[str], blobs: Iterable[Blob]) -> None:
-    """Write the blobs to an .npz file (one ``<digest>.npy`` member each), atomically."""
-    from cimc.cli_util import atomic_output
-
+def blobs_npz_bytes(blobs: Iterable[Blob]) -> bytes:
+    """The bytes of an (uncompressed) .npz file with one ``<digest>.npy`` member per blob."""
     buf = io.BytesIO()
     unique = {b.digest: b for b in blobs}
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -168,8 +170,14 @@ def save_blobs(path: str | os.PathLike[str], blobs: Iterable[Blob]) -> None:
             member = io.BytesIO()
             np.save(member, unique[d].array, allow_pickle=False)
             zf.writestr(f"{d}.npy", member.getvalue())
-    with atomic_output(path, "wb") as fh:
-        fh.write(buf.getvalue())  # type: ignore[attr-defined]
+    return buf.getvalue()
+
+
+def save_blobs(path: str | os.PathLike[str], blobs: Iterable[Blob]) -> None:
+    """Write the blobs to an .npz file (one ``<digest>.npy`` member each), atomically."""
+    from cimc.cli_util import atomic_write_bytes
+
+    atomic_write_bytes(path, blobs_npz_bytes(blobs))
 
 
 def sidecar_path(mlir_path: str | os.PathLike[str]) -> Path:

@@ -526,6 +526,8 @@ class LayerOp(IRDLOperation):
     cell_bits = prop_def(IntegerAttr[I64])
     dac_bits = prop_def(IntegerAttr[I64])
     dynamic = opt_prop_def(UnitAttr)
+    blocks = opt_prop_def(IntegerAttr[I64])
+    """Repeats packed block-diagonally per programmed matrix (``xbar-pack``); absent: 1."""
     assembly_format = (
         "$layer `(` $input `,` $weight `)` attr-dict `:` functional-type(operands, results) $body"
     )
@@ -634,6 +636,11 @@ class MapOp(IRDLOperation):
     a_signed = prop_def(IntegerAttr[I64])
     slices = prop_def(IntegerAttr[I64])
     mapping = prop_def(StringAttr)
+    blocks = opt_prop_def(IntegerAttr[I64])
+    """``k`` repeats per block-diagonal matrix: cells ``<ceil(H/k) x .. x ..>`` (``xbar-pack``)."""
+    columns = opt_prop_def(DenseArrayBase)
+    """The physical columns kept (ascending); the others hold only zero cells and are dropped
+    (``xbar-skip-zero-weights``)."""
     assembly_format = "$input attr-dict `:` functional-type(operands, results)"
     irdl_options = (ParsePropInAttrDict(),)
     traits = traits_def(Pure())
@@ -647,10 +654,19 @@ class MapOp(IRDLOperation):
         ws = _shape(self.input.type, "xbar.map input")
         cells = self.cells.type
         assert isinstance(cells, CellsType)
-        if len(ws) not in (3, 4) or cells.repeats.data != ws[-3]:
+        k = _ival(self.blocks, 1)
+        if k < 1:
+            raise VerifyException(f"xbar.map: blocks {k} must be positive")
+        if len(ws) not in (3, 4) or cells.repeats.data != ceil_div(ws[-3], k):
             raise VerifyException(
-                "xbar.map: input [H, n, m] (or [B, H, n, m]) and cells <H x R x C> disagree"
+                "xbar.map: input [H, n, m] (or [B, H, n, m]) and cells <ceil(H/blocks) x R x C> disagree"
             )
+        if self.columns is not None:
+            cols = ints(self.columns)
+            if len(cols) != cells.cols.data or any(b <= a for a, b in zip(cols, cols[1:])) or min(cols) < 0:
+                raise VerifyException(
+                    f"xbar.map: columns must be {cells.cols.data} ascending physical column indices"
+                )
         if self.mapping.data not in MAPPINGS:
             raise VerifyException(f"xbar.map: mapping '{self.mapping.data}' not one of dc, dr, of")
         rs = _int_tensor(self.recomb.type, "xbar.map recomb")
@@ -695,9 +711,81 @@ class AllocOp(IRDLOperation):
 
 
 @irdl_op_definition
+class PackBlocksOp(IRDLOperation):
+    """The inputs of ``k`` repeats side by side, for a block-diagonal matrix (``xbar-pack``):
+    ``[B, H, P, n]`` -> ``[B, ceil(H/k), P, k*n]`` (the last block padded with zeros).
+
+    ``%xp = xbar.pack_blocks %xu {blocks = 4 : i64} : (tensor<1x8x9x3xi32>) -> tensor<1x2x9x12xi32>``
+    """
+
+    name = "xbar.pack_blocks"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    blocks = prop_def(IntegerAttr[I64])
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        xs, ys, k = _int_tensor(self.input.type, "xbar.pack_blocks input"), \
+            _int_tensor(self.output.type, "xbar.pack_blocks result"), _ival(self.blocks)
+        want = (xs[0], ceil_div(xs[1], max(k, 1)), xs[2], k * xs[3]) if len(xs) == 4 else None
+        if k < 1 or want is None or tuple(ys) != want:
+            raise VerifyException(f"xbar.pack_blocks: {list(xs)} with {k} blocks is not {list(ys)}")
+
+
+@irdl_op_definition
+class UnpackBlocksOp(IRDLOperation):
+    """Back from block-diagonal outputs: ``[B, ceil(H/k), P, k*m]`` -> ``[B, H, P, m]``.
+
+    ``%y = xbar.unpack_blocks %acc {blocks = 4 : i64} : (tensor<1x2x9x8xi32>) -> tensor<1x8x9x2xi32>``
+    """
+
+    name = "xbar.unpack_blocks"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    blocks = prop_def(IntegerAttr[I64])
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        xs, ys, k = _int_tensor(self.input.type, "xbar.unpack_blocks input"), \
+            _int_tensor(self.output.type, "xbar.unpack_blocks result"), _ival(self.blocks)
+        ok = len(xs) == len(ys) == 4 and k >= 1 and xs[3] == k * ys[3] and xs[1] == ceil_div(ys[1], k) \
+            and xs[0] == ys[0] and xs[2] == ys[2]
+        if not ok:
+            raise VerifyException(f"xbar.unpack_blocks: {list(xs)} with {k} blocks is not {list(ys)}")
+
+
+@irdl_op_definition
+class TileAtOp(IRDLOperation):
+    """The coordinates ``(h, rt, ct)`` of the ``k``-th programmed tile of a layer whose all-zero
+    tiles are skipped (``xbar-skip-zero-weights``): ``tiles`` lists them, three numbers each.
+
+    ``%h, %rt, %ct = xbar.tile_at %k {tiles = array<i64: 0, 0, 0, 0, 1, 1>}``
+    """
+
+    name = "xbar.tile_at"
+    index = operand_def(IndexType)
+    h = result_def(IndexType())
+    rt = result_def(IndexType())
+    ct = result_def(IndexType())
+    tiles = prop_def(DenseArrayBase)
+    assembly_format = "$index attr-dict"
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        flat = ints(self.tiles)
+        if not flat or len(flat) % 3 or min(flat) < 0:
+            raise VerifyException("xbar.tile_at: tiles must be non-empty (h, rt, ct) triples")
+
+
+@irdl_op_definition
 class ProgramOp(IRDLOperation):
-    """Program one tile (one write): the cells of repeat ``h``, row tile ``rt``, column tile
-    ``ct`` (edge tiles are partly used).
+    """Program one tile (one write per inference): the cells of repeat ``h``, row tile ``rt``,
+    column tile ``ct`` (edge tiles are partly used); ``{amortised}``: one write for the batch.
 
     ``%t = xbar.program %g[%h, %rt, %ct] : !xbar.cells<1x27x32, c4> -> !xbar.tile<256x256, c4>``
     """
@@ -708,13 +796,26 @@ class ProgramOp(IRDLOperation):
     rt = operand_def(IndexType)
     ct = operand_def(IndexType)
     tile = result_def(TileType)
+    amortised = opt_prop_def(UnitAttr)
+    """Programmed once for the whole batch (``xbar-batch-amortise``); without it every inference
+    of the batch programs the tile again, as in the paper (run-time written cells always are)."""
+    group = opt_prop_def(StringAttr)
+    """The shared array (``xbar-pack``) the tile is placed in, at ``offset`` (row, column)."""
+    offset = opt_prop_def(DenseArrayBase)
+    shared = opt_prop_def(UnitAttr)
+    """The group's array was programmed by an earlier layer's write: no write here."""
     assembly_format = (
         "$cells `[` $h `,` $rt `,` $ct `]` attr-dict `:` type($cells) `->` type($tile)"
     )
+    irdl_options = (ParsePropInAttrDict(),)
 
     def verify_(self) -> None:
         cells, tile = self.cells.type, self.tile.type
         assert isinstance(cells, CellsType) and isinstance(tile, TileType)
+        if (self.shared is not None or self.offset is not None) and self.group is None:
+            raise VerifyException("xbar.program: shared / offset need a group")
+        if self.offset is not None and len(ints(self.offset)) != 2:
+            raise VerifyException("xbar.program: offset is [row, column]")
         if cells.cell_bits != tile.cell_bits:
             raise VerifyException(
                 f"xbar.program: cells of {cells.cell_bits.data} bits on a tile of "
@@ -758,7 +859,11 @@ class CycleOp(IRDLOperation):
     tile = operand_def(TileType)
     plane = operand_def(PlaneType)
     output = result_def(ColumnsType)
+    skip_zero = opt_prop_def(UnitAttr)
+    """Run-time skipping (``xbar-skip-zero-planes``): a vector whose plane is zero on every row
+    of the tile gets no cycle (its codes are zero); the executor counts it as skipped."""
     assembly_format = "$tile `,` $plane attr-dict `:` type($tile) `,` type($plane) `->` type($output)"
+    irdl_options = (ParsePropInAttrDict(),)
 
     def verify_(self) -> None:
         tile, plane, cols = self.tile.type, self.plane.type, self.output.type
@@ -842,6 +947,9 @@ XBAR = Dialect(
         MapOp,
         OffsetOp,
         AllocOp,
+        PackBlocksOp,
+        UnpackBlocksOp,
+        TileAtOp,
         ProgramOp,
         PlaneOp,
         CycleOp,
@@ -850,6 +958,9 @@ XBAR = Dialect(
     ],
     [CellsType, TileType, PlaneType, ColumnsType, BufType],
 )
+
+#: Properties of ``xbar.program`` that passes set and a rebuilt layer keeps.
+PROGRAM_PLAN = ("amortised", "group", "offset", "shared")
 
 #: The ops that are hardware work (everything else executes on the host CPU).
 CROSSBAR_OPS = (MatMulOp, MatMulDynOp, LayerOp)

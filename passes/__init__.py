@@ -21,6 +21,10 @@ _PASSES: dict[str, tuple[str, str]] = {
     "xbar-tile": ("xbar_tile", "XbarTilePass"),
     "xbar-narrow-slices": ("xbar_narrow_slices", "XbarNarrowSlicesPass"),
     "xbar-set-bits": ("xbar_set_bits", "XbarSetBitsPass"),
+    "xbar-pack": ("xbar_pack", "XbarPackPass"),
+    "xbar-skip-zero-weights": ("xbar_skip_zero_weights", "XbarSkipZeroWeightsPass"),
+    "xbar-skip-zero-planes": ("xbar_skip_zero_planes", "XbarSkipZeroPlanesPass"),
+    "xbar-batch-amortise": ("xbar_batch_amortise", "XbarBatchAmortisePass"),
 }
 
 

@@ -15,6 +15,7 @@ paper's formula is the default); the ``xbar-opt`` level runs it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ from xdsl.pattern_rewriter import (
 
 from cimc.dialects import xbar
 from cimc.passes.convert_cimq_to_xbar import weight_array
-from cimc.passes.xbar_tile import build_layer, layer_crossbar
+from cimc.passes.xbar_tile import build_layer, layer_crossbar, read_plan
 from cimc.target.geometry import slices
 
 
@@ -48,9 +49,13 @@ class NarrowSlices(RewritePattern):
         w, c = op.value("w_bits"), op.value("cell_bits")
         if w < 2 or op.value("slices") <= slices(w, c, narrow=True) or not _narrow_values(op):
             return
+        plan = read_plan(op)
+        if plan.blocks > 1 or plan.columns is not None:  # already packed / compacted at full slices
+            return
         new = build_layer(
             op.input, op.weight, name=op.layer.data, kind=op.kind.data, w_bits=w,
-            a_bits=op.value("a_bits"), dynamic=False, hw=layer_crossbar(op), narrow=True,
+            a_bits=op.value("a_bits"), dynamic=False, hw=layer_crossbar(op),
+            plan=dataclasses.replace(plan, narrow=True, tiles=None),
         )
         rewriter.replace(op, [new])
 

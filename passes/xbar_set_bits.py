@@ -20,6 +20,7 @@ from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, Rewrite
 
 from cimc.dialects import xbar
 from cimc.errors import CimcError
+from cimc.passes.options import check_int
 from cimc.passes.xbar_tile import build_layer, layer_crossbar
 from cimc.target.geometry import slices
 
@@ -67,6 +68,10 @@ class XbarSetBitsPass(ModulePass):
 
     w_bits: int = 8
     a_bits: int = 8
+
+    def __post_init__(self) -> None:
+        check_int(self.name, "w-bits", self.w_bits, 0, 8)
+        check_int(self.name, "a-bits", self.a_bits, 0, 8)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(SetBits(self.w_bits, self.a_bits), apply_recursively=False).rewrite_module(op)

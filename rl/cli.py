@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import typer
 
-from cimc.cli_util import run_guarded
+import sys
+import warnings
+
+from cimc.cli_util import run_app
 
 app = typer.Typer(
     name="cimc-rl",
@@ -29,10 +32,27 @@ def _main(
 def _register_commands() -> None:
     from cimc.rl import search_cli, train_cli
 
+    if app.registered_commands:
+        return
+
     train_cli.register(app)
     search_cli.register(app)
 
 
-def main() -> None:
+def quiet_third_party_warnings() -> None:
+    """Silence warnings of other packages that tell a cimc user nothing they can act on."""
+    # Brevitas looks for an optional CUDA kernel package on import; cimc never uses it.
+    warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
+    warnings.filterwarnings("ignore", message="brevitas.fx is deprecated")
+    warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+
+
+def run(argv: list[str]) -> int:
+    """``cimc-rl ARGV...`` in this process; returns the exit code (errors are one line)."""
     _register_commands()
-    raise SystemExit(run_guarded(lambda: app(standalone_mode=True)))
+    quiet_third_party_warnings()
+    return run_app(app, argv, "cimc-rl")
+
+
+def main() -> None:
+    raise SystemExit(run(sys.argv[1:]))

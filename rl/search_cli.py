@@ -20,6 +20,7 @@ Heavy imports (torch, brevitas) happen inside functions so ``cimc-rl --help`` st
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -175,12 +176,55 @@ def _load_qat_state(ckpt: Path | None, model: str) -> dict[str, Any]:
 def build_config(base: Path | None, **overrides: Any):
     """A :class:`SearchConfig` from an optional JSON file plus the options that were given."""
     from cimc.rl.env import SearchConfig
+    from cimc.safe_read import read_json
 
-    cfg = SearchConfig.from_json(base) if base is not None else SearchConfig()
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(cfg, key, value)
-    return cfg.validate()
+    where = str(base) if base is not None else "search config"
+    try:
+        if base is not None:
+            data = read_json(base, "search config")
+            if not isinstance(data, dict):
+                raise CimcError(f"{base}: a search config is a JSON object, not a {type(data).__name__}")
+            cfg = SearchConfig.from_dict(data)
+        else:
+            cfg = SearchConfig()
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        return cfg.validate()
+    except CimcError as exc:
+        if base is not None and not exc.message.startswith(str(base)):
+            raise CimcError(f"{base}: {exc.message}") from None
+        raise
+    except (TypeError, ValueError) as exc:
+        raise CimcError(f"{where}: a value has the wrong type ({str(exc).splitlines()[0][:100]})") from None
+
+
+def check_search_options(*, episodes: int | None, warmup: int | None, acc_drop: float | None,
+                         budget: float | None, finetune_steps: int, eval_limit: int | None,
+                         train_limit: int | None, final_steps: int | None, final_epochs: float | None,
+                         method: str | None, cost: str) -> None:
+    """Every numeric and named option of ``search`` in range, before anything is loaded."""
+    from cimc.cli_util import check_choice, check_number
+
+    check_choice("--cost", cost, ("compiler", "closed-form"))
+    check_choice("--method", method, ("ddpg", "random"))
+    check_number("--episodes", episodes, lo=1)
+    check_number("--warmup", warmup, lo=0)
+    check_number("--acc-drop", acc_drop, lo=0)
+    check_number("--budget", budget, lo=0, lo_open=True, hi=1)
+    check_number("--finetune-steps", finetune_steps, lo=0)
+    check_number("--eval-limit", eval_limit, lo=1)
+    check_number("--train-limit", train_limit, lo=1)
+    check_number("--final-steps", final_steps, lo=1)
+    check_number("--final-epochs", final_epochs, lo=0, lo_open=True)
+
+
+def warn_short_search(cfg: Any) -> None:
+    """A DDPG search no longer than its warm-up never lets the agent act: say so."""
+    if cfg.method == "ddpg" and cfg.episodes <= cfg.warmup:
+        print(f"warning: {cfg.episodes} episode(s) with a warm-up of {cfg.warmup}: every episode is "
+              "random warm-up and the DDPG agent never acts; raise --episodes or lower --warmup",
+              file=sys.stderr)
 
 
 def final_qat(model: str, policy: Any, state_dict: dict[str, Any], *, dataset: str,
@@ -213,11 +257,12 @@ def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, 
     ``best_model_onnx``, ``final_test_accuracy``, ``final_epochs``/``final_steps``,
     ``report_latency_us``, ``report_baseline_latency_us``, ``report_speedup``.
     """
-    from cimc.cli_util import atomic_output
     from cimc.frontend import import_onnx
     from cimc.models import export_onnx
     from cimc.models.policy import save_policy
     from cimc.report import plot_report, report_table, xbar_report
+
+    from cimc.safe_write import OutputSet
 
     net, test_acc = final_qat(model, best_policy, state_dict, dataset=dataset, epochs=final_epochs,
                               steps=final_steps, train_limit=train_limit, seed=seed,
@@ -226,13 +271,13 @@ def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, 
     onnx_path = export_onnx(net, out_dir / "best_model.onnx")
     report = xbar_report(import_onnx(onnx_path).module, hw)
     report["model"] = str(onnx_path)
-    with atomic_output(out_dir / "best_report.json") as fh:
-        fh.write(json.dumps(report, indent=2) + "\n")  # type: ignore[attr-defined]
-    plot_report(report, out_dir / "best_report.png")
+    with OutputSet() as outs:
+        outs.put(out_dir / "best_report.json", json.dumps(report, indent=2) + "\n")
+        outs.put(out_dir / "best_report.png", plot_report(report))
     if show:
-        from rich.console import Console
+        from cimc.cli_util import print_table
 
-        Console().print(report_table(report))
+        print_table(report_table(report))
     return {
         "best_model_onnx": str(onnx_path),
         "final_test_accuracy": test_acc,
@@ -247,12 +292,11 @@ def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, 
 def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any],
                   final: dict[str, Any] | None = None) -> None:
     import numpy as np
-    from rich.console import Console
     from rich.table import Table
 
+    from cimc.cli_util import print_table
     from cimc.rl.env import uniform_policy
 
-    console = Console()
     per_layer = getattr(cost_model, "layer_latencies", None)
     base = per_layer(uniform_policy(len(names), 8)) if per_layer else None
     best = per_layer(res.best_policy) if per_layer else None
@@ -264,7 +308,7 @@ def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any
         if base is not None and best is not None:
             row += [f"{base[i]:.1f}", f"{best[i]:.1f}"]
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
     summary = Table(title="search result")
     for col in ("policy", "latency us", "speedup", "val top-1 %", "test top-1 %", "reward"):
         summary.add_column(col, justify="right")
@@ -280,7 +324,30 @@ def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any
         label = f"final ({steps} steps)" if steps is not None else f"final ({final['final_epochs']:g} ep)"
         summary.add_row(label + ", exported", f"{final['report_latency_us']:.1f}",
                         f"{final['report_speedup']:.2f}x", "", f"{final['final_test_accuracy']:.2f}", "")
-    console.print(summary)
+    print_table(summary)
+
+
+#: Files the search writes in its output folder (checked against the inputs before it starts).
+OUTPUT_NAMES = ("config.json", "episodes.jsonl", "checkpoint.zip", "best_policy.npy", "best_policy.json",
+                "search.png", "summary.json", "best_model.onnx", "best_policy_model.json",
+                "best_report.json", "best_report.png")
+
+
+def _meta_path(ckpt: Path) -> Path:
+    from cimc.training import meta_path
+
+    return meta_path(ckpt)
+
+
+def _check_out(out: Path, inputs: list[Any]) -> None:
+    """``--out`` is a folder (or will be), and no file the search writes there is an input."""
+    from cimc.safe_write import OutputSet
+
+    if out.exists() and not out.is_dir():
+        raise CimcError(f"--out {out}: is a file; give a folder for the search's outputs")
+    outs = OutputSet(inputs)
+    for name in OUTPUT_NAMES:
+        outs.plan(out / name, f"--out {out}")
 
 
 def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, config: Path | None,
@@ -288,7 +355,7 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
                    method: str | None, cost: str, hw_path: Path | None, hw_set: str | None,
                    finetune_steps: int, train_limit: int | None, eval_limit: int | None,
                    cell_constraint: bool | None, first_last: bool | None, budget: float | None,
-                   resume: bool, uniform: bool, export: bool, progress: bool,
+                   resume: bool, uniform: bool, export: bool, progress: bool | None,
                    final_epochs: float | None = 1.0, final_steps: int | None = None) -> dict[str, Any]:
     """The ``search`` command without the CLI layer; returns the JSON summary it writes.
 
@@ -299,20 +366,24 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     from cimc.rl.baselines import uniform_policies
     from cimc.rl.search import EnvSpec, run_search
 
-    if cost not in ("compiler", "closed-form"):
-        raise CimcError(f"--cost: expected 'compiler' or 'closed-form', got '{cost}'")
-    if final_steps is not None and final_steps < 1:
-        raise CimcError(f"--final-steps: expected >= 1, got {final_steps}")
-    if final_epochs is not None and not final_epochs > 0:
-        raise CimcError(f"--final-epochs: expected > 0, got {final_epochs}")
+    from cimc.cli_util import show_progress
+    from cimc.rl.train_cli import check_names
+
+    check_names(model, dataset)
+    check_search_options(episodes=episodes, warmup=warmup, acc_drop=acc_drop, budget=budget,
+                         finetune_steps=finetune_steps, eval_limit=eval_limit, train_limit=train_limit,
+                         final_steps=final_steps, final_epochs=final_epochs, method=method, cost=cost)
+    _check_out(out, [ckpt, ckpt and _meta_path(ckpt), config, hw_path])
+    progress = show_progress(progress)
     hw = load_hardware(hw_path, hw_set)
     cfg = build_config(config, episodes=episodes, warmup=warmup, seed=seed, allowed_drop=acc_drop,
                        method=method, cell_bits=hw.cell_bits, cell_constraint=cell_constraint,
                        first_last_8bit=first_last,
                        reward_mode="budget" if budget is not None else None,
                        latency_budget=budget)
-    infos, descs = describe_model(model)
+    warn_short_search(cfg)
     state = _load_qat_state(ckpt, model)
+    infos, descs = describe_model(model)
     accuracy_fn = make_accuracy_fn(model, dataset, state, finetune_steps=finetune_steps,
                                    train_limit=train_limit, eval_limit=eval_limit, seed=cfg.seed)
     cost_model = make_cost_model(cost, model, descs, hw)
@@ -339,7 +410,7 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
 def search_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name (e.g. lenet).")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="fashion_mnist, mnist or digits.")],
-    ckpt: Annotated[Optional[Path], typer.Option(help="8-bit QAT checkpoint (from `cimc-rl train --bits 8`).")] = None,
+    ckpt: Annotated[Path, typer.Option(help="8-bit QAT checkpoint (from `cimc-rl train --bits 8`).")],
     episodes: Annotated[Optional[int], typer.Option(help="Episodes (default 600).")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up episodes of random actions (default 30).")] = None,
     hw: Annotated[Optional[Path], typer.Option("--hw", help="Hardware YAML (cimc or CIM-AQ layout).")] = None,
@@ -361,7 +432,7 @@ def search_cmd(
     export: Annotated[bool, typer.Option("--export/--no-export", help="Final QAT at the best policy, ONNX export and its report.")] = True,
     final_epochs: Annotated[float, typer.Option(help="Epochs of the final QAT at the best policy.")] = 1.0,
     final_steps: Annotated[Optional[int], typer.Option(help="Steps of the final QAT (overrides --final-epochs).")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Show the progress bar (default: on a terminal).")] = None,
 ) -> None:
     """Search per-layer weight/activation bits with DDPG (CIM-AQ) or random search."""
     search_command(model=model, dataset=dataset, ckpt=ckpt, out=out, config=config,

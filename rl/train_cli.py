@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -27,21 +27,52 @@ ModelOpt = Annotated[str, typer.Option(
     "--model", "-m", help="Zoo model: lenet, resnet_small, vit_small, resnet18, vgg16, vit_b32.")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="fashion_mnist, mnist or digits.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+ProgressOpt = Annotated[Optional[bool], typer.Option(
+    "--progress/--no-progress", help="Show progress bars (default: on a terminal).")]
 
 
-def _report(rows: dict[str, Any], json_path: Path | None) -> None:
-    """Print ``rows`` as a two-column table and optionally write them as JSON."""
+def _report(rows: dict[str, Any], json_path: Path | None, outs: Any = None) -> None:
+    """Print ``rows`` as a two-column table; write them as JSON (and everything planned in
+    ``outs``) all or nothing, and say what was written."""
+    from cimc.safe_write import OutputSet
+
     width = max(len(k) for k in rows)
     for key, value in rows.items():
         shown = f"{value:.2f}" if isinstance(value, float) else value
         typer.echo(f"{key:<{width}}  {shown}")
-    if json_path is None:
-        return
-    from cimc.cli_util import atomic_output
+    outs = OutputSet() if outs is None else outs
+    if json_path is not None:
+        outs.put(json_path, json.dumps(rows, indent=1) + "\n", "--json")
+    for path in outs.commit():
+        typer.echo(f"wrote {path}", err=True)
 
-    with atomic_output(json_path) as fh:
-        fh.write(json.dumps(rows, indent=1) + "\n")  # type: ignore[attr-defined]
+
+def check_names(model: str, dataset: str | None = None) -> None:
+    """Zoo model and data set names, before anything is built or read."""
+    from cimc.data import DATASETS
+    from cimc.models.zoo import MODEL_NAMES
+
+    if model not in MODEL_NAMES:
+        raise CimcError(f"--model: unknown model '{model}'; known: {', '.join(MODEL_NAMES)}")
+    if dataset is not None and dataset not in DATASETS:
+        raise CimcError(f"--dataset: unknown data set '{dataset}'; known: {', '.join(DATASETS)}")
+
+
+def _plan_outputs(inputs: list[Any], out: Path | None = None, json_path: Path | None = None):
+    """An :class:`~cimc.safe_write.OutputSet` with the checkpoint files in ``out`` and ``--json``
+    checked against the inputs before any work."""
+    from cimc.safe_write import OutputSet
+    from cimc.training import meta_path
+
+    outs = OutputSet(inputs)
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise CimcError(f"--out {out}: is a file; give a folder for model.pt / model.json")
+        outs.plan(out / "model.pt", "the checkpoint")
+        outs.plan(meta_path(out / "model.pt"), "the checkpoint's metadata")
+    if json_path is not None:
+        outs.plan(json_path, "--json")
+    return outs
 
 
 def _policy(model: str, path: Path | None, meta: dict[str, Any] | None = None):
@@ -53,7 +84,12 @@ def _policy(model: str, path: Path | None, meta: dict[str, Any] | None = None):
         named = policy_model(path)
         if named not in (None, model):
             raise CimcError(f"{path}: policy is for model '{named}', not '{model}'")
-        return validate_policy(load_policy(path), model)
+        try:
+            return validate_policy(load_policy(path), model)
+        except CimcError as exc:
+            if exc.message.startswith(str(path)):
+                raise
+            raise CimcError(f"{path}: {exc.message}") from None
     if meta and meta.get("policy") is not None:
         return validate_policy(meta["policy"], model)
     return None
@@ -110,6 +146,15 @@ def train_cmd(
     """Train a zoo model (float, or QAT at uniform --bits) and save a checkpoint."""
     import numpy as np
 
+    from cimc.cli_util import check_number, show_progress
+
+    check_names(model, dataset)
+    check_number("--epochs", epochs, lo=0, lo_open=True)
+    check_number("--bits", bits, lo=2, hi=8)
+    check_number("--lr", lr, lo=0, lo_open=True)
+    check_number("--batch-size", batch_size, lo=1)
+    check_number("--limit", limit, lo=1)
+    outs = _plan_outputs([init, init and _meta(init)], out, json_path)
     from cimc.models import build, num_layers, validate_policy
     from cimc.training import evaluate, load_checkpoint, load_float_weights, save_checkpoint, train
 
@@ -121,18 +166,31 @@ def train_cmd(
         if meta.get("float") and not float_:
             load_float_weights(net, state)
         else:
-            net.load_state_dict(state, strict=True)
+            _load_strict(net, state, init, model)
     stats = train(net, dataset, epochs=epochs, lr=lr, batch_size=batch_size, limit=limit,
-                  seed=seed, progress=progress)
+                  seed=seed, progress=show_progress(progress))
     acc = evaluate(net, dataset, "test")
     ckpt = save_checkpoint(out / "model.pt", net, {
         "model": model, "dataset": dataset, "float": float_,
         "policy": None if policy is None else policy.tolist(), "epochs": epochs,
         "test_accuracy": acc, "seed": seed,
-    })
+    }, outputs=outs)
     _report({"model": model, "mode": "float" if float_ else f"W{bits}A{bits}", "dataset": dataset,
              "epochs": epochs, "test_accuracy": acc, "epoch_seconds": stats["epoch_seconds"],
-             "checkpoint": str(ckpt)}, json_path)
+             "checkpoint": str(ckpt)}, json_path, outs)
+
+
+def _meta(ckpt: Path) -> Path:
+    from cimc.training import meta_path
+
+    return meta_path(ckpt)
+
+
+def _load_strict(net: Any, state: dict[str, Any], ckpt: Path, model: str) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CimcError(f"{ckpt}: does not fit model '{model}': {str(exc).splitlines()[0]}") from None
 
 
 def finetune_cmd(
@@ -150,6 +208,14 @@ def finetune_cmd(
     progress: ProgressOpt = True,
 ) -> None:
     """Rebuild at a policy, load quantised weights, fine-tune, evaluate, save."""
+    from cimc.cli_util import check_number, show_progress
+
+    check_names(model, dataset)
+    check_number("--steps", steps, lo=1)
+    check_number("--epochs", epochs, lo=0, lo_open=True)
+    check_number("--lr", lr, lo=0, lo_open=True)
+    check_number("--limit", limit, lo=1)
+    outs = _plan_outputs([policy, ckpt, _meta(ckpt)], out, json_path)
     from cimc.training import evaluate, finetune, load_checkpoint, save_checkpoint
 
     pol = _policy(model, policy)
@@ -158,14 +224,14 @@ def finetune_cmd(
     if meta.get("float"):
         raise CimcError(f"{ckpt}: a float checkpoint; run 'cimc-rl train --bits 8 --init {ckpt}' first")
     net = finetune(model, pol, state, dataset, steps=steps, epochs=None if steps else epochs,
-                   lr=lr, limit=limit, seed=seed, progress=progress)
+                   lr=lr, limit=limit, seed=seed, progress=show_progress(progress))
     acc = evaluate(net, dataset, "test")
     path = save_checkpoint(out / "model.pt", net, {
         "model": model, "dataset": dataset, "float": False, "policy": pol.tolist(),
         "test_accuracy": acc, "seed": seed, "from": str(ckpt),
-    })
+    }, outputs=outs)
     _report({"model": model, "policy": str(policy), "dataset": dataset, "test_accuracy": acc,
-             "checkpoint": str(path)}, json_path)
+             "checkpoint": str(path)}, json_path, outs)
 
 
 def export_cmd(
@@ -179,13 +245,16 @@ def export_cmd(
     """Export a zoo model as ONNX QCDQ (opset 19, input "x", batch 1)."""
     from cimc.models import export_onnx
 
+    check_names(model)
+    outs = _plan_outputs([policy, ckpt, ckpt and _meta(ckpt)], None, json_path)
+    outs.plan(output, "-o")
     net, info = _load_model(model, ckpt, policy, seed)
     if info.get("float"):
         raise CimcError(f"{ckpt}: a float checkpoint cannot be exported as QCDQ; give --policy or run QAT")
-    path = export_onnx(net, output)
+    path = export_onnx(net, output, outputs=outs)
     _report({"model": model, "onnx": str(path),
              "policy": "8/8" if info["policy"] is None else str(policy or "from checkpoint")},
-            json_path)
+            json_path, outs)
 
 
 def evaluate_cmd(
@@ -198,11 +267,18 @@ def evaluate_cmd(
     json_path: JsonOpt = None,
 ) -> None:
     """Top-1 accuracy of a checkpoint on a data set split."""
+    from cimc.cli_util import check_choice, check_number
+    from cimc.data import SPLITS
+
+    check_names(model, dataset)
+    check_choice("--split", split, list(SPLITS))
+    check_number("--limit", limit, lo=1)
+    outs = _plan_outputs([policy, ckpt, _meta(ckpt)], None, json_path)
     from cimc.training import evaluate
 
     net, _ = _load_model(model, ckpt, policy, 0)
     acc = evaluate(net, dataset, split, limit)
-    _report({"model": model, "dataset": dataset, "split": split, "accuracy": acc}, json_path)
+    _report({"model": model, "dataset": dataset, "split": split, "accuracy": acc}, json_path, outs)
 
 
 def register(app: typer.Typer) -> None:

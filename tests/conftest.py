@@ -7,6 +7,17 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
+
+
+@pytest.fixture(scope="session")
+def corpus_models():
+    """Every model of the corpus of others' quantized ONNX files (tests/corpus.py), built and
+    cached on first use; entries with ``pending`` set are refused until host fallback lands."""
+    import corpus
+
+    return corpus.models()

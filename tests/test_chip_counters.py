@@ -65,14 +65,15 @@ def test_kernel_counts_equal_closed_form(hw, m, n, p, w_bits, a_bits, reference)
 
 @settings(max_examples=40, deadline=None)
 @given(hw=hardware(), m=st.integers(1, 400), n=st.integers(1, 400), p=st.integers(1, 50),
-       h=st.integers(1, 4), batch=st.integers(1, 3), dynamic=st.booleans(),
+       h=st.integers(1, 4), batch=st.integers(1, 3), dynamic=st.booleans(), amortised=st.booleans(),
        w_bits=st.integers(1, 8), a_bits=st.integers(1, 8))
-def test_closed_form_identities(hw, m, n, p, h, batch, dynamic, w_bits, a_bits) -> None:
+def test_closed_form_identities(hw, m, n, p, h, batch, dynamic, amortised, w_bits, a_bits) -> None:
     geom = layer_geometry(LayerDesc("l", m, n, p, h), w_bits, a_bits, hw)
-    c = layer_counters(geom, hw, batch=batch, dynamic=dynamic)
+    c = layer_counters(geom, hw, batch=batch, dynamic=dynamic, amortised=amortised)
     one = layer_counters(geom, hw)
     assert c.executes == batch * one.executes == h * geom.tiles * p * geom.chunks * batch
-    assert c.writes == (batch if dynamic else 1) * one.writes == (batch if dynamic else 1) * h * geom.tiles
+    per_run = 1 if amortised and not dynamic else batch  # the paper: every inference writes
+    assert c.writes == per_run * one.writes == per_run * h * geom.tiles
     assert c.adc_conversions == h * batch * p * geom.chunks * geom.phys_cols * geom.row_tiles
     assert c.dac_activations == h * batch * p * geom.chunks * geom.phys_rows * geom.col_tiles
     assert c.skipped_cycles == 0 and c.adc_saturations == 0
@@ -82,4 +83,5 @@ def test_closed_form_identities(hw, m, n, p, h, batch, dynamic, w_bits, a_bits) 
     extra = c.adc_slots - c.executes
     assert lat == (paper + extra * hw.t_adc_us if extra else paper)
     flat = dataclasses.replace(hw, cols_per_adc=1)
-    assert latency_us(layer_counters(geom, flat, batch=batch, dynamic=dynamic), flat) == paper
+    assert latency_us(layer_counters(geom, flat, batch=batch, dynamic=dynamic, amortised=amortised),
+                      flat) == paper

@@ -226,8 +226,10 @@ def test_counters_scale_and_closed_form_batch() -> None:
     hw = _hw("dc", 2, 1, rows=8, cols=8)
     geom = layer_geometry(LayerDesc("l", 3, 20, 5, 2, "matmul"), 4, 3, hw)
     one, four = layer_counters(geom), layer_counters(geom, batch=4)
-    assert four.executes == 4 * one.executes and four.writes == one.writes
-    dyn = layer_counters(geom, batch=4, dynamic=True)
+    assert four.executes == 4 * one.executes and four.writes == 4 * one.writes  # every inference writes
+    once = layer_counters(geom, batch=4, amortised=True)
+    assert once.executes == four.executes and once.writes == one.writes  # xbar-batch-amortise
+    dyn = layer_counters(geom, batch=4, dynamic=True, amortised=True)  # run-time cells: per input
     assert dyn.writes == 4 * one.writes and dyn.cells_written == 4 * one.cells_written
 
 

@@ -298,3 +298,27 @@ def test_cli_run_with_noise_repeat(tmp_path):
     assert_one_line_error(_cimc("run", str(model), "--noise", "rram-moderate"), "--level xbar")
     assert_one_line_error(_cimc("run", str(model), "--level", "xbar", "--noise", "nope"), "unknown noise preset")
     assert_one_line_error(_cimc("run", str(model), "--level", "xbar", "--repeat", "2"), "--noise")
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_skipped_cycles_convert_nothing_on_a_noisy_device(fuse):
+    """With zero-plane skipping (xbar-opt), a skipped cycle gives code 0 on a noisy device too:
+    the ideal device gives the ideal outputs and the same counts, skipped cycles included."""
+    from cimc.passes.xbar_skip_zero_planes import XbarSkipZeroPlanesPass
+    from cimc.context import make_context
+
+    prog, inputs = _program("conv")
+    XbarSkipZeroPlanesPass().apply(make_context(), prog)
+    x = [np.where(np.arange(inputs[0].size).reshape(inputs[0].shape) % 3 == 0, 0.0, inputs[0])]
+    plain = run_xbar(prog, x, hw=HW, fast=False, fuse=fuse)
+    assert plain.report["total"]["skipped_cycles"] > 0
+    ideal = run_xbar(prog, x, hw=HW, fast=False, fuse=fuse, noise=NoiseModel(), seed=1)
+    assert _same(plain, ideal) and _counts(plain) == _counts(ideal)
+    offset = run_xbar(prog, x, hw=HW, fast=False, fuse=fuse, noise=NoiseModel(adc_offset_sigma=3.0), seed=1)
+    assert not _same(plain, offset)
+    assert offset.report["total"]["skipped_cycles"] == plain.report["total"]["skipped_cycles"]
+    # all-zero inputs: every cycle is skipped, so even a large ADC offset changes nothing
+    zeros = [np.zeros_like(inputs[0])]
+    a = run_xbar(prog, zeros, hw=HW, fast=False, fuse=fuse)
+    b = run_xbar(prog, zeros, hw=HW, fast=False, fuse=fuse, noise=NoiseModel(adc_offset_sigma=3.0), seed=1)
+    assert _same(a, b) and b.report["total"]["executes"] == 0

@@ -41,7 +41,7 @@ def test_json_default_names(tmp_path) -> None:
     ('{"layers": [{"w_bits": 4}]}', ".json", "layer 0 needs"),
     ('{"layers": []}', ".json", "no layers"),
     ("x", ".txt", "must end in .npy or .json"),
-    ("garbage", ".npy", "not a readable .npy"),
+    ("garbage", ".npy", "not a .npy array file"),
 ])
 def test_bad_files(tmp_path, content: str, suffix: str, match: str) -> None:
     path = tmp_path / f"p{suffix}"

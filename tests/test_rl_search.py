@@ -344,7 +344,8 @@ def test_cli_search_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
 
     # running again without --resume is refused with one line
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt),
-                             "--episodes", "3", "--out", str(out), "--no-progress"], monkeypatch, capsys)
+                             "--episodes", "3", "--warmup", "1", "--out", str(out), "--no-progress"],
+                            monkeypatch, capsys)
     assert code == 1 and err.startswith("error:") and "--resume" in err and len(err.strip().splitlines()) == 1
 
 
@@ -352,14 +353,15 @@ def test_cli_search_errors(tmp_path: Path, monkeypatch, capsys) -> None:
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--out",
                              str(tmp_path / "a"), "--no-progress"], monkeypatch, capsys)
     assert code != 0 and "--ckpt" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _run_cli(["search", "--model", "nope", "--dataset", "digits", "--out",
-                             str(tmp_path / "b")], monkeypatch, capsys)
+    code, _, err = _run_cli(["search", "--model", "nope", "--dataset", "digits", "--ckpt",
+                             str(tmp_path / "none.pt"), "--out", str(tmp_path / "b")], monkeypatch, capsys)
     assert code != 0 and "unknown model" in err
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--cost", "compiler",
-                             "--method", "ppo", "--out", str(tmp_path / "c")], monkeypatch, capsys)
+                             "--method", "ppo", "--ckpt", str(tmp_path / "none.pt"), "--out", str(tmp_path / "c")],
+                            monkeypatch, capsys)
     assert code != 0 and "method" in err
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--final-steps", "0",
-                             "--out", str(tmp_path / "d")], monkeypatch, capsys)
+                             "--ckpt", str(tmp_path / "none.pt"), "--out", str(tmp_path / "d")], monkeypatch, capsys)
     assert code != 0 and "--final-steps" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--cost", "table",
                              "--ckpt", str(tmp_path / "none.pt"), "--out", str(tmp_path / "e")],

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cimc.target import LayerDesc, latency_us, layer_counters, layer_geometry, layer_tiles
+from cimc.target.counters import writes_per_run
 from cimc.target.hw import Hardware
 from cimc.target.schedule import SchedLayer, SchedTile, ScheduleError, schedule
 from cli_helpers import assert_one_line_error
@@ -21,14 +22,14 @@ from cli_helpers import assert_one_line_error
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lenet_fmnist_mixed.onnx"
 
 
-def sched_layers(descs, bits, hw, *, batch=1, dynamic=()):
+def sched_layers(descs, bits, hw, *, batch=1, dynamic=(), amortised=False):
     """SchedLayers straight from the closed-form geometry (no IR)."""
     out = []
     for i, (desc, (w, a)) in enumerate(zip(descs, bits)):
         geom = layer_geometry(desc, w, a, hw)
         dyn = i in dynamic
         cycles = batch * desc.P * geom.chunks
-        tiles = tuple(SchedTile(h, rt, ct, r, c, cycles, batch if dyn else 1)
+        tiles = tuple(SchedTile(h, rt, ct, r, c, cycles, writes_per_run(batch, dynamic=dyn, amortised=amortised))
                       for h, rt, ct, r, c in layer_tiles(geom))
         out.append(SchedLayer(desc.name, tiles, static=not dyn))
     return out
@@ -171,3 +172,28 @@ def test_bad_chip_values_are_one_line_errors(hw_set, needle, tmp_path):
     proc = _cimc("report", EXAMPLE, "--hw-set", hw_set, "--schedule", out)
     assert_one_line_error(proc, needle)
     assert not out.exists()
+
+
+def test_run_xbar_opt_reports_each_optimisation_measured(tmp_path):
+    x = EXAMPLE.parent / "fmnist_test64_x.npy"
+    rep, wf, gantt = tmp_path / "run.json", tmp_path / "w.png", tmp_path / "g.png"
+    proc = _cimc("run", EXAMPLE, "--level", "xbar-opt", "--input", x, "--report", rep, "--waterfall", wf,
+                 "--gantt", gantt, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(rep.read_text())
+    steps = out["optimisations"]
+    names = [s["name"] for s in steps["steps"]]
+    assert names == ["paper", "chip", "xbar-narrow-slices", "xbar-pack", "xbar-skip-zero-weights",
+                     "xbar-skip-zero-planes", "xbar-batch-amortise"]
+    assert steps["measured"] and steps["batch"] == 64
+    by = {s["name"]: s for s in steps["steps"]}
+    # the measured skipping is what the run counted; amortisation leaves one write per tile per run
+    assert by["xbar-skip-zero-planes"]["executes"] == out["total"]["executes"]
+    assert by["paper"]["executes"] == out["total"]["executes"] + out["total"]["skipped_cycles"]
+    assert by["xbar-batch-amortise"]["writes_per_inference"] * 64 == out["total"]["writes"]
+    assert steps["speedup"] > 1.2  # the trained example: zero planes of its images and activations
+    assert wf.read_bytes()[:4] == gantt.read_bytes()[:4] == b"\x89PNG"
+    assert "each optimisation's contribution" in proc.stdout and "per plane" in proc.stdout
+    bad = _cimc("run", EXAMPLE, "--level", "xbar", "--waterfall", tmp_path / "no.png", "--no-progress")
+    assert_one_line_error(bad, "--waterfall needs --level xbar-opt")
+    assert not (tmp_path / "no.png").exists()

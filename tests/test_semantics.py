@@ -98,3 +98,11 @@ def test_quantize_saturates_values_beyond_int64() -> None:
     assert int(sem.quantize(np.float32(1e30), qt)) == 127
     shifted = QuantType(8, False, 0.5, zero_point=10)
     assert sem.quantize(np.array([-1e30, 1e30, 0.0], np.float32), shifted).tolist() == [0, 255, 10]
+
+
+def test_dequantize_constants_with_zero_point_do_not_wrap() -> None:
+    """uint8 / int8 constants minus their zero point are computed in int64 (no wrap-around)."""
+    qt = QuantType(8, False, 0.5, zero_point=100)
+    out = sem.dequantize_linear(np.array([10, 255, 100], np.uint8), qt)
+    np.testing.assert_array_equal(out, np.array([-45.0, 77.5, 0.0], np.float32))
+    assert out.dtype == np.float32

@@ -9,7 +9,13 @@ three mappings, cell bits 1, 2, 4 and DAC bits 1, 2:
   equals the cimq layer's accumulator, and the model outputs are identical;
 * the counted writes and executes of every layer equal :func:`cimc.target.layer_cost` of that
   layer's ``(m, n, P, H)``, which is derived here from the importer's layer shapes (not from the
-  program), times the batch for executes (and for the writes of dynamic layers).
+  program), times the batch (every inference programs every tile, as in the paper).
+
+The same models at ``xbar-opt`` (narrow slices, packing, zero slices and tiles, zero-plane
+skipping, batch amortisation): bit-serial and fast path give cimq's integers; both count the same
+(skipped cycles and cycles per tile included); writes and cells equal the closed form of the
+optimised program and executed + skipped cycles its worst case; the chip schedule at 1, 4 and
+64 arrays places every executed cycle once.
 
 Plus: a tile's fused chunk loop (one stacked BLAS call) is bit-identical to the op-by-op loop,
 saturations included, on a lossy ADC.
@@ -23,6 +29,8 @@ import itertools
 import numpy as np
 import pytest
 
+from cimc.analysis import analyse_layer, module_layers
+from cimc.chip_report import chip_schedule
 from cimc.target import layer_cost
 from cimc.dialects import cimq
 from cimc.exec.cimq_exec import run_cimq
@@ -80,21 +88,62 @@ def _check_model(module, layers, x: np.ndarray, hw: Hardware, where: str) -> dic
         desc = descriptor(info)
         row = rows[info.name]
         cost = layer_cost(desc, info.w_bits, info.a_bits, hw)
-        dynamic = info.kind == "matmul_act"
-        assert row["writes"] == cost.writes * (batch if dynamic else 1), (where, info.name)
+        assert row["writes"] == cost.writes * batch, (where, info.name)  # every inference writes
         assert row["executes"] == cost.executes * batch, (where, info.name)
         assert row["adc_saturations"] == 0
         tiled |= cost.tiles > 1
+    seen = _check_opt(module, x, hw, ref_out, ref_acc, where)
     return {
         "signed": {info.a_signed for info in layers},
         "tiled": tiled,
         "kinds": {info.kind for info in layers},
+        **seen,
     }
+
+
+def _check_opt(module, x, hw, ref_out, ref_acc, where) -> dict:
+    """xbar-opt: exact on both paths, counted alike, closed form, schedule; what it exercised."""
+    opt = module.clone()
+    lower(opt, "xbar-opt", hw=hw)
+    runs = [run_xbar(opt, [x], hw=hw, fast=fast, record_layers=True) for fast in (False, True)]
+    for res in runs:
+        for a, b in zip(ref_out, res.outputs, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b), where
+        for name, acc in res.report["_layer_outputs"].items():
+            ref = ref_acc[name]
+            assert np.array_equal(_as_cimq_layout(np.asarray(acc), ref).astype(np.int64), ref.astype(np.int64)), (where, name)
+    strip = lambda rep: [{k: v for k, v in r.items() if k not in ("path", "seconds")} for r in rep["layers"]]  # noqa: E731
+    assert strip(runs[0].report) == strip(runs[1].report), where
+    assert runs[0].tile_cycles == runs[1].tile_cycles, where
+    progs = {p.name: p for p in map(analyse_layer, module_layers(opt))}
+    batch = x.shape[0]
+    for row in runs[0].report["layers"]:
+        closed = progs[row["name"]].counters(batch, hw)
+        assert (row["writes"], row["cells_written"]) == (closed.writes, closed.cells_written), (where, row["name"])
+        assert row["executes"] + row["skipped_cycles"] == closed.executes, (where, row["name"])
+    for arrays in (1, 4, 64):
+        chip = dataclasses.replace(hw, arrays=arrays, residency="greedy" if arrays > 1 else "none")
+        sched = chip_schedule(opt, chip, batch=batch, measured=runs[0].tile_cycles)
+        assert sched.counters.executes == runs[0].report["total"]["executes"], (where, arrays)
+    return {
+        "blocks": any(p.geometry.blocks > 1 for p in progs.values()),
+        "shared": any(p.shared for p in progs.values()),
+        "compacted": any(p.phys_cols < _full_cols(p, hw) for p in progs.values()),
+        "skipped": runs[0].report["total"]["skipped_cycles"] > 0,
+    }
+
+
+def _full_cols(p, hw: Hardware) -> int:
+    from cimc.target import layer_geometry
+
+    return layer_geometry(p.geometry.desc, p.w_bits, p.a_bits, hw, narrow=p.slices != -(-p.w_bits // hw.cell_bits),
+                          blocks=p.geometry.blocks).phys_cols
 
 
 @pytest.fixture(scope="module")
 def coverage() -> dict:
-    return {"signed": set(), "tiled": 0, "hw": set(), "kinds": set(), "models": 0}
+    return {"signed": set(), "tiled": 0, "hw": set(), "kinds": set(), "models": 0,
+            "blocks": 0, "shared": 0, "compacted": 0, "skipped": 0}
 
 
 def _record(coverage: dict, seen: dict, hw: Hardware) -> None:
@@ -103,6 +152,8 @@ def _record(coverage: dict, seen: dict, hw: Hardware) -> None:
     coverage["tiled"] += int(seen["tiled"])
     coverage["hw"].add((hw.mapping, hw.cell_bits, hw.dac_bits))
     coverage["models"] += 1
+    for key in ("blocks", "shared", "compacted", "skipped"):
+        coverage[key] += int(seen[key])
 
 
 @pytest.mark.parametrize("family,seed", BREVITAS, ids=[f"{f}{s}" for f, s in BREVITAS])
@@ -145,6 +196,8 @@ def test_coverage(coverage):
     assert coverage["kinds"] >= {"conv", "linear", "matmul_act"}
     assert coverage["tiled"] >= 30
     assert {(m, c, d) for m in ("dc", "dr", "of") for c in (1, 2, 4) for d in (1, 2)} <= coverage["hw"]
+    # xbar-opt: every optimisation that depends on the model did something on several of them
+    assert min(coverage[k] for k in ("blocks", "shared", "compacted", "skipped")) >= 3, coverage
 
 
 @pytest.mark.parametrize("mapping", ["dc", "dr", "of"])

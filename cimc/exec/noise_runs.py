@@ -36,10 +36,10 @@ def compare_noise(
     seeds: Sequence[int], *, labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Ideal run vs one noisy run per seed. Returns per-seed errors (``runs``), per-layer spread
-    over the seeds (``layers``), the noisy outputs per seed, and the last noisy counters report."""
+    over the seeds (``layers``), the noisy outputs per seed, and the first seed's run (``result``)."""
     ideal = run_xbar(module, inputs, hw=hw, record_layers=True)
     ideal_pred = top1(ideal.outputs[0])
-    runs, noisy_outputs, report = [], [], {}
+    runs, noisy_outputs, first = [], [], None
     for seed in seeds:
         res = run_xbar(module, inputs, hw=hw, fast=False, record_layers=True, noise=noise, seed=seed)
         pred = top1(res.outputs[0])
@@ -53,7 +53,8 @@ def compare_noise(
             run["accuracy_top1"] = float(100.0 * (pred == labels).mean())
         runs.append(run)
         noisy_outputs.append(res.outputs)
-        report = {k: v for k, v in res.report.items() if k != "_layer_outputs"}
+        res.report.pop("_layer_outputs", None)
+        first = first or res
     layers = []
     for i, row in enumerate(runs[0]["layers"]):
         rel = [r["layers"][i]["rel_error"] for r in runs]
@@ -62,7 +63,7 @@ def compare_noise(
                        "adc_saturations": _spread([r["layers"][i]["adc_saturations"] for r in runs])})
     out: dict[str, Any] = {"noise": noise.to_dict(), "seeds": [int(s) for s in seeds], "runs": runs,
                            "layers": layers, "ideal_outputs": ideal.outputs,
-                           "noisy_outputs": noisy_outputs, "report": report}
+                           "noisy_outputs": noisy_outputs, "result": first}
     if labels is not None:
         out["accuracy_top1_ideal"] = float(100.0 * (ideal_pred == labels).mean())
         out["accuracy_top1"] = _spread([r["accuracy_top1"] for r in runs])

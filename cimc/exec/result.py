@@ -15,3 +15,6 @@ class RunResult:
     outputs: list[np.ndarray]
     report: dict[str, Any] = field(default_factory=dict)
     counters_table: Any = None
+    tile_cycles: dict[str, dict[tuple[int, int, int], int]] = field(default_factory=dict)
+    """Cycles each tile ``(h, rt, ct)`` executed, per layer that skipped cycles (xbar levels):
+    what the chip schedule of the run is made of (:func:`cimc.chip_report.chip_schedule`)."""

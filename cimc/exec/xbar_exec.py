@@ -129,7 +129,8 @@ def run_xbar(
         report["noise"] = device.summary()
     if record_layers:
         report["_layer_outputs"] = outputs
-    return RunResult([np.asarray(o) for o in outs], report, counters_table(report))
+    measured = {rec.name: rec.tile_cycles for rec in fns.layers if rec.tile_cycles}
+    return RunResult([np.asarray(o) for o in outs], report, counters_table(report), measured)
 
 
 def _nested(op: Operation) -> bool:
@@ -158,6 +159,8 @@ def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: fl
         row.update(c.as_dict())
         row["latency_us"] = latency_us(c, hw)
         row["seconds"] = rec.seconds
+        if rec.skipped_by_plane is not None:
+            row["skipped_by_plane"] = [int(v) for v in rec.skipped_by_plane]
         rows.append(row)
     tot: dict[str, Any] = (total + host).as_dict()
     tot["latency_us"] = latency_us(total, hw)
@@ -193,6 +196,10 @@ def counters_table(report: dict[str, Any]) -> Any:
 
     keys = ("writes", "cells_written", "executes", "adc_conversions", "adc_saturations", "dac_activations")
     heads = ("writes", "cells written", "cycles", "ADC conversions", "ADC saturations", "DAC activations")
+    if report["total"].get("skipped_cycles"):
+        keys, heads = keys[:3] + ("skipped_cycles",) + keys[3:], heads[:3] + ("skipped cycles",) + heads[3:]
+    if report["total"].get("adc_slots", 0) != report["total"].get("executes", 0):
+        keys, heads = keys + ("adc_slots",), heads + ("ADC slots",)
     table = Table(title=f"crossbar counters (batch {report['batch']})")
     table.add_column("layer")
     for head in heads:

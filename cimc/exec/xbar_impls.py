@@ -38,6 +38,7 @@ from cimc.errors import ExecutionError
 from cimc.exec.cimq_exec import const_value
 from cimc.exec.fast_path import fast_matmul
 from cimc.exec.host import im2col_grouped
+from cimc.exec.skipping import fast_path_skips
 from cimc.target.counters import Counters, layer_counters
 from cimc.target.geometry import LayerDesc, layer_geometry
 from cimc.target.hw import Hardware
@@ -52,6 +53,7 @@ from cimc.target.kernels import (
 )
 from cimc.target.noise import Device
 from cimc.target.mapping import correction, map_cells, recomb_table, recombine
+from cimc.target.packing import block_diagonal, pack_inputs, unpack_outputs
 from cimc.weights import Blob
 
 
@@ -76,6 +78,18 @@ class LayerRecord:
     path: str = ""
     weight: Blob | None = None
     """The static weight's blob (cells are derived from it once)."""
+    batch: int = 1
+    tile_cycles: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    """Cycles executed per tile ``(h, rt, ct)`` (kept where cycles were skipped)."""
+    skipped_by_plane: np.ndarray | None = None
+    """Skipped cycles per DAC chunk (bit-plane) index, over all tiles and vectors."""
+
+    def count_skips(self, executed: int, skipped_per_chunk: np.ndarray, tile: tuple[int, int, int]) -> None:
+        """Record a tile's executed cycles and the skipped ones per chunk."""
+        self.tile_cycles[tile] = self.tile_cycles.get(tile, 0) + executed
+        if self.skipped_by_plane is None:
+            self.skipped_by_plane = np.zeros(len(skipped_per_chunk), dtype=np.int64)
+        self.skipped_by_plane += skipped_per_chunk
 
 
 def static_blob(value: Any) -> Blob | None:
@@ -129,7 +143,11 @@ class XbarFunctions(InterpreterFunctions):
         self.progress = progress
         self.layers: list[LayerRecord] = []
         self.current: LayerRecord | None = None
-        self._planes: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._planes: dict[tuple, np.ndarray] = {}
+        self._chunk_of: dict[int, int] = {}
+        self._tile: tuple[int, int, int] = (0, 0, 0)
+        self.array_group: str | None = None
+        """The shared-array group the (single) array was last programmed with (``xbar-pack``)."""
         self.fdtype = plane_dtype(hw.rows, hw.cell_bits, hw.dac_bits)
 
     @impl(cimq.ConstOp)
@@ -201,7 +219,8 @@ class XbarFunctions(InterpreterFunctions):
         start = time.perf_counter()
         prog = analyse_layer(op)
         blob = None if prog.dynamic else static_blob(op.weight)
-        record = LayerRecord(prog, prog.name, prog.kind, weight=blob)
+        x, w = args
+        record = LayerRecord(prog, prog.name, prog.kind, weight=blob, batch=int(x.shape[0]))
         need = self.hw.lossless_adc_bits(prog.geometry.tallest_rows)
         lossless = self.hw.adc_bits is None or self.hw.adc_bits >= need
         if self.fast and not lossless:
@@ -212,10 +231,12 @@ class XbarFunctions(InterpreterFunctions):
         if self.fast and self.device is not None:
             raise ExecutionError(f"layer '{prog.name}': the fast path models an ideal device; "
                                  "run noise with fast=False")
-        x, w = args
         if self.fast or (self.fast is None and lossless and self.device is None):
             y = fast_matmul(x, w, blob)
             record.counters = prog.counters(x.shape[0], self.hw)
+            if prog.skip_zero:
+                self._fast_skips(record, prog, x)
+            self.array_group = prog.group  # what its (skipped) xbar.program would have left
             record.path = "exact"
         else:
             self.current = record
@@ -223,10 +244,16 @@ class XbarFunctions(InterpreterFunctions):
             (y,) = interp.run_ssacfg_region(op.body, args, f"xbar.layer {prog.name}")
             self.current = None
             self._planes.clear()
+            self._chunk_of.clear()
             record.path = "bit-serial"
         record.seconds = time.perf_counter() - start
         self._finish(record)
         return (y,)
+
+    def _fast_skips(self, record: LayerRecord, prog: LayerProgram, x: np.ndarray) -> None:
+        """The exact path of a skipping layer: count from the inputs what the cycles would skip."""
+        record.counters, record.tile_cycles, record.skipped_by_plane = fast_path_skips(
+            prog, x, self.hw, record.batch)
 
     @impl_terminator(xbar.YieldOp)
     def run_yield(self, interp: Interpreter, op: xbar.YieldOp, args: tuple[Any, ...]):
@@ -243,28 +270,50 @@ class XbarFunctions(InterpreterFunctions):
 
     @impl(xbar.MapOp)
     def run_map(self, interp: Interpreter, op: xbar.MapOp, args: tuple[Any, ...]):
-        """Cells, recombination table and correction of the layer's weight. A static weight's
-        cells and correction are derived once from its blob and kept with the module."""
+        """Cells, recombination table and correction of the layer's weight (block-diagonal and
+        with dropped columns where the passes said so). A static weight's cells and correction
+        are derived once from its blob and kept with the module."""
         w = args[0]
         wb, s, mapping = op.w_bits.value.data, op.slices.value.data, op.mapping.data
         cells_t = op.cells.type
         assert isinstance(cells_t, xbar.CellsType)
-        c, m = cells_t.cell_bits.data, w.shape[-1]
+        k = op.blocks.value.data if op.blocks is not None else 1
+        cols = np.asarray(cimq.ints(op.columns), dtype=np.int64) if op.columns is not None else None
+        c, m = cells_t.cell_bits.data, w.shape[-1] * k
         a_bits, signed = op.a_bits.value.data, bool(op.a_signed.value.data)
         recomb = recomb_table(m, wb, c, mapping, s)
+        recomb = recomb if cols is None else recomb[cols]
         if op.is_dynamic:
             r = np.asarray(w, dtype=np.int64)
+            r = block_diagonal(r, k) if k > 1 else r
             cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map") for b in range(r.shape[0])])
-            return cells, recomb, correction(r, a_bits, signed)
+            return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed)
         where = f"layer '{self.current.name}'" if self.current is not None else "xbar.map"
         blob = self.current.weight if self.current is not None else None
 
         def make(_: Any) -> tuple[np.ndarray, np.ndarray]:
-            return map_cells(w, wb, c, mapping, s, where=where), correction(w, a_bits, signed)
+            wk = block_diagonal(np.asarray(w), k) if k > 1 else w
+            cells = map_cells(wk, wb, c, mapping, s, where=where)
+            return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed)
 
-        cells, corr = blob.derived(("cells", w.shape, wb, c, mapping, s, a_bits, signed), make) \
-            if blob is not None else make(None)
+        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, k, None if cols is None else cols.tobytes())
+        cells, corr = blob.derived(key, make) if blob is not None else make(None)
         return cells, recomb, corr
+
+    @impl(xbar.PackBlocksOp)
+    def run_pack_blocks(self, interp: Interpreter, op: xbar.PackBlocksOp, args: tuple[Any, ...]):
+        return (pack_inputs(args[0], op.blocks.value.data),)
+
+    @impl(xbar.UnpackBlocksOp)
+    def run_unpack_blocks(self, interp: Interpreter, op: xbar.UnpackBlocksOp, args: tuple[Any, ...]):
+        h = op.output.type.get_shape()[1]  # type: ignore[union-attr]
+        return (unpack_outputs(args[0], h, op.blocks.value.data),)
+
+    @impl(xbar.TileAtOp)
+    def run_tile_at(self, interp: Interpreter, op: xbar.TileAtOp, args: tuple[Any, ...]):
+        flat = cimq.ints(op.tiles)
+        i = 3 * args[0]
+        return flat[i], flat[i + 1], flat[i + 2]
 
     @impl(xbar.OffsetOp)
     def run_offset(self, interp: Interpreter, op: xbar.OffsetOp, args: tuple[Any, ...]):
@@ -293,6 +342,7 @@ class XbarFunctions(InterpreterFunctions):
         c.adc_conversions += vectors * cols
         c.dac_activations += vectors * rows
         c.cell_reads += vectors * rows * cols
+        c.shift_adds += vectors * cols
         c.adc_slots += vectors * self.hw.adc_slots(cols)
         c.adc_saturations += saturations
 
@@ -304,8 +354,16 @@ class XbarFunctions(InterpreterFunctions):
         rs, cs = slice(rt * t.rows.data, (rt + 1) * t.rows.data), slice(ct * t.cols.data, (ct + 1) * t.cols.data)
         levels = cells[:, h, rs, cs] if cells.ndim == 4 else cells[h, rs, cs]
         c = self._counters()
-        copies = cells.shape[0] if cells.ndim == 4 else 1
-        c.writes += copies
+        # run-time cells: one stack per batch element; static ones: every inference programs
+        # the tile again unless the program is amortised over the batch
+        copies = cells.shape[0] if cells.ndim == 4 else (1 if op.amortised else self.current.batch)
+        self._tile = (h, rt, ct)
+        group = op.group.data if op.group is not None else None
+        if op.shared is not None and self.array_group != group:
+            raise ExecutionError(f"layer '{self.current.name}': its shared array '{group}' was "
+                                 f"overwritten (it holds {self.array_group!r})")
+        self.array_group = group
+        c.writes += 0 if op.shared is not None else copies
         c.cells_written += copies * levels.shape[-2] * levels.shape[-1]
         return (program_tile(levels, self.fdtype, self.device),)
 
@@ -349,16 +407,34 @@ class XbarFunctions(InterpreterFunctions):
         else:
             groups = [(-1, xu[:, h].reshape(b_sz * p_sz, n), tile, buf.data[h2].reshape(b_sz * p_sz, -1))]
         block = vector_block(n_chunks, rows, cols, tile.dtype.itemsize)
+        skip = loop.body.block.ops.first.next_op.skip_zero is not None  # type: ignore[union-attr]
         sat = 0
+        skipped = np.zeros(n_chunks, dtype=np.int64)
         for b, xv, g, out in groups:
             n_vec = xv.shape[0]
             for v0 in range(0, n_vec, block):
                 v1 = min(v0 + block, n_vec)
-                planes = self._planes_of((id(xu), h, rt, b, v0), xv[v0:v1], src, n_chunks, d,
-                                         keep=v0 == 0 and v1 == n_vec)
-                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0, self.device)
-        self._count_cycles(b_sz * p_sz * n_chunks, rows, cols, sat)
-        self._counters().shift_adds += b_sz * p_sz * n_chunks * cols
+                key = (id(xu), h, rt, b, v0)
+                planes = self._planes_of(key, xv[v0:v1], src, n_chunks, d, keep=v0 == 0 and v1 == n_vec)
+                if skip:
+                    skipped += self._zero_planes(key, planes, n_chunks)
+                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0, self.device, skip)
+        total = b_sz * p_sz * n_chunks
+        ran = total - int(skipped.sum())
+        self._count_cycles(ran, rows, cols, sat)
+        if skip:
+            self._counters().skipped_cycles += total - ran
+            self.current.count_skips(ran, skipped, (h, rt, ct))  # type: ignore[union-attr]
+
+    def _zero_planes(self, key: tuple, planes: np.ndarray, n_chunks: int) -> np.ndarray:
+        """Per chunk, how many vectors' planes are zero on every row (kept with the planes)."""
+        zk = ("zero", *key)
+        zeros = self._planes.get(zk)
+        if zeros is None:
+            zeros = (~planes.any(axis=1)).reshape(n_chunks, -1).sum(axis=1)
+            if key in self._planes:
+                self._planes[zk] = zeros
+        return zeros
 
     @impl(xbar.PlaneOp)
     def run_plane(self, interp: Interpreter, op: xbar.PlaneOp, args: tuple[Any, ...]):
@@ -372,6 +448,7 @@ class XbarFunctions(InterpreterFunctions):
         d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
         plane = (((xu[:, h][..., src]) >> (i * d)) & ((1 << d) - 1)).astype(self.fdtype)
         self._planes[key] = plane
+        self._chunk_of[id(plane)] = i
         return (plane,)
 
     @impl(xbar.CycleOp)
@@ -381,10 +458,21 @@ class XbarFunctions(InterpreterFunctions):
         lo, hi = self.hw.adc_range(rows)
         if self.device is None:
             codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
-        else:
+        else:  # a skipped cycle converts nothing: its codes stay 0 on a noisy device too
             d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
-            codes, sat = adc_convert(plane @ tile, lo, hi, self.device, read_noise_std(plane, d, self.device))
-        self._count_cycles(plane.shape[0] * plane.shape[1], rows, cols, sat)
+            active = plane.any(axis=-1).reshape(-1) if op.skip_zero is not None else None
+            codes, sat = adc_convert(plane @ tile, lo, hi, self.device, read_noise_std(plane, d, self.device),
+                                     active)
+        total = plane.shape[0] * plane.shape[1]
+        if op.skip_zero is None:
+            self._count_cycles(total, rows, cols, sat)
+            return (codes,)
+        zero = int((~plane.any(axis=-1)).sum())  # their codes are zero: no cycle ran
+        self._count_cycles(total - zero, rows, cols, sat)
+        self._counters().skipped_cycles += zero
+        per_chunk = np.zeros(self.current.program.chunks, dtype=np.int64)  # type: ignore[union-attr]
+        per_chunk[self._chunk_of[id(plane)]] = zero
+        self.current.count_skips(total - zero, per_chunk, self._tile)  # type: ignore[union-attr]
         return (codes,)
 
     @impl(xbar.ShiftAddOp)
@@ -395,7 +483,6 @@ class XbarFunctions(InterpreterFunctions):
             buf.data = np.zeros((buf.repeats, *codes.shape[:2], buf.cols), dtype=np.int64)
         c0 = ct * width
         buf.data[h, :, :, c0 : c0 + codes.shape[-1]] += codes << (i * op.dac_bits.value.data)
-        self._counters().shift_adds += codes.size
         return ()
 
     @impl(xbar.RecombineOp)

@@ -26,8 +26,15 @@ def load_model(path: Path) -> onnx.ModelProto:
         raise InputFileError(f"{path}: file not found")
     if not path.is_file():
         raise InputFileError(f"{path}: not a file")
+    from cimc.safe_read import LIMITS, check_regular
+
+    check_regular(path, "ONNX model", LIMITS["onnx"])
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+        _check_external(model, path)
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except InputFileError:
+        raise
     except Exception as exc:  # noqa: BLE001 (protobuf / onnx raise many kinds)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
@@ -35,6 +42,25 @@ def load_model(path: Path) -> onnx.ModelProto:
     if model.ir_version == 0 or not model.opset_import or not model.graph.node:
         raise InputFileError(f"{path}: not an ONNX model (no graph, IR version or opset)")
     return model
+
+
+def _check_external(model: onnx.ModelProto, path: Path) -> None:
+    """The external-data files of the model, each a regular file inside the model's folder
+    (no absolute path, no ``..``, no symlink out of it), or a one-line error naming the tensor."""
+    from cimc.safe_read import LIMITS, check_regular
+
+    folder = path.parent.resolve()
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if not onnx.external_data_helper.uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise InputFileError(
+                f"{path}: tensor '{tensor.name}' keeps its data at '{location}', outside the model's "
+                "folder; cimc reads external data only from beside the model"
+            )
+        check_regular(target, f"external data of tensor '{tensor.name}'", LIMITS["onnx"])
 
 
 def opset_of(model: onnx.ModelProto, path: Path) -> int:

@@ -43,6 +43,24 @@ def binary(ctx: ImportContext, node: Node) -> Entry:
                             out_shape, batched)
 
 
+def sum_(ctx: ImportContext, node: Node) -> Entry | None:
+    """Sum of one or more tensors (numpy broadcasting): a chain of float adds."""
+    entries = [e for e in node.ins if e is not None]
+    if len(entries) == 1:
+        return entries[0]
+    out_shape = ctx.shape_of(node.outputs[0], lambda: np.broadcast_shapes(
+        *(shape_of_entry(e) for e in entries)))
+    batched = any(isinstance(e, Tensor) and e.batched and len(e.shape) == len(out_shape)
+                  for e in entries)
+    total = ctx.as_float(entries[0])
+    shape = shape_of_entry(entries[0])
+    for e in entries[1:]:
+        shape = np.broadcast_shapes(shape, shape_of_entry(e))
+        total = ctx.float_result(cimq.AddOp, [total, ctx.as_float(e)], shape,
+                                 batched and len(shape) == len(out_shape)).ssa
+    return Tensor("float", tuple(out_shape), batched, ssa=total)
+
+
 def unary(ctx: ImportContext, node: Node) -> Entry:
     x = node.tensor(0)
     attrs: dict[str, Attribute] = {}

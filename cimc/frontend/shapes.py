@@ -63,7 +63,8 @@ def infer_shapes(model: onnx.ModelProto, path: Path, batch: int) -> dict[str, tu
     """Static shapes of every tensor, from onnx shape inference at batch size ``batch``."""
     graph = model.graph
     light = onnx.ModelProto()
-    light.ir_version = model.ir_version
+    # IR < 4 reads initializers only when they are also graph inputs: cimc passes them apart.
+    light.ir_version = max(model.ir_version, 4)
     light.opset_import.extend(model.opset_import)
     g = light.graph
     g.node.extend(graph.node)

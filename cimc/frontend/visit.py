@@ -50,6 +50,7 @@ HANDLERS: dict[str, OpSpec] = {
     "Sub": OpSpec(fl.binary),
     "Mul": OpSpec(fl.binary),
     "Div": OpSpec(fl.binary),
+    "Sum": OpSpec(fl.sum_),
     "Relu": OpSpec(fl.unary),
     "Erf": OpSpec(fl.unary),
     "Sqrt": OpSpec(fl.unary),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,14 +21,16 @@ EXPORT_FORMAT = 1
 OPSET = 19
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1) -> Path:
+def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1, outputs: Any = None) -> Path:
     """Export ``model`` as ONNX QCDQ (TorchScript exporter, opset 19, input named ``"x"``).
 
     Exports a deep copy in eval mode (a failed Brevitas export leaves state behind in the module
-    it ran on), with a fixed batch size. The file is written to a temporary name and moved into
-    place, so ``path`` is either complete or untouched.
+    it ran on), with a fixed batch size, into a temporary folder; the bytes then go to ``path``
+    all or nothing (with ``outputs``, a :class:`cimc.safe_write.OutputSet`, only added to it).
     """
     from brevitas.export import export_onnx_qcdq
+
+    from cimc.safe_write import OutputSet
 
     shape = getattr(model, "cimc_input_shape", None)
     if shape is None:
@@ -36,23 +38,20 @@ def export_onnx(model: nn.Module, path: str | Path, *, batch: int = 1) -> Path:
             "export_onnx: the model has no cimc_input_shape (build it with cimc.models.build)"
         )
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     clone = copy.deepcopy(model).eval()
     x = torch.zeros(batch, *shape)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(prefix="cimc-export-") as tmp_dir:
+        tmp = os.path.join(tmp_dir, "model.onnx")
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             export_onnx_qcdq(clone, args=x, export_path=tmp, dynamo=False, opset_version=OPSET,
                              keep_initializers_as_inputs=False, input_names=["x"])
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with open(tmp, "rb") as fh:
+            data = fh.read()
+    outs = OutputSet() if outputs is None else outputs
+    outs.put(target, data, "the ONNX export")
+    if outputs is None:
+        outs.commit()
     return target
 
 

@@ -29,11 +29,9 @@ def load_policy(path: str | Path) -> np.ndarray:
     if not p.is_file():
         raise InputFileError(f"{p}: policy file not found")
     if p.suffix == ".npy":
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputFileError(f"{p}: not a readable .npy file ({exc})") from None
-        return _as_int_array(arr, str(p))
+        from cimc.safe_read import load_array
+
+        return _as_int_array(load_array(p, "policy", npz=False), str(p))
     if p.suffix == ".json":
         return _as_int_array(_json_rows(p), str(p))
     raise InputFileError(f"{p}: policy files must end in .npy or .json")
@@ -41,7 +39,7 @@ def load_policy(path: str | Path) -> np.ndarray:
 
 def _json_rows(p: Path) -> list[list[int]]:
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(_read(p))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{p}: invalid JSON ({exc})") from None
     layers = doc.get("layers") if isinstance(doc, dict) else None
@@ -57,14 +55,20 @@ def _json_rows(p: Path) -> list[list[int]]:
     return rows
 
 
+def _read(p: Path) -> str:
+    from cimc.safe_read import LIMITS, read_text
+
+    return read_text(p, "policy file", LIMITS["json"])
+
+
 def policy_model(path: str | Path) -> str | None:
     """The ``"model"`` named in a ``.json`` policy file, or ``None``."""
     p = Path(path)
     if p.suffix != ".json" or not p.is_file():
         return None
     try:
-        doc = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = json.loads(_read(p))
+    except (json.JSONDecodeError, UnicodeDecodeError, InputFileError):
         return None
     return doc.get("model") if isinstance(doc, dict) else None
 

@@ -10,7 +10,7 @@ Every count is a sum over the programmed tiles of a layer. A tile that uses ``ro
 ``cols_t`` columns and runs ``k`` cycles (``k = P * ceil(a/d) * B``: one per vector and DAC
 chunk) contributes (:func:`tile_counters`)::
 
-    writes          = w                      (w = 1, or B when every inference programs it)
+    writes          = w                      (w = B: every inference programs it; 1 if amortised)
     cells_written   = w * rows_t * cols_t
     executes        = k                      (crossbar cycles)
     adc_conversions = k * cols_t             (per cycle: the tile's columns)
@@ -107,12 +107,16 @@ def _adcs(hw: Hardware | None, tile_cols: int) -> int:
     return hw.adcs if hw is not None else tile_cols
 
 
-def tile_counters(rows_t: int, cols_t: int, cycles: int, writes: int, adcs: int) -> Counters:
+def tile_counters(rows_t: int, cols_t: int, cycles: int, writes: int, adcs: int,
+                  programmed: int | None = None) -> Counters:
     """One programmed tile (``writes`` writes of it) running ``cycles`` cycles: the one closed
-    form of every per-tile count (module docstring). The interpreter counts the same events."""
+    form of every per-tile count (module docstring). The interpreter counts the same events.
+    ``programmed``: how often its cells are programmed, if not by its own writes (a tile in a
+    shared array is programmed by the write of the group's first tile)."""
+    programmed = writes if programmed is None else programmed
     return Counters(
         writes=writes,
-        cells_written=writes * rows_t * cols_t,
+        cells_written=programmed * rows_t * cols_t,
         executes=cycles,
         adc_conversions=cycles * cols_t,
         dac_activations=cycles * rows_t,
@@ -135,22 +139,38 @@ def layer_tiles(geom: LayerGeometry) -> Iterable[tuple[int, int, int, int, int]]
     """``(h, rt, ct, rows_t, cols_t)`` of every programmed tile of a layer, in program order."""
     rows = tile_bounds(geom.phys_rows, geom.tile_rows)
     cols = tile_bounds(geom.phys_cols, geom.tile_cols)
+    if geom.tile_list is not None:
+        for h, rt, ct in geom.tile_list:
+            yield h, rt, ct, rows[rt][1] - rows[rt][0], cols[ct][1] - cols[ct][0]
+        return
     for h in range(geom.repeats):
         for rt, (r0, r1) in enumerate(rows):
             for ct, (c0, c1) in enumerate(cols):
                 yield h, rt, ct, r1 - r0, c1 - c0
 
 
+def writes_per_run(batch: int, *, dynamic: bool = False, amortised: bool = False) -> int:
+    """Writes of a tile in a run of ``batch`` inferences: one per inference (the paper; run-time
+    written tiles always), or one for the whole batch when amortised (``xbar-batch-amortise``)."""
+    return 1 if amortised and not dynamic else batch
+
+
 def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: int = 1,
-                   dynamic: bool = False) -> Counters:
+                   dynamic: bool = False, amortised: bool = False, shared: bool = False) -> Counters:
     """The closed-form counters of ``batch`` inferences of a layer (no saturations, no skips).
 
-    Static tiles are programmed once per run, dynamic (run-time written) ones once per batch
-    element. ``hw`` gives the ADCs per array (one per column if None).
+    Every inference programs every tile (:func:`writes_per_run`). ``shared``: its one tile sits
+    in an array programmed by an earlier layer's write (``xbar-pack``): its cells are counted,
+    the write is not. ``hw`` gives the ADCs per array (one per column if None).
     """
     cycles = batch * geom.desc.P * geom.chunks
-    wmul = batch if dynamic else 1
+    wmul = writes_per_run(batch, dynamic=dynamic, amortised=amortised)
     adcs = _adcs(hw, geom.tile_cols)
+    if geom.tile_list is not None or shared:
+        total = Counters()
+        for *_, rows_t, cols_t in layer_tiles(geom):
+            total += tile_counters(rows_t, cols_t, cycles, 0 if shared else wmul, adcs, programmed=wmul)
+        return total
     # The grid factorises: sum over row tiles x column tiles of the per-tile terms.
     row_sizes = [r1 - r0 for r0, r1 in tile_bounds(geom.phys_rows, geom.tile_rows)]
     col_sizes = [c1 - c0 for c0, c1 in tile_bounds(geom.phys_cols, geom.tile_cols)]

@@ -105,6 +105,8 @@ class LayerGeometry:
     chunks: int
     blocks: int = 1
     """Repeats packed block-diagonally into one matrix (``xbar-pack``); 1 = none."""
+    tile_list: tuple[tuple[int, int, int], ...] | None = None
+    """The programmed tiles ``(h, rt, ct)`` when all-zero ones are skipped; None: every tile."""
 
     @property
     def name(self) -> str:
@@ -133,17 +135,27 @@ def _check_bits(name: str, w_bits: int, a_bits: int) -> None:
 
 
 def layer_geometry(
-    desc: LayerDesc, w_bits: int, a_bits: int, hw: Hardware, *, narrow: bool = False
+    desc: LayerDesc, w_bits: int, a_bits: int, hw: Hardware, *, narrow: bool = False,
+    blocks: int = 1, kept_cols: int | None = None, tiles: tuple[tuple[int, int, int], ...] | None = None,
 ) -> LayerGeometry:
-    """The geometry of ``desc`` at ``w_bits``/``a_bits`` on ``hw`` (see the module docstring)."""
+    """The geometry of ``desc`` at ``w_bits``/``a_bits`` on ``hw`` (see the module docstring).
+
+    The ``xbar-opt`` passes change it: ``blocks`` repeats packed into one block-diagonal
+    ``blocks*n x blocks*m`` matrix (``ceil(H/blocks)`` programmed repeats), ``kept_cols`` of the
+    physical columns kept (all-zero weight slices dropped), and ``tiles`` listing the programmed
+    tiles (all-zero tiles skipped).
+    """
     w_bits, a_bits = int(w_bits), int(a_bits)
     _check_bits(desc.name, w_bits, a_bits)
     s = slices(w_bits, hw.cell_bits, narrow=narrow)
     if s < 1:
         raise CimcError(f"layer '{desc.name}': {w_bits}-bit weights leave no magnitude bits")
-    rows, cols = physical_shape(desc.n, desc.m, s, hw.mapping)
+    rows, cols = physical_shape(blocks * desc.n, blocks * desc.m, s, hw.mapping)
+    if kept_cols is not None:
+        cols = kept_cols
     return LayerGeometry(
         desc=desc, w_bits=w_bits, a_bits=a_bits, slices=s, phys_rows=rows, phys_cols=cols,
         tile_rows=hw.rows, tile_cols=hw.cols, row_tiles=ceil_div(rows, hw.rows),
-        col_tiles=ceil_div(cols, hw.cols), chunks=chunks(a_bits, hw.dac_bits),
+        col_tiles=ceil_div(cols, hw.cols), chunks=chunks(a_bits, hw.dac_bits), blocks=blocks,
+        tile_list=tiles,
     )

@@ -47,7 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cimc.errors import HardwareError
+from cimc.errors import CimcError, HardwareError
+from cimc.safe_read import LIMITS, read_text, short, yaml_load
 
 MAPPINGS: tuple[str, ...] = ("dc", "dr", "of")
 """Signed-weight mappings: differential column, differential row, offset (reference column)."""
@@ -120,17 +121,17 @@ class Hardware:
         for name in ("rows", "cols", "arrays", "cols_per_adc"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
-                raise HardwareError(f"{name}: {value!r} is not a positive integer")
+                raise HardwareError(f"{name}: {short(value)} is not a positive integer")
         for name, hi in (("cell_bits", 8), ("dac_bits", 8)):
             value = getattr(self, name)
             if not _is_int(value) or not 1 <= value <= hi:
-                raise HardwareError(f"{name}: {value!r} is not an integer in 1..{hi}")
+                raise HardwareError(f"{name}: {short(value)} is not an integer in 1..{hi}")
         if self.adc_bits is not None and (not _is_int(self.adc_bits) or not 1 <= self.adc_bits <= 32):
             raise HardwareError(
-                f"adc_bits: {self.adc_bits!r} is not an integer in 1..32 (or null for lossless)"
+                f"adc_bits: {short(self.adc_bits)} is not an integer in 1..32 (or null for lossless)"
             )
         if self.mapping not in MAPPINGS:
-            raise HardwareError(f"mapping: {self.mapping!r} is not one of {', '.join(MAPPINGS)}")
+            raise HardwareError(f"mapping: {short(self.mapping)} is not one of {', '.join(MAPPINGS)}")
         if self.cols_per_adc > self.cols:
             raise HardwareError(
                 f"cols_per_adc: {self.cols_per_adc} is larger than cols ({self.cols}): an ADC "
@@ -138,12 +139,12 @@ class Hardware:
             )
         if self.residency not in RESIDENCY:
             raise HardwareError(
-                f"residency: {self.residency!r} is not one of {', '.join(RESIDENCY)}"
+                f"residency: {short(self.residency)} is not one of {', '.join(RESIDENCY)}"
             )
         for name in ("t_write_us", "t_exec_us", "t_adc_us"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
-                raise HardwareError(f"{name}: {value!r} is not a finite number >= 0")
+                raise HardwareError(f"{name}: {short(value)} is not a finite number >= 0")
             object.__setattr__(self, name, float(value))
 
     # ---------------------------------------------------------------- ADC
@@ -226,13 +227,10 @@ class Hardware:
 
         p = Path(path)
         try:
-            text = p.read_text()
-        except FileNotFoundError:
-            raise HardwareError(f"{p}: hardware file not found") from None
-        except OSError as exc:
-            raise HardwareError(f"{p}: cannot read hardware file ({exc.strerror})") from None
-        try:
-            data = yaml.safe_load(text)
+            text = read_text(p, "hardware file", LIMITS["yaml"])
+            data = yaml_load(text, str(p))
+        except CimcError as exc:
+            raise HardwareError(exc.message) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -250,35 +248,48 @@ class Hardware:
         """A copy with ``key=value`` pairs applied, e.g. ``rows=128,cell_bits=2``.
 
         Keys are field names or the authors' dotted keys (``crossbar.size.n=128``); values are
-        parsed as YAML scalars (``adc_bits=null`` restores the lossless ADC).
+        decimal integers, decimal numbers, ``null``/``none``/``lossless`` or words (``mapping=dr``).
         """
-        import yaml
-
+        if not spec.strip():
+            return self
         fields = {f.name for f in dataclasses.fields(self)}
         changes: dict[str, Any] = {}
         for item in (part.strip() for part in spec.split(",")):
             if not item:
-                continue
+                raise HardwareError(f"--hw-set: empty entry in {short(spec)}; expected key=value,key=value")
             key, sep, raw = item.partition("=")
             key = key.strip()
             if not sep or not key:
-                raise HardwareError(f"--hw-set: '{item}' is not key=value")
+                raise HardwareError(f"--hw-set: {short(item)} is not key=value")
             name = AUTHORS_KEYS.get(key, key)
             if name not in fields:
                 raise HardwareError(
                     f"--hw-set: unknown hardware key '{key}' (known: {', '.join(sorted(fields))})"
                 )
-            try:
-                value = yaml.safe_load(raw.strip()) if raw.strip() else None
-            except yaml.YAMLError:
-                value = raw.strip()
-            if name == "adc_bits" and isinstance(value, str) and value.lower() in ("none", "lossless"):
-                value = None
-            changes[name] = value
+            if name in changes:
+                raise HardwareError(f"--hw-set: '{key}' is given twice")
+            changes[name] = _override_value(key, raw.strip())
         try:
             return dataclasses.replace(self, **changes)
         except HardwareError as exc:
             raise HardwareError(f"--hw-set: {exc.message}") from None
+
+
+def _override_value(key: str, raw: str) -> Any:
+    """An ``--hw-set`` value: decimal int, decimal number, null, or a word (no YAML tricks)."""
+    import re
+
+    if not raw:
+        raise HardwareError(f"--hw-set: '{key}=' has no value")
+    if raw.lower() in ("null", "none", "lossless"):
+        return None
+    if re.fullmatch(r"-?[0-9]+", raw):
+        return int(raw)
+    if re.fullmatch(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+)", raw):
+        return float(raw)
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", raw):
+        return raw
+    raise HardwareError(f"--hw-set: {key}={short(raw)} is not a decimal number or a word")
 
 
 def _authors_hardware(cls: type[Hardware], data: dict[str, Any]) -> Hardware:
@@ -301,8 +312,12 @@ def _from_authors(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dotted, name in AUTHORS_KEYS.items():
         node: Any = data
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            if node is not None and not isinstance(node, dict):
+                where = ".".join(parts[:depth])
+                raise HardwareError(f"{where}: expected a mapping, got {type(node).__name__}")
+            if node is None or part not in node:
                 node = None
                 break
             node = node[part]

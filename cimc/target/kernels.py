@@ -114,12 +114,14 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 @numba.njit(cache=True, nogil=True)
-def _adc_shift_add_noisy(partial, row_std, gain, offset, table, seed,  # pragma: no cover
+def _adc_shift_add_noisy(partial, row_std, row_active, gain, offset, table, seed,  # pragma: no cover
                          n_vec, n_chunks, dac_bits, lo, hi, y_phys, r_off, c_off):
     """:func:`_adc_shift_add` on a non-ideal device: each conversion of column ``k`` in row
     ``row`` of ``partial`` is ``clip(rint(gain[k] * (v + row_std[row] * z) + offset[k]))`` with
     ``z`` a standard normal from ``table`` (12-bit indexes, five per 64-bit word of a SplitMix64
-    stream seeded with ``seed``). An empty ``row_std`` (no read noise) draws nothing."""
+    stream seeded with ``seed``). An empty ``row_std`` (no read noise) draws nothing. Rows with
+    ``row_active[row] == 0`` (skipped cycles, when ``row_active`` is not empty) convert nothing:
+    their codes are 0."""
     cols_t = partial.shape[1]
     sat = 0
     acc = np.empty(cols_t, dtype=np.int64)
@@ -127,11 +129,14 @@ def _adc_shift_add_noisy(partial, row_std, gain, offset, table, seed,  # pragma:
     bits = np.uint64(0)
     left = 0
     noisy = row_std.shape[0] > 0
+    masked = row_active.shape[0] > 0
     for r in range(n_vec):
         acc[:] = 0
         for i in range(n_chunks):
             shift = i * dac_bits
             row = i * n_vec + r
+            if masked and row_active[row] == 0:
+                continue
             std = row_std[row] if noisy else 0.0
             for k in range(cols_t):
                 v = np.float64(partial[row, k])
@@ -206,6 +211,7 @@ def program_tile(levels: np.ndarray, dtype: type, device: Device | None = None) 
 
 
 _NO_READ_NOISE = np.zeros(0, dtype=np.float64)
+_ALL_ACTIVE = np.zeros(0, dtype=np.uint8)
 
 
 def read_noise_std(planes: np.ndarray, dac_bits: int, device: Device | None) -> np.ndarray:
@@ -219,38 +225,43 @@ def read_noise_std(planes: np.ndarray, dac_bits: int, device: Device | None) -> 
     return device.model.read_sigma * device.g_max * np.sqrt(sq)
 
 
-def _convert_noisy(part, row_std, device: Device, n_vec, n_chunks, dac_bits, lo, hi, out, r_off, c_off) -> int:
+def _convert_noisy(part, row_std, active, device: Device, n_vec, n_chunks, dac_bits, lo, hi, out, r_off,
+                   c_off) -> int:
     from cimc.target.noise import normal_table
 
     gain, offset = device.adc(part.shape[-1])
-    return int(_adc_shift_add_noisy(part, row_std, gain, offset, normal_table(),
+    act = _ALL_ACTIVE if active is None else np.ascontiguousarray(active, dtype=np.uint8)
+    return int(_adc_shift_add_noisy(part, row_std, act, gain, offset, normal_table(),
                                     np.uint64(device.read_seed()), n_vec, n_chunks, dac_bits, lo, hi, out,
                                     r_off, c_off))
 
 
 def tile_cycles(planes: np.ndarray, tile: np.ndarray, n_vec: int, n_chunks: int, dac_bits: int,
                 lo: int, hi: int, out: np.ndarray, r_off: int, c_off: int,
-                device: Device | None = None) -> int:
+                device: Device | None = None, skip_zero: bool = False) -> int:
     """Every cycle of one programmed tile for ``n_vec`` vectors (planes from :func:`build_planes`):
-    column values, ADC, shift-add into ``out[r_off:, c_off:]``. Returns the saturations."""
+    column values, ADC, shift-add into ``out[r_off:, c_off:]``. Returns the saturations. On a
+    ``device`` with ``skip_zero``, cycles whose plane is zero on every row are not converted
+    (ideally their codes are 0 anyway)."""
     part = planes @ tile
     if device is None:
         return int(_adc_shift_add(part, n_vec, n_chunks, dac_bits, lo, hi, out, r_off, c_off))
     row_std = read_noise_std(planes, dac_bits, device)
-    return _convert_noisy(part, row_std, device, n_vec, n_chunks, dac_bits, lo, hi, out, r_off, c_off)
+    active = planes.any(axis=1) if skip_zero else None
+    return _convert_noisy(part, row_std, active, device, n_vec, n_chunks, dac_bits, lo, hi, out, r_off, c_off)
 
 
 def adc_convert(values: np.ndarray, lo: int, hi: int, device: Device | None = None,
-                row_std: np.ndarray = _NO_READ_NOISE) -> tuple[np.ndarray, int]:
+                row_std: np.ndarray = _NO_READ_NOISE, active: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """One cycle's column values ``[..., cols]`` through the ADC: ``(codes int64, saturations)``;
     on a ``device`` with its read noise (``row_std``: :func:`read_noise_std` per row of the
-    flattened values) and ADC errors."""
+    flattened values) and ADC errors; rows with ``active`` False (skipped cycles) give 0."""
     flat = np.ascontiguousarray(values).reshape(-1, values.shape[-1])
     codes = np.zeros(flat.shape, dtype=np.int64)
     if device is None:
         sat = _adc_shift_add(flat, flat.shape[0], 1, 1, lo, hi, codes, 0, 0)
     else:
-        sat = _convert_noisy(flat, row_std, device, flat.shape[0], 1, 1, lo, hi, codes, 0, 0)
+        sat = _convert_noisy(flat, row_std, active, device, flat.shape[0], 1, 1, lo, hi, codes, 0, 0)
     return codes.reshape(values.shape), int(sat)
 
 

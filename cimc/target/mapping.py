@@ -105,7 +105,7 @@ def recombine(phys: np.ndarray, recomb: np.ndarray, m: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- cells
 
 
-def _level_table(w_bits: int, cell_bits: int, mapping: str, n_slices: int) -> tuple[np.ndarray, np.ndarray]:
+def level_table(w_bits: int, cell_bits: int, mapping: str, n_slices: int) -> tuple[np.ndarray, np.ndarray]:
     """Cell levels of every ``w_bits`` signed value: ``(table [2^w, width] int16, bad [2^w])``.
 
     Row ``v + 2^(w-1)`` holds the levels value ``v`` writes: ``dc`` ``[+s0, -s0, +s1, -s1, ...]``,
@@ -198,7 +198,7 @@ def map_cells(
     h, n, m = W3.shape
     rows, cols = physical_shape(n, m, n_slices, mapping)
     out = np.empty((h, rows, cols), dtype=cell_dtype(cell_bits))
-    table, bad = _level_table(w_bits, cell_bits, mapping, n_slices)
+    table, bad = level_table(w_bits, cell_bits, mapping, n_slices)
     table = table.astype(out.dtype)
     for hh in range(h):
         status, _ = _map_cells_kernel(W3[hh], 1 << (w_bits - 1), table, bad, _MODES[mapping],
