@@ -99,7 +99,7 @@ def test_host_elements_counted_equal_analysis(kind):
     prog = _lowered(module, "xbar", HWS[0])
     res = run_xbar(prog, inputs, hw=HWS[0], fast=False)
     assert res.report["host"]["host_elements"] == host_elements(prog) > 0
-    assert res.report["total"]["host_elements"] == host_elements(prog)
+    assert res.report["total"]["host_elements"] == 0  # the total is the crossbar layers
     assert all(r["host_elements"] == 0 for r in res.report["layers"])
 
 

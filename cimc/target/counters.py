@@ -166,8 +166,9 @@ def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: in
     cycles = batch * geom.desc.P * geom.chunks
     wmul = writes_per_run(batch, dynamic=dynamic, amortised=amortised)
     adcs = _adcs(hw, geom.tile_cols)
+    recombine = geom.repeats * batch * geom.desc.P * geom.phys_cols  # once per layer, after its tiles
     if geom.tile_list is not None or shared:
-        total = Counters()
+        total = Counters(recombine_adds=recombine)
         for *_, rows_t, cols_t in layer_tiles(geom):
             total += tile_counters(rows_t, cols_t, cycles, 0 if shared else wmul, adcs, programmed=wmul)
         return total
@@ -188,7 +189,7 @@ def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: in
         skipped_cycles=0,
         cell_reads=h * cycles * geom.phys_rows * geom.phys_cols,
         shift_adds=h * cycles * geom.phys_cols * n_rows,
-        recombine_adds=h * batch * geom.desc.P * geom.phys_cols,
+        recombine_adds=recombine,
         host_elements=0,
     )
 
