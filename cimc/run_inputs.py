@@ -58,7 +58,9 @@ def load_inputs(path: Path | None, main: Any, batch: int, seed: int, *,
     names = input_names(main)
     if path is None:
         rng = np.random.default_rng(seed)
-        return [rng.standard_normal([batch if i == 0 else d for i, d in enumerate(s)]).astype(np.float32)
+        fixed = "cimq.fixed_batch" in main.attributes  # typed at one batch: keep its shape
+        return [rng.standard_normal([batch if i == 0 and not (fixed and d >= 0) else d
+                                     for i, d in enumerate(s)]).astype(np.float32)
                 for s in _arg_shapes(main)]
     data = load_array(path, "input", npz=True)
     arrays = _by_name(data, names, path)

@@ -140,6 +140,23 @@ def test_value_preserving_ops_keep_quantization(chain: str, tmp_path: Path) -> N
     assert len(ops(module, cimq.QuantizeOp)) == 2  # the input's and the output's only
 
 
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_crossbar_layers_behind_value_preserving_ops_map(chain: str, tmp_path: Path) -> None:
+    """The same chains lowered to crossbars: xbar (bit-serial) equals cimq integer for integer."""
+    from cimc.exec import run_at_level
+
+    body, extra, wshape = CHAINS[chain]
+    w_inits, w_nodes = weight("w", wshape)
+    path = tmp_path / "m.onnx"
+    onnx.save(model_of([*w_nodes, *body], [*w_inits, *extra], [2, 2, 6, 6]), str(path))
+    module = import_onnx(path).module
+    x = np.random.default_rng(5).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    ref = run_at_level(module, "cimq", [x]).outputs
+    got = run_at_level(module, "xbar", [x], fast=False).outputs
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dq_op_q_on_the_same_grid_is_recognised(tmp_path: Path) -> None:
     """DQ -> MaxPool -> Q (same scale and zero point) -> DQ -> Conv: no float round trip."""
     w_inits, w_nodes = weight("w", W_CONV)
@@ -310,6 +327,15 @@ REFUSALS = {
     "gemm_alpha": ([*weight("w", (6, 5))[1], n("Flatten", ["a"], ["f"], "flat"),
                     n("Gemm", ["f", "w_f"], ["y"], "gemm", alpha=-1.0)], weight("w", (72, 5))[0],
                    "node 'gemm' (op Gemm): alpha=-1.0 is not supported (alpha must be positive)"),
+    "resize_batch": ([n("Resize", ["a", "", "sc"], ["y"], "resize", mode="nearest")],
+                     [_t("sc", [2, 1, 1, 1], np.float32)],
+                     "node 'resize' (op Resize): resizing the batch axis is not supported"),
+    "resize_linear": ([n("Resize", ["a", "", "sc"], ["y"], "resize", mode="linear")],
+                      [_t("sc", [1, 1, 2, 2], np.float32)],
+                      "node 'resize' (op Resize): mode 'linear' is not supported (nearest only)"),
+    "depth_to_space_channels": ([n("DepthToSpace", ["a"], ["y"], "d2s", blocksize=2)], [],
+                                ("node 'd2s' (op DepthToSpace): 2 channels are not divisible by "
+                                 "blocksize^2 = 4")),
     "gelu_mode": ([n("Gelu", ["a"], ["y"], "gelu", approximate="fast")], [],
                   "node 'gelu' (op Gelu): approximate='fast' is not supported (none or tanh)"),
     "pool_1d_same": ([n("Reshape", ["a", "shp"], ["r"], "reshape"),
@@ -339,6 +365,15 @@ REFUSALS = {
 }
 
 
+def test_empty_input_refused(tmp_path: Path) -> None:
+    w_inits, w_nodes = weight("w", W_CONV)
+    path = tmp_path / "m.onnx"
+    onnx.save(model_of([*w_nodes, conv("a", "y")], w_inits, [1, 2, 0, 6]), path)
+    with pytest.raises(UnsupportedModelError) as info:
+        import_onnx(path)
+    assert str(info.value) == "input 'x' dim 2 has size 0; cimc takes non-empty inputs"
+
+
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
 def test_refusal_is_one_line(kind: str, tmp_path: Path) -> None:
     body, inits, message = REFUSALS[kind]
@@ -349,3 +384,22 @@ def test_refusal_is_one_line(kind: str, tmp_path: Path) -> None:
         import_onnx(path)
     assert "\n" not in str(info.value)
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_fixed_batch_module_refuses_another_batch(tmp_path: Path) -> None:
+    """A model that moves the batch off axis 0 (sequence-first attention) is typed at one batch
+    and marked so: another batch is a one-line error, not a failure deep in the executor."""
+    import brevitas_zoo
+
+    from cimc.errors import ExecutionError
+    from cimc.exec.cimq_exec import run_cimq
+
+    path = brevitas_zoo.export(brevitas_zoo.mha_case(1), tmp_path / "mha.onnx")
+    result = import_onnx(path)
+    main = next(iter(result.module.ops))
+    assert "cimq.fixed_batch" in main.attributes and not result.batch_polymorphic
+    shape = list(result.inputs[0].shape)
+    run_cimq(result.module, [np.zeros(shape, np.float32)])
+    with pytest.raises(ExecutionError) as info:
+        run_cimq(result.module, [np.zeros([shape[0] + 2, *shape[1:]], np.float32)])
+    assert str(info.value) == f"input 0 has batch {shape[0] + 2}, @main expects {shape[0]}"

@@ -30,6 +30,7 @@ REASONS = {
     "per-channel activation quantizer": r"per-channel activation quantization is not supported",
     "blocked quantization": r"blocked quantization \(block_size=\d+\) is not supported",
     "resize mode": r"mode '\w+' is not supported \(nearest only\)",
+    "empty input": r"has size 0; cimc takes non-empty inputs",
     "reshape allowzero": r"allowzero=1 with a zero in the shape is not supported",
     "opset": r"opset \d+ is not supported",
 }

@@ -405,7 +405,9 @@ def check_inputs(func_op: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]
 
 
 def _batch_flexible(func_op: Any) -> bool:
-    return True  # every cimc program treats axis 0 as the batch (reshape keeps it with 0)
+    """Axis 0 is the batch (reshapes keep it with 0) unless the importer marked @main
+    ``cimq.fixed_batch``: a model that moves the batch elsewhere runs at its typed batch."""
+    return "cimq.fixed_batch" not in func_op.attributes
 
 
 def find_main(module: ModuleOp) -> Any:

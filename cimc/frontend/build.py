@@ -21,6 +21,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     StringAttr,
     TensorType,
+    UnitAttr,
     f32,
 )
 from xdsl.ir import Block, Region, SSAValue
@@ -166,6 +167,8 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     res_attrs = ArrayAttr([DictionaryAttr({"cimq.name": StringAttr(o.name)}) for o in outputs])
     fn = func.FuncOp("main", (arg_types, res_types), Region(block),
                      arg_attrs=arg_attrs, res_attrs=res_attrs)
+    if batch_lost is not None:  # the batch leaves axis 0: the module runs at its typed batch only
+        fn.attributes["cimq.fixed_batch"] = UnitAttr()
     module = ModuleOp([fn])
     module.verify()
     return ImportResult(module, layers, inputs, outputs, batch_lost is None)

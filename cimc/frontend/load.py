@@ -145,6 +145,9 @@ def check_inputs(graph: onnx.GraphProto, path: Path, batch: int | None) -> Batch
             raise UnsupportedModelError(f"input '{vi.name}' has no shape")
         dims = input_dims(vi)
         for i, d in enumerate(dims):
+            if d == 0:
+                raise UnsupportedModelError(
+                    f"input '{vi.name}' dim {i} has size 0; cimc takes non-empty inputs")
             if i > 0 and not isinstance(d, int):
                 raise UnsupportedModelError(
                     f"input '{vi.name}' dim {i} is dynamic ('{d or '?'}'); only the batch "

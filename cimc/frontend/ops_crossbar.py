@@ -17,6 +17,7 @@ from xdsl.dialects.builtin import IntegerAttr, i64
 from cimc.dialects import cimq
 from cimc.dialects.cimq import QuantType
 from cimc.frontend.context import ImportContext
+from cimc.frontend.ops_layout import layout
 from cimc.frontend.shapes import pads_2d
 from cimc.frontend.values import Const, Entry, Node, NodeError, QConst, Tensor
 
@@ -165,7 +166,8 @@ def gemm(ctx: ImportContext, node: Node) -> Entry:
     if a.get("transA", 0):
         if len(xq.shape) != 2:
             raise NodeError(f"transA needs a 2-D input, got {list(xq.shape)}")
-        xq = _transpose_2d(ctx, xq)
+        xq = layout(ctx, xq, cimq.TransposeOp, xq.shape[::-1], False,
+                    {"perm": cimq.i64_array([1, 0])})
     w = quant_weight(node, 1)
     if w.ints.ndim != 2:
         raise NodeError("the weight must be 2-D")
@@ -174,15 +176,6 @@ def gemm(ctx: ImportContext, node: Node) -> Entry:
     w = _scaled(w, float(a.get("alpha", 1.0)))
     assert isinstance(w, QConst)
     return _linear(ctx, node, xq, w, _scaled(node.input(2), float(a.get("beta", 1.0))))
-
-
-def _transpose_2d(ctx: ImportContext, xq: Tensor) -> Tensor:
-    assert xq.qtype is not None
-    op = cimq.TransposeOp.create(
-        operands=[ctx.as_quant(xq)],
-        result_types=[ctx.ttype(xq.shape[::-1], xq.qtype, False)],
-        attributes={"perm": cimq.i64_array([1, 0])})
-    return Tensor("q", xq.shape[::-1], False, ssa=ctx.emit(op).results[0], qtype=xq.qtype)
 
 
 def matmul(ctx: ImportContext, node: Node) -> Entry:

@@ -324,6 +324,8 @@ def depth_to_space(ctx: ImportContext, node: Node) -> Entry:
     if len(x.shape) != 4:
         raise NodeError("only NCHW inputs are supported")
     b, c, h, w = x.shape
+    if "blocksize" not in node.attrs:
+        raise NodeError("the blocksize attribute is missing")
     bs = int(node.attrs["blocksize"])
     if c % (bs * bs):
         raise NodeError(f"{c} channels are not divisible by blocksize^2 = {bs * bs}")
