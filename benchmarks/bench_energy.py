@@ -63,7 +63,7 @@ def energy_steps(module: Any, hw: Any, preset: Any, repeat: int) -> float:
     """Best time of the steps :func:`cimc.report.xbar_report` adds for energy, on counts read once."""
     import copy
 
-    from cimc.report import (add_layer_energy, chip_summary, compile_pair, host_row, layer_rows,
+    from cimc.report import (add_layer_energy, chip_summary, compile_pair, host_ops_row, layer_rows,
                              one_time_programming)
     from cimc.target.counters import Counters
     from cimc.target.energy import area_mm2, energy_model, total_fields
@@ -71,7 +71,7 @@ def energy_steps(module: Any, hw: Any, preset: Any, repeat: int) -> float:
     compiled, base = compile_pair(module, "xbar", hw, baseline=True)
     rows, chip = layer_rows(compiled, hw), chip_summary(compiled, hw)
     base_rows, base_chip = layer_rows(base, hw), chip_summary(base, hw)
-    host = host_row(compiled, None)
+    host = host_ops_row(compiled, None)
     best = float("inf")
     for _ in range(repeat):
         r, b = copy.deepcopy(rows), copy.deepcopy(base_rows)
@@ -84,7 +84,7 @@ def energy_steps(module: Any, hw: Any, preset: Any, repeat: int) -> float:
         area_mm2(preset, hw)
         one_time_programming(r, chip["layers"], model)
         add_layer_energy(b, base_chip["layers"], model)
-        total_fields((*b, host_row(base, model)), 1.0)
+        total_fields((*b, host_ops_row(base, model)), 1.0)
         best = min(best, time.perf_counter() - t0)
     return best
 

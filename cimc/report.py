@@ -22,7 +22,8 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from cimc.analysis import analyse_layer, check_hardware, host_elements, module_layers
+from cimc.analysis import (HostLayer, analyse_layer, check_hardware, host_elements, host_layers, host_warnings,
+                           program_layers)
 from cimc.chip_report import chip_schedule, opt_steps
 from cimc.context import make_context
 from cimc.errors import CimcError
@@ -70,9 +71,14 @@ def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
 
 
 def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
-    """One dict per ``xbar.layer`` of an ``xbar``-level module (program order)."""
+    """One dict per Conv / Gemm / MatMul of an ``xbar``-level module (program order): a crossbar
+    layer (``xbar.layer``) or a host layer (``kind`` ``host``, its ``op`` and ``reason``, zero
+    crossbar cost)."""
     rows = []
-    for layer in module_layers(module):
+    for layer in program_layers(module):
+        if isinstance(layer, HostLayer):
+            rows.append(host_row(layer))
+            continue
         p = analyse_layer(layer)
         c = p.counters(1, hw)
         latency = latency_us(c, hw)
@@ -100,7 +106,7 @@ def add_layer_energy(rows: list[dict[str, Any]], chip_layers: list[dict[str, Any
         r.update(energy.fields(c, r["latency_us"]))
 
 
-def host_row(module: ModuleOp, energy: EnergyModel | None) -> dict[str, Any]:
+def host_ops_row(module: ModuleOp, energy: EnergyModel | None) -> dict[str, Any]:
     """The host compute ops of ``@main``: their elements and (with a model) their energy."""
     c = Counters(host_elements=host_elements(module))
     row: dict[str, Any] = {"host_elements": c.host_elements}
@@ -122,6 +128,16 @@ def _ratio(base: float, value: float) -> float:
     return base / value if value else float("inf")
 
 
+def host_row(layer: HostLayer) -> dict[str, Any]:
+    """A host layer's report row: no crossbar, no writes, no cycles, no crossbar time (its
+    arithmetic is in the host ops row, :func:`host_ops_row`)."""
+    return {"name": layer.name, "kind": "host", "op": layer.op, "reason": layer.reason,
+            "m": None, "n": None, "P": None, "H": None, "w_bits": None, "a_bits": None,
+            "slices": None, "phys_rows": None, "phys_cols": None, "row_tiles": None,
+            "col_tiles": None, "chunks": None, "tiles": 0, **Counters().as_dict(),
+            "latency_us": 0.0, "lossless_adc_bits": None}
+
+
 def chip_summary(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int = 1) -> dict[str, Any]:
     """The chip schedule's totals (no per-array events) of an ``xbar`` module."""
     return chip_schedule(module, hw, batch=batch, stream=stream, events=False).as_dict(events=False)
@@ -129,7 +145,7 @@ def chip_summary(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int 
 
 def xbar_report(
     module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True,
-    stream: int = 1, batch: int = 1, energy: EnergyPreset | None = None,
+    stream: int = 1, batch: int = 1, energy: EnergyPreset | None = None, strict: bool = False,
 ) -> dict[str, Any]:
     """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None);
     with an energy preset also energy per layer and component and the energy-delay product.
@@ -138,20 +154,26 @@ def xbar_report(
     inputs (with one array and nothing resident: the paper's ``writes * t_w + executes * t_e``,
     kept as ``paper_latency_us``); ``chip`` holds the schedule's totals for a stream of
     ``stream`` inputs (throughput, one-time programming, writes per inference).
+
+    Host layers (the host fallback) are rows of ``kind`` ``host`` with zero crossbar cost,
+    listed in ``host_layers`` with a warning line each in ``warnings``; ``strict`` refuses them
+    (a one-line error naming the first).
     """
     hw = hw or Hardware()
     compiled, base = compile_pair(module, level, hw, baseline=baseline)
+    warnings = host_warnings(compiled, strict=strict)
     _check_geometry(compiled, hw)
     level = module_level(compiled) or level
     rows = layer_rows(compiled, hw)
-    if not rows:
-        raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
+    if not any(r["kind"] != "host" for r in rows):
+        raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul on "
+                        "quantized operands)")
     model = energy_model(energy, hw) if energy is not None else None
     chip = chip_summary(compiled, hw, batch=batch, stream=stream)
     for r, slot in zip(rows, chip["layers"], strict=True):
         r["paper_latency_us"] = r["latency_us"]
         r["latency_us"] = slot["latency_us"]
-    host = host_row(compiled, model)
+    host = host_ops_row(compiled, model)
     total = {
         "writes": sum(r["writes"] for r in rows),
         "executes": sum(r["executes"] for r in rows),
@@ -161,7 +183,10 @@ def xbar_report(
     for r in rows:
         r["share"] = r["latency_us"] / total["latency_us"] if total["latency_us"] else 0.0
     out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "host": host,
-                           "total": total, "chip": {k: v for k, v in chip.items() if k != "layers"}}
+                           "total": total, "chip": {k: v for k, v in chip.items() if k != "layers"},
+                           "host_layers": [{"name": h.name, "op": h.op, "reason": h.reason}
+                                           for h in host_layers(compiled)],
+                           "warnings": warnings}
     if model is not None:
         add_layer_energy(rows, chip["layers"], model)
         total.update(total_fields((*rows, host), total["latency_us"]))
@@ -187,7 +212,7 @@ def xbar_report(
         out["speedup"] = base_lat / total["latency_us"] if total["latency_us"] else float("inf")
         if model is not None:
             add_layer_energy(base_rows, base_chip["layers"], model)
-            base_e = total_fields((*base_rows, host_row(base, model)), base_lat)
+            base_e = total_fields((*base_rows, host_ops_row(base, model)), base_lat)
             out["baseline"].update(base_e)
             for r, b in zip(rows, base_rows):
                 r["baseline_energy_uj"] = b["energy_uj"]
@@ -242,6 +267,10 @@ def report_table(report: dict[str, Any]) -> Any:
     for col, just in cols:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in report["layers"]:
+        if r["kind"] == "host":
+            table.add_row(r["name"], "host", f"{r['op']} on the host: {r['reason']}", "-", "-", "-",
+                          "0", "0", "0.0", f"{100 * r['share']:.1f}%", "-", style="yellow")
+            continue
         table.add_row(
             r["name"], r["kind"], f"({r['m']}, {r['n']}, {r['P']}, {r['H']})",
             f"{r['w_bits']}/{r['a_bits']}", str(r["slices"]),
@@ -341,7 +370,7 @@ def report_figure(report: dict[str, Any]):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = report["layers"]
+    rows = [r for r in report["layers"] if r["kind"] != "host"]  # no crossbar bits or time
     has_energy = "energy" in report
     names = [r["name"] for r in rows] + (["host ops"] if has_energy else [])
     x = np.arange(len(rows))

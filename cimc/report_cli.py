@@ -52,6 +52,9 @@ def report_command(
         Optional[Path], typer.Option("--waterfall", help="With --opt: each optimisation's contribution as a waterfall (PNG).")
     ] = None,
     energy: EnergyOpt = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse a model with host layers (a Conv/Gemm/MatMul that does not map to crossbars).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
@@ -72,8 +75,10 @@ def report_command(
     module = load_model(model)
     level = "xbar-opt" if opt else "xbar"
     report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch,
-                         energy=preset)
+                         energy=preset, strict=strict)
     report["model"] = str(model)
+    for line in report["warnings"]:
+        typer.echo(line, err=True)
     print_table(report_table(report))
     print_table(energy_table(report))
     steps = report.get("optimisations")

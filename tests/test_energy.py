@@ -352,3 +352,23 @@ def test_cli_report_and_run_with_energy(tmp_path):
     run = json.loads(run_json.read_text())
     assert run["energy"]["preset"] == "isaac-puma-32nm"
     assert run["total"]["edp_uj_us"] == pytest.approx(run["total"]["energy_uj"] * run["total"]["latency_us"])
+
+
+def test_energy_with_a_host_layer(tmp_path):
+    """A Conv on the host (host fallback) has no crossbar energy; its output elements are host
+    ops, priced in the host row, counted at run time as the report reads them off the IR."""
+    from cimc.frontend import import_onnx
+    from test_host_fallback import first_layer_float
+
+    module = import_onnx(first_layer_float(tmp_path)).module
+    hw, pre = Hardware(rows=16, cols=16), load_preset("neurosim-22nm")
+    rep = xbar_report(module, hw, energy=pre)
+    host_layer = rep["layers"][0]
+    assert host_layer["kind"] == "host" and host_layer["energy_uj"] == 0.0
+    assert rep["host"]["host_elements"] >= 4 * 6 * 6  # the host conv's outputs at least
+    assert rep["total"]["energy_uj"] == pytest.approx(sum(r["energy_uj"] for r in rep["layers"])
+                                                      + rep["host"]["energy_uj"])
+    x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    run = add_energy(run_xbar(lower(module.clone(), "xbar", hw=hw), [x], hw=hw).report, hw, pre)
+    assert run["host"]["host_elements"] == rep["host"]["host_elements"]
+    assert run["host"]["energy_uj"] == pytest.approx(rep["host"]["energy_uj"])
