@@ -82,7 +82,7 @@ def energy_steps(module: Any, hw: Any, preset: Any, repeat: int) -> float:
         add_layer_energy(r, chip["layers"], model)
         total_fields((*r, host_e), 1.0)
         area_mm2(preset, hw)
-        one_time_programming(r, chip["layers"], model)
+        one_time_programming(chip, model)
         add_layer_energy(b, base_chip["layers"], model)
         total_fields((*b, host_ops_row(base, model)), 1.0)
         best = min(best, time.perf_counter() - t0)

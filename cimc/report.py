@@ -115,11 +115,10 @@ def host_ops_row(module: ModuleOp, energy: EnergyModel | None) -> dict[str, Any]
     return row
 
 
-def one_time_programming(rows: list[dict[str, Any]], chip_layers: list[dict[str, Any]],
-                         energy: EnergyModel) -> dict[str, Any]:
-    """The cells the chip programs once before the stream (resident tiles: programmed by the
-    program, not written by the scheduled run) and their energy."""
-    cells = max(0, sum(r["cells_written"] - slot["cells_written"] for r, slot in zip(rows, chip_layers)))
+def one_time_programming(chip: dict[str, Any], energy: EnergyModel) -> dict[str, Any]:
+    """The cells the chip programs once before the stream (every resident tile and copy of the
+    schedule ``chip``) and their energy."""
+    cells = int(chip["programming_cells"])
     e = energy.fields(Counters(cells_written=cells), 0.0)
     return {"cells_written": cells, "energy_uj": e["energy_uj"]}
 
@@ -191,7 +190,7 @@ def xbar_report(
         add_layer_energy(rows, chip["layers"], model)
         total.update(total_fields((*rows, host), total["latency_us"]))
         out["energy"] = {**model.summary(), "area_mm2": area_mm2(model.preset, hw),
-                         "one_time_programming": one_time_programming(rows, chip["layers"], model)}
+                         "one_time_programming": one_time_programming(chip, model)}
     if base is not None:
         base_rows = layer_rows(base, hw)
         base_chip = chip_summary(base, hw, batch=batch, stream=stream)
