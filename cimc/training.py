@@ -38,7 +38,8 @@ from cimc.errors import CimcError, InputFileError
 #: torch threads for training and evaluation (the machine has 2 cores); ``CIMC_THREADS`` overrides,
 #: e.g. 1 when several jobs share the cores.
 NUM_THREADS = int(os.environ.get("CIMC_THREADS", "2"))
-QUANT_KEY_MARKERS = ("input_quant.", "a_quant.", "w_quant.", "weight_quant.", "bias_quant.")
+QUANT_KEY_MARKERS = ("input_quant.", "a_quant.", "w_quant.", "weight_quant.", "bias_quant.",
+                     "act_quant.")  # the last: Brevitas' QuantMultiheadAttention's own quantizers
 
 Dataset = str | tuple[np.ndarray, np.ndarray]
 
