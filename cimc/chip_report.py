@@ -70,14 +70,23 @@ def gantt_png(sched: Schedule, title: str = "") -> bytes:
     used = sorted({e.array for e in sched.events})
     row_of = {a: i for i, a in enumerate(used)}
     n_layers = len(sched.layers)
-    cmap = plt.get_cmap("tab20" if n_layers > 10 else "tab10")
+    if n_layers <= 20:
+        base = plt.get_cmap("tab20" if n_layers > 10 else "tab10")
+
+        def colour(i: int):
+            return base(i % base.N)
+    else:  # more layers than a qualitative map has colours: spread them over a continuous one
+        base = plt.get_cmap("turbo")
+
+        def colour(i: int):
+            return base(i / (n_layers - 1))
     height = min(0.25 * len(used) + 2.5, 14)
     fig, ax = plt.subplots(figsize=(11, height))
     by_key: dict[tuple[int, int, str], list[tuple[float, float]]] = {}
     for e in sched.events:
         by_key.setdefault((row_of[e.array], e.layer, e.kind), []).append((e.start, e.end - e.start))
     for (row, layer, kind), spans in by_key.items():
-        ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=cmap(layer % cmap.N),
+        ax.broken_barh(spans, (row - 0.4, 0.8), facecolors=colour(layer),
                        hatch="////" if kind == "write" else None, edgecolor="black" if kind == "write" else None,
                        linewidth=0.2)
     ax.set_xlabel("time in one run (us)")
@@ -86,7 +95,7 @@ def gantt_png(sched: Schedule, title: str = "") -> bytes:
     ax.set_yticks(range(0, len(used), step), [str(used[i]) for i in range(0, len(used), step)])
     ax.set_ylim(-0.6, len(used) - 0.4)
     ax.invert_yaxis()
-    handles = [Patch(facecolor=cmap(i % cmap.N), label=s.name) for i, s in enumerate(sched.layers)]
+    handles = [Patch(facecolor=colour(i), label=s.name) for i, s in enumerate(sched.layers)]
     if len(handles) > 30:  # a legend longer than the figure helps nobody: every n-th layer
         keep = max(1, len(handles) // 30)
         handles = handles[::keep]

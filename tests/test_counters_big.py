@@ -71,3 +71,35 @@ def test_counters_equal_closed_form(name, fast, n_layers):
     assert rep["total"]["latency_us"] == pytest.approx(closed.latency_us)
     assert rep["baseline"]["latency_us"] == pytest.approx(closed.latency_us)
     assert rep["speedup"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg16", "vit_b32"])
+def test_xbar_opt_full_size_equals_cimq(name):
+    """xbar-opt of the full-size zoo gives cimq's outputs (exact path; ResNet-18 also bit-serial),
+    and its chip schedule at 1, 4 and 64 arrays runs every cycle the program executed."""
+    pytest.importorskip("brevitas")
+    from cimc.chip_report import chip_schedule
+    from cimc.exec.cimq_exec import run_cimq
+    from cimc.frontend import import_onnx
+    from cimc.models import input_shape, zoo_onnx
+
+    module = import_onnx(zoo_onnx(name)).module
+    x = np.random.default_rng(1).standard_normal((1, *input_shape(name))).astype(np.float32)
+    ref, _ = run_cimq(module, [x])
+    hw = Hardware()
+    opt = module.clone()
+    lower(opt, "xbar-opt", hw=hw)
+    runs = [run_xbar(opt, [x], hw=hw, fast=True)]
+    if name == "resnet18":
+        runs.append(run_xbar(opt, [x], hw=hw, fast=False))
+        assert runs[1].tile_cycles == runs[0].tile_cycles
+        assert runs[1].report["total"] == {**runs[0].report["total"], "latency_us": runs[1].report["total"]["latency_us"]}
+    for res in runs:
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(ref, res.outputs))
+    total = runs[0].report["total"]
+    paper = xbar_report(module, hw, baseline=False)["total"]["paper_latency_us"]
+    for arrays in (1, 4, 64):
+        chip = Hardware(arrays=arrays, residency="greedy")
+        sched = chip_schedule(opt, chip, measured=runs[0].tile_cycles, events=False)
+        assert sched.counters.executes == total["executes"]
+        assert sched.latency_us <= paper

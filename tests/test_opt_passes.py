@@ -145,10 +145,12 @@ def test_shared_array_one_write_for_the_group_and_checked():
     assert rep["total"]["cells_written"] == base["total"]["cells_written"]
     fc1, fc2 = map(analyse_layer, module_layers(prog))
     assert fc1.group == fc2.group is not None and fc2.shared and not fc1.shared
-    # a chip schedule keeps the group on one array: one write per inference at any size
+    # a chip schedule keeps the group together: one write per copy of it, none for fc2
     for arrays in (1, 4):
         sched = chip_schedule(prog, dataclasses.replace(hw, arrays=arrays))
-        assert sched.run_writes == 1
+        copies = sched.layers[0].arrays_used
+        assert sched.run_writes == copies and sched.layers[1].arrays_used == copies
+        assert sched.layers[1].counters.writes == 0
     # the group's array overwritten in between (its first layer's program not run): an error
     fc1_prog = next(op for op in module_layers(prog)[0].body.walk() if op.name == "xbar.program")
     fc1_prog.properties.pop("group")

@@ -98,7 +98,7 @@ def test_everything_resident_when_it_fits():
     descs = [LayerDesc("a", 20, 40, 10), LayerDesc("b", 8, 20, 5)]
     layers = sched_layers(descs, [(8, 8), (4, 4)], hw)
     tiles = sum(len(layer.tiles) for layer in layers)
-    s = schedule(layers, hw, stream=100)
+    s = schedule(layers, hw, stream=100, replicate=False)
     assert s.programming_writes == tiles == s.resident_arrays
     assert s.run_writes == 0 and s.writes_per_inference == 0
     # a layer takes its slowest tile; the stream is paced by the slowest array
@@ -108,9 +108,15 @@ def test_everything_resident_when_it_fits():
     assert s.interval_us == pytest.approx(max(per_tile) - 56.0)
     assert s.stream_us == pytest.approx(s.latency_us + 99 * s.interval_us)
     # residency=all is the same here; none re-programs every inference
-    assert schedule(layers, dataclasses.replace(hw, residency="all"), stream=100).stream_us == s.stream_us
-    none = schedule(layers, dataclasses.replace(hw, residency="none"), stream=100)
+    assert schedule(layers, dataclasses.replace(hw, residency="all"), stream=100,
+                    replicate=False).stream_us == s.stream_us
+    none = schedule(layers, dataclasses.replace(hw, residency="none"), stream=100, replicate=False)
     assert none.run_writes == tiles and none.programming_writes == 0
+    # copies on the arrays left over share the vectors: faster, more one-time writes, same cycles
+    rep = schedule(layers, hw, stream=100)
+    assert tiles < rep.programming_writes <= 64 and rep.run_writes == 0
+    assert rep.latency_us < s.latency_us and rep.interval_us < s.interval_us
+    assert rep.counters.executes == s.counters.executes
 
 
 def test_greedy_keeps_the_costliest_tiles_when_the_model_does_not_fit():
@@ -118,8 +124,8 @@ def test_greedy_keeps_the_costliest_tiles_when_the_model_does_not_fit():
     # eight one-tile layers whose writes dominate: keeping three saves three writes per inference
     descs = [LayerDesc(f"fc{i}", 4, 5 + i, 1 + i) for i in range(8)]
     layers = sched_layers(descs, [(8, 8)] * 8, hw)
-    s = schedule(layers, hw, stream=10)
-    paper = schedule(layers, dataclasses.replace(hw, residency="none"), stream=10)
+    s = schedule(layers, hw, stream=10, replicate=False)
+    paper = schedule(layers, dataclasses.replace(hw, residency="none"), stream=10, replicate=False)
     assert 0 < s.resident_arrays < 4 and s.pool_arrays == 4 - s.resident_arrays
     assert s.run_writes == paper.run_writes - s.resident_arrays
     assert s.stream_us < paper.stream_us
@@ -127,7 +133,11 @@ def test_greedy_keeps_the_costliest_tiles_when_the_model_does_not_fit():
     assert [slot.resident_tiles for slot in s.layers] == [0, 0, 0, 0, 0, 1, 1, 1]
     # with one layer of 40 tiles as well, nothing resident is best: the pool needs all arrays
     big = layers + sched_layers([LayerDesc("big", 30, 60, 1)], [(8, 8)], hw)
-    assert schedule(big, hw, stream=10).resident_arrays == 0
+    assert schedule(big, hw, stream=10, replicate=False).resident_arrays == 0
+    # copies on the pool (each written) can beat residency; greedy takes whichever streams faster
+    best = schedule(layers, hw, stream=10)
+    assert best.stream_us <= s.stream_us and best.stream_us <= schedule(
+        layers, dataclasses.replace(hw, residency="none"), stream=10).stream_us
 
 
 def test_residency_all_that_does_not_fit_is_one_line():

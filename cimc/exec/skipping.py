@@ -15,6 +15,7 @@ The two paths agree (tested).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from cimc.target.counters import Counters, cycle_counters, layer_tiles, tile_counters, writes_per_run
@@ -30,6 +31,22 @@ def _input_ranges(r0: int, r1: int, n: int, dual: bool) -> list[tuple[int, int]]
     if r0 >= n:
         return [(r0 - n, r1 - n)]
     return [(r0, n), (0, r1 - n)]
+
+
+@numba.njit(cache=True, nogil=True)
+def zero_plane_counts(xu, src, n_chunks, dac_bits):  # pragma: no cover - numba
+    """Per chunk, how many vectors of ``xu [R, n]`` have that chunk zero on every row ``src``
+    drives (the bit-serial loop's count, from the integers: no float planes are scanned)."""
+    mask = (1 << dac_bits) - 1
+    out = np.zeros(n_chunks, dtype=np.int64)
+    for r in range(xu.shape[0]):
+        acc = np.int64(0)
+        for k in range(src.shape[0]):
+            acc |= xu[r, src[k]]
+        for i in range(n_chunks):
+            if (acc >> (i * dac_bits)) & mask == 0:
+                out[i] += 1
+    return out
 
 
 def plane_skips(xu: np.ndarray, geom: LayerGeometry, dual: bool, dac_bits: int) -> tuple[np.ndarray, np.ndarray]:

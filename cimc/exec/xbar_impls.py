@@ -38,7 +38,7 @@ from cimc.errors import ExecutionError
 from cimc.exec.cimq_exec import const_value
 from cimc.exec.fast_path import fast_matmul
 from cimc.exec.host import im2col_grouped
-from cimc.exec.skipping import fast_path_skips
+from cimc.exec.skipping import fast_path_skips, zero_plane_counts
 from cimc.target.counters import Counters, layer_counters
 from cimc.target.geometry import LayerDesc, layer_geometry
 from cimc.target.hw import Hardware
@@ -402,7 +402,7 @@ class XbarFunctions(InterpreterFunctions):
                 key = (id(xu), h, rt, b, v0)
                 planes = self._planes_of(key, xv[v0:v1], src, n_chunks, d, keep=v0 == 0 and v1 == n_vec)
                 if skip:
-                    skipped += self._zero_planes(key, planes, n_chunks)
+                    skipped += self._zero_planes(key, xv[v0:v1], src, n_chunks, d)
                 sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0)
         total = b_sz * p_sz * n_chunks
         ran = total - int(skipped.sum())
@@ -411,12 +411,13 @@ class XbarFunctions(InterpreterFunctions):
             self._counters().skipped_cycles += total - ran
             self.current.count_skips(ran, skipped, (h, rt, ct))  # type: ignore[union-attr]
 
-    def _zero_planes(self, key: tuple, planes: np.ndarray, n_chunks: int) -> np.ndarray:
-        """Per chunk, how many vectors' planes are zero on every row (kept with the planes)."""
+    def _zero_planes(self, key: tuple, xv: np.ndarray, src: np.ndarray, n_chunks: int, d: int) -> np.ndarray:
+        """Per chunk, how many vectors' planes are zero on every row of the tile (kept with the
+        planes of the row tile, so its column tiles do not count again)."""
         zk = ("zero", *key)
         zeros = self._planes.get(zk)
         if zeros is None:
-            zeros = (~planes.any(axis=1)).reshape(n_chunks, -1).sum(axis=1)
+            zeros = zero_plane_counts(np.ascontiguousarray(xv, dtype=np.int64), src, n_chunks, d)
             if key in self._planes:
                 self._planes[zk] = zeros
         return zeros

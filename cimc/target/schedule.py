@@ -14,6 +14,13 @@ the previous layer's outputs). A layer's tiles run in parallel on different arra
   tiles are assigned longest first to the least loaded pool array; each is written (its writes
   per run) and then computes. A packed group's tiles share the array its first tile was written
   to, without another write.
+* *copies*: arrays a layer would leave idle hold copies of its tiles, and the tile's vectors
+  (its cycles) are shared among the copies: on the pool when a layer has fewer tiles than pool
+  arrays (each copy is written), and for resident tiles when arrays are left over once
+  everything is resident (copies go, one at a time, to the unit whose compute takes longest;
+  programmed once). Copies are a choice of the schedule (``replicate``), not of the program:
+  the program's counters are those of one copy per tile; the schedule's writes include the
+  copies.
 
 An array's time in a layer is :func:`cimc.target.counters.latency_us` of the events placed on it
 (writes, cycles, ADC slots); the layer takes the longest array (its *makespan*); the run takes the
@@ -27,7 +34,9 @@ that is an error. ``greedy``: as ``all`` when everything fits; otherwise the sta
 tile, or a packed group) are ranked by the time they cost the pool per run (writes and cycles:
 the time saved when they get an array of their own), the top ones are made resident and the
 rest share a pool of ``P`` arrays; ``P`` is chosen among 1, 2, 4, ... and ``arrays`` (nothing
-resident) by the resulting stream time.
+resident), and, when everything fits, also everything resident with the arrays left over split
+between a pool (for run-time written tiles) and copies, by the resulting stream time: keeping
+weights is not always best, since a pool can share a long layer's vectors among copies.
 
 **A stream of N inputs** runs as ``ceil(N / batch)`` runs, pipelined: a run may start before the
 previous one has finished, limited by the busiest resource. The initiation interval ``II`` is the
@@ -202,46 +211,79 @@ def _has_dynamic(layers: Sequence[SchedLayer]) -> bool:
     return any(not layer.static and layer.tiles for layer in layers)
 
 
+# ---------------------------------------------------------------------------- replicas
+
+
+def split_cycles(cycles: int, copies: int) -> list[int]:
+    """``cycles`` shared as evenly as possible among ``copies`` copies of a tile."""
+    q, r = divmod(cycles, copies)
+    return [q + (1 if i < r else 0) for i in range(copies)]
+
+
+def _copy_time(tile: SchedTile, copies: int, writes: int, hw: Hardware) -> float:
+    """The longest copy's time when a tile's cycles are shared among ``copies`` arrays."""
+    part = -(-tile.cycles // copies)
+    return latency_us(tile_counters(tile.rows, tile.cols, part, writes, hw.adcs), hw)
+
+
+def _replicas(times: list, spare: int) -> list[int]:
+    """Copies per job: spare arrays go, one at a time, to the job whose copies take longest,
+    while that shortens it. ``times[i](r)`` is job ``i``'s time with ``r`` copies."""
+    copies = [1] * len(times)
+    heap = [(-t(1), i) for i, t in enumerate(times)]
+    heapq.heapify(heap)
+    while spare > 0 and heap:
+        neg, i = heapq.heappop(heap)
+        better = times[i](copies[i] + 1)
+        if better >= -neg:
+            break
+        copies[i] += 1
+        spare -= 1
+        heapq.heappush(heap, (-better, i))
+    return copies
+
+
 # ---------------------------------------------------------------------------- one run
 
 
-def _place(layers: Sequence[SchedLayer], hw: Hardware, resident: dict[tuple[int, int], int],
-           pool: list[int], want_events: bool) -> tuple[list[LayerSlot], dict[int, float], float, list[Event]]:
-    """Place one run: per layer, resident tiles on their arrays, the rest on the pool.
-
-    Returns the layer slots, the busy time per resident array, the pool's busy time and the
-    events (if asked)."""
+def _place(layers: Sequence[SchedLayer], hw: Hardware, resident: dict[tuple[int, int], tuple[int, ...]],
+           pool: list[int], want_events: bool, replicate: bool) -> tuple[list[LayerSlot], dict[int, float], float, list[Event]]:
+    """Place one run: per layer, resident tiles on their arrays (their vectors shared among the
+    copies), the rest on the pool. Returns the layer slots, the busy time per resident array,
+    the pool's busy time and the events (if asked)."""
     slots: list[LayerSlot] = []
     events: list[Event] = []
     busy_res: dict[int, float] = {}
     pool_busy = 0.0
     holds: dict[int, str] = {}  # pool array -> packed group it holds (within the run)
+    pool_set = set(pool)
     now = 0.0
     for li, layer in enumerate(layers):
         per_array: dict[int, Counters] = {}
-        jobs: list[tuple[int, float, SchedTile, bool]] = []  # (index, duration, tile, write)
+        jobs: list[tuple[int, SchedTile]] = []
         n_res = 0
         for ti, tile in enumerate(layer.tiles):
-            arr = resident.get((li, ti))
-            if arr is not None:
-                n_res += 1
-                c = tile_counters(tile.rows, tile.cols, tile.cycles, 0, hw.adcs)
-                per_array[arr] = per_array.get(arr, Counters()) + c
+            arrs = resident.get((li, ti))
+            if arrs is None:
+                jobs.append((ti, tile))
                 continue
-            jobs.append((ti, 0.0, tile, True))
+            n_res += 1
+            for arr, part in zip(arrs, split_cycles(tile.cycles, len(arrs))):
+                per_array[arr] = per_array.get(arr, Counters()) + tile_counters(tile.rows, tile.cols, part, 0, hw.adcs)
         pool_time = 0.0
         if jobs:
             if not pool:
                 raise ScheduleError(f"schedule: layer '{layer.name}' has tiles to program but no "
                                     "array is left for them")
-            pool_time = _place_pool(layer, li, jobs, hw, pool, holds, per_array, events if want_events else None, now)
+            pool_time = _place_pool(layer, li, jobs, hw, pool, holds, per_array,
+                                    events if want_events else None, now, replicate)
         span = 0.0
         total = Counters()
         for arr, c in per_array.items():
             t = latency_us(c, hw)
             total += c
             span = max(span, t)
-            if arr not in pool:
+            if arr not in pool_set:
                 busy_res[arr] = busy_res.get(arr, 0.0) + t
                 if want_events and t > 0:
                     events.append(Event(arr, li, now, now + t, "compute"))
@@ -251,33 +293,44 @@ def _place(layers: Sequence[SchedLayer], hw: Hardware, resident: dict[tuple[int,
     return slots, busy_res, pool_busy, events
 
 
+def _pool_jobs(layer: SchedLayer, jobs: list[tuple[int, SchedTile]], hw: Hardware, pool: list[int],
+               holds: dict[int, str], replicate: bool) -> list[tuple[float, int, Counters, int, int | None]]:
+    """The pool's jobs of a layer: ``(duration, order, counters, writes, array or None)``. With
+    fewer tiles than pool arrays a tile's vectors are shared among copies, each written; a packed
+    group's tile runs, unwritten, on the arrays that already hold the group (shared among them)."""
+    holders = sorted(a for a, g in holds.items() if layer.group is not None and g == layer.group)
+    if holders:
+        (ti, tile), = jobs
+        return [(latency_us(c, hw), ti, c, 0, arr) for arr, c in zip(holders, (
+            tile_counters(tile.rows, tile.cols, part, 0, hw.adcs) for part in split_cycles(tile.cycles, len(holders))))]
+    copies = [1] * len(jobs)
+    if replicate and len(jobs) < len(pool):
+        copies = _replicas([lambda r, t=t: _copy_time(t, r, t.writes, hw) for _, t in jobs],
+                           len(pool) - len(jobs))
+    sized = []
+    for (ti, tile), r in zip(jobs, copies):
+        for part in split_cycles(tile.cycles, r):
+            c = tile_counters(tile.rows, tile.cols, part, tile.writes, hw.adcs)
+            sized.append((latency_us(c, hw), ti, c, tile.writes, None))
+    sized.sort(key=lambda s: (-s[0], s[1]))
+    return sized
+
+
 def _place_pool(layer: SchedLayer, li: int, jobs: list, hw: Hardware, pool: list[int],
                 holds: dict[int, str], per_array: dict[int, Counters], events: list[Event] | None,
-                now: float) -> float:
-    """Longest job first onto the least loaded pool array; a packed group stays on the array that
-    holds it. Returns the pool's makespan in this layer."""
-    sized = []
-    for ti, _, tile, _ in jobs:
-        holder = next((a for a, g in holds.items() if layer.group is not None and g == layer.group), None)
-        writes = 0 if holder is not None else tile.writes
-        c = tile_counters(tile.rows, tile.cols, tile.cycles, writes, hw.adcs)
-        sized.append((latency_us(c, hw), ti, c, writes, holder))
-    sized.sort(key=lambda s: (-s[0], s[1]))
+                now: float, replicate: bool) -> float:
+    """Longest job first onto the least loaded pool array (a packed group's on the arrays that
+    hold it). Returns the pool's makespan in this layer."""
     heap = [(0.0, a) for a in pool]
     heapq.heapify(heap)
     loads: dict[int, float] = {}
+    sized = _pool_jobs(layer, jobs, hw, pool, holds, replicate)
     for dur, _, c, writes, holder in sized:
-        if holder is not None:
-            arr = holder
-        else:
-            _, arr = heapq.heappop(heap)
+        arr = holder if holder is not None else heapq.heappop(heap)[1]
         start = loads.get(arr, 0.0)
         loads[arr] = start + dur
         if holder is None:
             heapq.heappush(heap, (loads[arr], arr))
-        else:
-            heap = [(loads.get(a, 0.0), a) for _, a in heap]
-            heapq.heapify(heap)
         per_array[arr] = per_array.get(arr, Counters()) + c
         if layer.group is not None:
             holds[arr] = layer.group
@@ -294,18 +347,35 @@ def _place_pool(layer: SchedLayer, li: int, jobs: list, hw: Hardware, pool: list
 # ---------------------------------------------------------------------------- the schedule
 
 
-def _assign(layers: Sequence[SchedLayer], hw: Hardware, units, chosen: int) -> tuple[dict, list[int], int]:
-    """The first ``chosen`` units resident on arrays ``0..chosen-1``; the rest is the pool."""
-    resident: dict[tuple[int, int], int] = {}
-    for arr, (_, members) in enumerate(units[:chosen]):
+def _unit_compute(layers: Sequence[SchedLayer], members: list[tuple[int, int]], copies: int, hw: Hardware) -> float:
+    """A resident unit's busy time per run with its vectors shared among ``copies`` arrays."""
+    c = Counters()
+    for li, ti in members:
+        t = layers[li].tiles[ti]
+        c += tile_counters(t.rows, t.cols, -(-t.cycles // copies), 0, hw.adcs)
+    return latency_us(c, hw)
+
+
+def _assign(layers: Sequence[SchedLayer], hw: Hardware, units, chosen: int, pool_size: int,
+            replicate: bool) -> tuple[dict, list[int]]:
+    """The first ``chosen`` units resident (arrays from 0; spare arrays beyond the pool hold copies
+    of the units whose compute takes longest); the last ``pool_size`` arrays are the pool."""
+    spare = hw.arrays - chosen - pool_size if replicate else 0
+    copies = [1] * chosen
+    if spare > 0 and chosen:
+        copies = _replicas([lambda r, m=m: _unit_compute(layers, m, r, hw) for _, m in units[:chosen]], spare)
+    resident: dict[tuple[int, int], tuple[int, ...]] = {}
+    nxt = 0
+    for (_, members), r in zip(units[:chosen], copies):
+        arrs = tuple(range(nxt, nxt + r))
+        nxt += r
         for key in members:
-            resident[key] = arr
-    pool = list(range(chosen, hw.arrays))
-    return resident, pool, chosen
+            resident[key] = arrs
+    return resident, list(range(hw.arrays - pool_size, hw.arrays))
 
 
-def _evaluate(layers, hw, resident, pool, batch, stream, want_events) -> Schedule:
-    slots, busy_res, pool_busy, events = _place(layers, hw, resident, pool, want_events)
+def _evaluate(layers, hw, resident, pool, batch, stream, want_events, replicate) -> Schedule:
+    slots, busy_res, pool_busy, events = _place(layers, hw, resident, pool, want_events, replicate)
     latency = 0.0
     for s in slots:
         latency += s.latency_us
@@ -314,7 +384,7 @@ def _evaluate(layers, hw, resident, pool, batch, stream, want_events) -> Schedul
     total = Counters()
     for s in slots:
         total += s.counters
-    programming = len({arr for arr in resident.values()})
+    programming = len({arr for arrs in resident.values() for arr in arrs})
     return Schedule(
         hw=hw, batch=batch, stream=stream, layers=slots, latency_us=latency, interval_us=interval,
         stream_us=latency + (runs - 1) * interval, pool_arrays=len(pool),
@@ -323,10 +393,16 @@ def _evaluate(layers, hw, resident, pool, batch, stream, want_events) -> Schedul
     )
 
 
+def _pool_sizes(low: int, high: int) -> list[int]:
+    """Candidate pool sizes: ``low``, powers of two in between, ``high``."""
+    return sorted({low, high, *(p for p in (2**k for k in range(20)) if low < p < high)})
+
+
 def schedule(layers: Sequence[SchedLayer], hw: Hardware, *, batch: int = 1, stream: int = 1,
-             events: bool = True) -> Schedule:
+             events: bool = True, replicate: bool = True) -> Schedule:
     """Place one run of ``batch`` inputs of ``layers`` on ``hw``'s arrays and pipeline a stream
-    of ``stream`` inputs (module docstring)."""
+    of ``stream`` inputs (module docstring). ``replicate``: arrays left over hold copies of
+    tiles and share their vectors."""
     if batch < 1 or stream < 1:
         raise ScheduleError(f"schedule: batch {batch} and stream {stream} must be positive")
     units = _units(layers)
@@ -339,18 +415,25 @@ def schedule(layers: Sequence[SchedLayer], hw: Hardware, *, batch: int = 1, stre
             f"schedule: {need}{extra} do not fit {hw.arrays} arrays with residency=all; use "
             "residency=greedy or more arrays"
         )
+    units = sorted(units, key=lambda u: -_unit_pool_cost(layers, u[1], hw))
     if hw.residency == "none" or not units:
-        return _evaluate(layers, hw, *_assign(layers, hw, units, 0)[:2], batch, stream, events)
-    if fits:
-        return _evaluate(layers, hw, *_assign(layers, hw, units, len(units))[:2], batch, stream, events)
-    ranked = sorted(units, key=lambda u: -_unit_pool_cost(layers, u[1], hw))
-    candidates = sorted({hw.arrays, *(p for p in (2**k for k in range(20)) if p < hw.arrays)})
-    best: Schedule | None = None
-    best_pool = hw.arrays
-    for p in candidates:
-        resident, pool, _ = _assign(layers, hw, ranked, hw.arrays - p)
-        sched = _evaluate(layers, hw, resident, pool, batch, stream, False)
-        if best is None or sched.stream_us < best.stream_us:
-            best, best_pool = sched, p
-    resident, pool, _ = _assign(layers, hw, ranked, hw.arrays - best_pool)
-    return _evaluate(layers, hw, resident, pool, batch, stream, events)
+        choices = [(0, hw.arrays)]
+    else:  # the units that cost the pool most stay, P arrays re-program the rest
+        choices = [(min(hw.arrays - p, len(units)), p) for p in _pool_sizes(1, hw.arrays)]
+        if fits:  # or everything resident; arrays left over: pool (run-time tiles) and copies
+            choices += [(len(units), p) for p in _pool_sizes(spare, hw.arrays - len(units))]
+        if hw.residency == "all":
+            choices = [c for c in choices if c[0] == len(units)]
+        choices = sorted(set(choices))
+    best: tuple[float, int, int] | None = None
+    for chosen, p in choices:
+        if len(choices) == 1:
+            best = (0.0, chosen, p)
+            break
+        resident, pool = _assign(layers, hw, units, chosen, p, replicate)
+        sched = _evaluate(layers, hw, resident, pool, batch, stream, False, replicate)
+        if best is None or sched.stream_us < best[0]:
+            best = (sched.stream_us, chosen, p)
+    assert best is not None
+    resident, pool = _assign(layers, hw, units, best[1], best[2], replicate)
+    return _evaluate(layers, hw, resident, pool, batch, stream, events, replicate)
