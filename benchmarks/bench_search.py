@@ -1,226 +1,202 @@
-"""DDPG against random search at the same number of episodes, over several seeds.
+"""cimc's DDPG against random search and Stable-Baselines3's TD3, at equal episodes, over seeds.
 
-The cost is the compiler's by default (``--cost compiler``: :class:`cimc.rl.compiler_cost.CompilerCost`,
-the latency read off the compiled xbar program of the policy, cached per ``(layer, w, a)``; a fresh
-cost model per run so every run pays its own compiles), or ``--cost closed-form`` (cimc.target.cost).
+Every method runs the same search (same model, constraints, cost, accuracy evaluator and reward:
+CIM-AQ's, with an allowed top-1 drop of ``--acc-drop`` points below the W8A8 accuracy) for
+``--episodes`` episodes per seed; DDPG and random search share their warm-up episodes (the same
+uniform random actions for one seed). The cost is the compiler's (the latency of the compiled
+xbar program, cached per layer and bits, prefilled once); the accuracy is the episode evaluator
+of ``cimc-rl search`` (8-bit QAT weights at the policy, BatchNorm re-estimated on
+``--calib-images`` training images, ``--finetune-steps`` of fine-tuning, top-1 on the first
+``--eval-limit`` validation images).
 
-Two accuracy sources:
+Printed: per method and seed the best reward, its speedup over W8A8 and validation accuracy, the
+episode it was found in, and the time per episode split into accuracy / cost / agent; the mean
+over seeds; the uniform policies (every W{w}A{a} the search can choose, first/last at 8/8) with
+the best that meets the accuracy target. Written: ``--json`` (every number, per-episode curves)
+and ``--png`` (best-so-far reward and best-so-far speedup at the target against the episode,
+mean and min-max range over seeds). Runs are resumable: a finished or checkpointed run in
+``--out`` is continued, not repeated.
 
-* ``--accuracy real`` (default): the real inner loop (rebuild, 8-bit QAT weights,
-  ``--finetune-steps`` of fine-tuning, top-1 on ``--eval-limit`` validation images of
-  ``--dataset``). Without ``--ckpt`` a float model is trained for ``--pretrain-epochs`` and
-  quantisation-aware trained to W8A8 first. After each search the best policy gets a short final
-  fine-tune (``--final-steps``) and its top-1 on the full test split is reported;
-* ``--accuracy synthetic`` (seconds): ``acc = 90 - sum over layers and operands of
-  0.05 * (8 - b) + 1.5 * max(0, 4 - b)^2``, which tests the plumbing and the agent's ability to
-  trade cost against a steep accuracy cliff.
+Usage (the deep model; hours of CPU, run it niced)::
 
-Printed: per method and seed the best reward, speedup over W8A8, validation accuracy during the
-search, test accuracy after the final fine-tune, and the time per episode split into
-fine-tune/evaluate (``accuracy_s``), cost (``cost_s``, with the number of compiles) and agent;
-the mean reward of the episodes after the warm-up (``mean R>wu``: does the agent learn, even when
-the best policy was met during the warm-up?); then the mean over seeds and the uniform
-W8A8/W6A6/W4A4/W2A2 policies under the same cost and accuracy. DDPG and random search share the
-warm-up's random actions for one seed, so a best policy found in the warm-up is the same for both.
-
-Usage: ``.venv/bin/python benchmarks/bench_search.py --model lenet --ckpt CKPT --episodes 100
---warmup 15 --no-first-last --json benchmarks/results/search_lenet.json``
+    nice -n 10 .venv/bin/python benchmarks/bench_search.py --model resnet20 \\
+        --ckpt runs/resnet20_w8a8/model.pt --episodes 300 --out runs/bench_search \\
+        --json benchmarks/results/search_resnet20.json --png benchmarks/results/search_resnet20.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def synthetic_accuracy(policy: np.ndarray) -> float:
-    b = np.asarray(policy, dtype=np.float64)
-    return float(90.0 - np.sum(0.05 * (8 - b) + 1.5 * np.maximum(0.0, 4 - b) ** 2))
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--dataset", default="fashion_mnist")
+    ap.add_argument("--ckpt", required=True, help="8-bit QAT checkpoint of the model.")
+    ap.add_argument("--episodes", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=["ddpg", "random", "td3"])
+    ap.add_argument("--acc-drop", type=float, default=1.0)
+    ap.add_argument("--finetune-steps", type=int, default=0)
+    ap.add_argument("--calib-images", type=int, default=512)
+    ap.add_argument("--eval-limit", type=int, default=2000)
+    ap.add_argument("--train-limit", type=int, default=20000)
+    ap.add_argument("--ddpg", default=None, help="JSON object of DDPG settings (default cimc's).")
+    ap.add_argument("--out", default="runs/bench_search")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--png", default=None)
+    return ap.parse_args()
 
 
-def ensure_checkpoint(args: argparse.Namespace, out: Path) -> Path:
-    """The 8-bit QAT checkpoint: ``--ckpt`` or a quick float pre-train + W8A8 QAT."""
-    if args.ckpt is not None:
-        return Path(args.ckpt)
-    path = out / "qat8" / "model.pt"
-    if path.exists():
-        return path
-    from cimc.models import build
-    from cimc.training import quantize_from_float, save_checkpoint, train
-
-    t = time.perf_counter()
-    fmodel = build(args.model, quant=False, seed=0)
-    train(fmodel, args.dataset, epochs=args.pretrain_epochs, lr=2e-3, limit=args.train_limit,
-          progress=False)
-    qmodel = quantize_from_float(args.model, fmodel.state_dict())
-    train(qmodel, args.dataset, epochs=args.pretrain_epochs / 2, lr=5e-4, limit=args.train_limit,
-          progress=False)
-    save_checkpoint(path, qmodel, {"model": args.model, "float": False, "policy": None})
-    print(f"pre-trained {args.model} (float + W8A8 QAT) in {time.perf_counter() - t:.0f} s -> {path}")
-    return path
-
-
-def make_cost(kind: str, model: str, descs: list, hw):
-    """A fresh cost model (the compiler's has an empty cache)."""
-    from cimc.rl.search_cli import make_cost_model
-
-    return make_cost_model(kind, model, descs, hw)
-
-
-def run_one(args: argparse.Namespace, method: str, seed: int, spec, descs, hw, acc_fn, acc8, out: Path,
-            state) -> dict:
-    """One search; with real accuracy also the final fine-tune and test accuracy of its best."""
+def run_one(args, method: str, seed: int, spec, cost, evaluator, out: Path) -> dict[str, Any]:
     from cimc.rl.env import SearchConfig
-    from cimc.rl.search import read_episodes, run_search
+    from cimc.rl.search import read_episodes, run_search, time_split
 
     cfg = SearchConfig(episodes=args.episodes, warmup=args.warmup, seed=seed, method=method,
-                       allowed_drop=args.acc_drop, acc_8bit=acc8, cell_bits=hw.cell_bits,
-                       first_last_8bit=not args.no_first_last)
-    cost = make_cost(args.cost, args.model, descs, hw)
-    t = time.perf_counter()
-    res = run_search(cfg, spec, cost, acc_fn, out / f"{method}-s{seed}", progress=False)
-    wall = time.perf_counter() - t
-    recs = read_episodes(out / f"{method}-s{seed}" / "episodes.jsonl")
-    mean = {k: statistics.fmean(r["time"][k] for r in recs) for k in ("accuracy_s", "cost_s", "agent_s")}
-    post = [r["reward"] for r in recs if r["episode"] >= args.warmup]
-    row = {"method": method, "seed": seed, "reward": res.best_reward, "speedup": res.best_speedup,
-           "post_warmup_mean_reward": statistics.fmean(post) if post else None,
-           "val_accuracy": res.best_accuracy, "acc_8bit": res.acc_8bit, "episode": res.best_episode,
-           "wall_s": wall, **mean, "compiles": getattr(cost, "compiles", None),
-           "compile_s": getattr(cost, "compile_seconds", None), "policy": res.best_policy.tolist(),
-           "test_accuracy": None, "final_s": None}
-    if state is not None and args.final_steps > 0:
-        from cimc.rl.search_cli import final_qat
-
+                       allowed_drop=args.acc_drop, cell_bits=4)
+    if args.ddpg:
+        for key, value in json.loads(args.ddpg).items():
+            setattr(cfg.ddpg, key, value)
+    run_dir = out / f"{method}-s{seed}"
+    done = run_dir / "episodes.jsonl"
+    if method == "td3" and run_dir.exists() and len(read_episodes(done) if done.exists() else []) < args.episodes:
+        shutil.rmtree(run_dir)  # SB3's state is not resumable: an unfinished TD3 run starts again
+    if method == "td3" and done.exists():
+        recs = read_episodes(done)
+    else:
         t = time.perf_counter()
-        _, row["test_accuracy"] = final_qat(args.model, res.best_policy, state, dataset=args.dataset,
-                                            steps=args.final_steps, train_limit=args.train_limit,
-                                            seed=seed)
-        row["final_s"] = time.perf_counter() - t
-    return row
+        run_search(cfg, spec, cost, evaluator, run_dir, resume=True, progress=False)
+        print(f"  {method} seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
+        recs = read_episodes(done)
+    acc8 = json.loads((run_dir / "best_policy.json").read_text())["acc_8bit"]
+    target = acc8 - args.acc_drop
+    rewards = np.array([r["reward"] for r in recs])
+    feasible = np.array([r["speedup"] if r["accuracy"] >= target else 1.0 for r in recs])
+    best = recs[int(np.argmax(rewards))]
+    return {"method": method, "seed": seed, "reward": best["reward"], "speedup": best["speedup"],
+            "accuracy": best["accuracy"], "episode": best["episode"], "policy": best["policy"],
+            "acc_8bit": acc8, "meets_target": best["accuracy"] >= target,
+            "evaluated": sum(not r["acc_cached"] for r in recs),
+            "post_warmup_mean_reward": float(rewards[args.warmup:].mean()),
+            "time": time_split(recs),
+            "curve_reward": np.maximum.accumulate(rewards).tolist(),
+            "curve_speedup": np.maximum.accumulate(feasible).tolist()}
 
 
-def _fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+def uniform_rows(args, spec, cost, evaluator, acc8: float) -> list[dict[str, Any]]:
+    from cimc.rl.baselines import uniform_policies
+    from cimc.rl.costs import search_bit_pairs
+    from cimc.rl.env import SearchConfig
+
+    cfg = SearchConfig(allowed_drop=args.acc_drop, cell_bits=4)
+    rows = uniform_policies(cfg, spec, cost, evaluator, bits=search_bit_pairs(cfg), acc_8bit=acc8)
+    return [{**u.to_dict(), "meets_target": u.accuracy >= acc8 - args.acc_drop} for u in rows]
 
 
-def print_table(rows: list[dict], args: argparse.Namespace, acc8: float) -> None:
-    print(f"\n{args.model} / {args.dataset} / {args.accuracy} accuracy / {args.cost} cost, "
-          f"{args.episodes} episodes (warm-up {args.warmup}), acc_8bit (val) {acc8:.2f} %, allowed drop "
-          f"{args.acc_drop}, first/last 8/8 {'off' if args.no_first_last else 'on'}, "
-          f"{args.finetune_steps} fine-tune steps/episode, final fine-tune {args.final_steps} steps")
-    head = (f"{'method':8s}{'seed':>5s}{'reward':>9s}{'speedup':>9s}{'val %':>8s}{'test %':>8s}"
-            f"{'best ep':>8s}{'ft+eval s/ep':>13s}{'cost s/ep':>10s}{'agent s/ep':>11s}"
-            f"{'compiles':>9s}{'wall s':>8s}{'mean R>wu':>10s}")
-    print(head)
-    print("-" * len(head))
+def print_tables(rows: list[dict], uni: list[dict], args) -> None:
+    head = (f"{'method':8s}{'seed':>5s}{'reward':>9s}{'speedup':>9s}{'val %':>8s}{'best ep':>8s}"
+            f"{'evals':>7s}{'acc s/ep':>9s}{'cost s/ep':>10s}{'agent s/ep':>11s}{'wall s/ep':>10s}")
+    print(f"\n{args.model}: {args.episodes} episodes (warm-up {args.warmup}), allowed drop "
+          f"{args.acc_drop}, W8A8 val {rows[0]['acc_8bit']:.2f} %")
+    print(head + "\n" + "-" * len(head))
     for r in rows:
-        print(f"{r['method']:8s}{r['seed']:5d}{r['reward']:9.2f}{r['speedup']:8.2f}x"
-              f"{r['val_accuracy']:8.2f}{_fmt(r['test_accuracy'], '8.2f'):>8s}{r['episode']:8d}"
-              f"{r['accuracy_s']:13.3f}{r['cost_s']:10.3f}{r['agent_s']:11.3f}"
-              f"{_fmt(r['compiles'], 'd'):>9s}{r['wall_s']:8.0f}"
-              f"{_fmt(r['post_warmup_mean_reward'], '10.1f'):>10s}")
-    for method in ("ddpg", "random"):
+        t = r["time"]
+        print(f"{r['method']:8s}{r['seed']:5d}{r['reward']:9.2f}{r['speedup']:8.2f}x{r['accuracy']:8.2f}"
+              f"{r['episode']:8d}{r['evaluated']:7d}{t['accuracy_s']:9.3f}{t['cost_s']:10.4f}"
+              f"{t['agent_s']:11.3f}{t['wall_s']:10.3f}")
+    for method in args.methods:
         sel = [r for r in rows if r["method"] == method]
-        if not sel:
-            continue
-        tests = [r["test_accuracy"] for r in sel if r["test_accuracy"] is not None]
-        print(f"{method + ' mean':13s}{statistics.fmean(r['reward'] for r in sel):9.2f}"
-              f"{statistics.fmean(r['speedup'] for r in sel):8.2f}x"
-              f"{statistics.fmean(r['val_accuracy'] for r in sel):8.2f}"
-              f"{_fmt(statistics.fmean(tests) if tests else None, '8.2f'):>8s}{'':8s}"
-              f"{statistics.fmean(r['accuracy_s'] for r in sel):13.3f}"
-              f"{statistics.fmean(r['cost_s'] for r in sel):10.3f}"
-              f"{statistics.fmean(r['agent_s'] for r in sel):11.3f}")
+        if sel:
+            mean = {k: statistics.fmean(r[k] for r in sel) for k in ("reward", "speedup", "accuracy")}
+            wall = statistics.fmean(r["time"]["wall_s"] for r in sel)
+            print(f"{method + ' mean':13s}{mean['reward']:9.2f}{mean['speedup']:8.2f}x{mean['accuracy']:8.2f}"
+                  f"{'':15s}{'':30s}{wall:21.3f}  -> 600 episodes in {600 * wall / 60:.0f} min")
+    print("\nuniform policies (first/last at 8/8):")
+    for u in uni:
+        print(f"  {u['label']:6s} {u['speedup']:5.2f}x  val {u['accuracy']:6.2f} %  reward {u['reward']:8.2f}"
+              f"{'  meets the target' if u['meets_target'] else ''}")
+
+
+def plot(rows: list[dict], args, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    for ax, key, label in ((axes[0], "curve_reward", "best reward so far"),
+                           (axes[1], "curve_speedup", f"best speedup so far at <= {args.acc_drop:g} pt drop")):
+        for method in args.methods:
+            curves = np.array([r[key] for r in rows if r["method"] == method])
+            if not len(curves):
+                continue
+            x = np.arange(1, curves.shape[1] + 1)
+            line, = ax.plot(x, curves.mean(axis=0), label=f"{method} (mean of {len(curves)} seeds)")
+            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.2)
+        ax.axvline(args.warmup, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("episode")
+        ax.set_ylabel(label)
+        ax.legend(loc="lower right")
+    fig.suptitle(f"{args.model}: best so far, mean and range over seeds {args.seeds}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="lenet")
-    ap.add_argument("--dataset", default="fashion_mnist")
-    ap.add_argument("--accuracy", choices=("synthetic", "real"), default="real")
-    ap.add_argument("--cost", choices=("compiler", "closed-form"), default="compiler")
-    ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--warmup", type=int, default=15)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="+", default=["ddpg", "random"])
-    ap.add_argument("--acc-drop", type=float, default=1.0)
-    ap.add_argument("--ckpt", default=None)
-    ap.add_argument("--finetune-steps", type=int, default=30)
-    ap.add_argument("--final-steps", type=int, default=200,
-                    help="Final fine-tune steps of each best policy before the test accuracy (0: none).")
-    ap.add_argument("--train-limit", type=int, default=20000)
-    ap.add_argument("--eval-limit", type=int, default=2000)
-    ap.add_argument("--pretrain-epochs", type=float, default=2.0)
-    ap.add_argument("--no-first-last", action="store_true",
-                    help="Let the first and last layers be searched too (on in the paper's runs).")
-    ap.add_argument("--out", default="/tmp/cimc_bench_search")
-    ap.add_argument("--json", default=None, help="Also write the rows as JSON here (after every run).")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="Torch threads for fine-tuning (default cimc.training's 2; 1 on a busy machine).")
-    args = ap.parse_args()
-    if args.threads is not None:
-        import torch
-
-        import cimc.training
-
-        cimc.training.NUM_THREADS = args.threads
-        torch.set_num_threads(args.threads)
+    args = parse_args()
+    import torch
 
     from cimc.target.hw import Hardware
-    from cimc.rl.baselines import uniform_policies
+    from cimc.rl.accuracy import EvalSettings, PolicyEvaluator
+    from cimc.rl.compiler_cost import CompilerCost
+    from cimc.rl.costs import prefill
     from cimc.rl.env import SearchConfig
     from cimc.rl.search import EnvSpec
-    from cimc.rl.search_cli import describe_model, make_accuracy_fn
+    from cimc.rl.search_cli import describe_model
 
-    out = Path(args.out) / f"{args.model}-{args.accuracy}-{int(time.time())}"
-    out.mkdir(parents=True, exist_ok=True)
-    hw = Hardware()
-    infos, descs = describe_model(args.model)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    infos, _ = describe_model(args.model)
     spec = EnvSpec(tuple(infos), model=args.model, dataset=args.dataset)
-    state = None
-    if args.accuracy == "real":
-        import torch
-
-        ckpt = ensure_checkpoint(args, out)
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        acc_fn = make_accuracy_fn(args.model, args.dataset, state, finetune_steps=args.finetune_steps,
-                                  train_limit=args.train_limit, eval_limit=args.eval_limit)
-    else:
-        acc_fn = synthetic_accuracy
-
-    def dump(rows: list[dict], uni: list | None = None) -> None:
-        if args.json:
-            Path(args.json).write_text(json.dumps(
-                {"rows": rows, "uniform": [u.to_dict() for u in uni or []], "acc_8bit": acc8,
-                 "hw": hw.to_dict(), "args": vars(args)}, indent=1))
+    state = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    evaluator = PolicyEvaluator(args.model, args.dataset, state, EvalSettings(
+        finetune_steps=args.finetune_steps, calib_images=args.calib_images, eval_limit=args.eval_limit,
+        train_limit=args.train_limit))
+    t = time.perf_counter()
+    cost = CompilerCost(args.model, Hardware())
+    prefill(cost, len(infos), SearchConfig(cell_bits=4))
+    print(f"compiler cost prefilled: {cost.compiles} compiles in {time.perf_counter() - t:.0f} s", flush=True)
 
     rows: list[dict] = []
-    acc8 = None
+    uni: list[dict] = []
+
+    def dump() -> None:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "uniform": uni},
+                                                  indent=1) + "\n")
+
     for seed in args.seeds:
         for method in args.methods:
-            row = run_one(args, method, seed, spec, descs, hw, acc_fn, acc8, out, state)
-            acc8 = row["acc_8bit"]  # measure the W8A8 reference once
-            rows.append(row)
-            dump(rows)
-            print(f"{method:6s} seed {seed}: R {row['reward']:8.2f}  {row['speedup']:5.2f}x  "
-                  f"val {row['val_accuracy']:6.2f} %  test {_fmt(row['test_accuracy'], '6.2f')} %  "
-                  f"(ep {row['episode']}, {row['wall_s']:.0f} s, {row['compiles']} compiles)", flush=True)
-
-    assert acc8 is not None
-    print_table(rows, args, acc8)
-    cfg = SearchConfig(allowed_drop=args.acc_drop, first_last_8bit=not args.no_first_last,
-                       cell_bits=hw.cell_bits)
-    uni = uniform_policies(cfg, spec, make_cost(args.cost, args.model, descs, hw), acc_fn, acc_8bit=acc8)
-    print("\nuniform policies" + ("" if args.no_first_last else " (first/last at 8/8)") + ":")
-    for u in uni:
-        print(f"  {u.label:5s} {u.speedup:5.2f}x  val {u.accuracy:6.2f} %  reward {u.reward:8.2f}")
-    dump(rows, uni)
+            rows.append(run_one(args, method, seed, spec, cost, evaluator, out))
+            r = rows[-1]
+            print(f"{method:6s} seed {seed}: R {r['reward']:8.2f}  {r['speedup']:5.2f}x  val "
+                  f"{r['accuracy']:6.2f} %  (ep {r['episode']}, {r['time']['wall_s']:.2f} s/ep)", flush=True)
+            dump()
+    uni = uniform_rows(args, spec, cost, evaluator, rows[0]["acc_8bit"])
+    dump()
+    print_tables(rows, uni, args)
+    if args.png:
+        plot(rows, args, args.png)
 
 
 if __name__ == "__main__":

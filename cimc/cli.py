@@ -33,6 +33,18 @@ HwOpt = Annotated[
 HwSetOpt = Annotated[
     Optional[str], typer.Option("--hw-set", help="Override hardware fields: rows=128,cell_bits=2.")
 ]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Refuse a model with host layers (a Conv/Gemm/MatMul that does not "
+                       "map to crossbars runs on the host otherwise, with a warning).")
+]
+
+
+def _host_check(module, strict: bool) -> None:
+    """One warning line per host layer of ``module`` on stderr; ``--strict``: an error instead."""
+    from cimc.analysis import host_warnings
+
+    for line in host_warnings(module, strict=strict):
+        typer.echo(line, err=True)
 
 
 @app.callback()
@@ -62,6 +74,7 @@ def lower_cmd(
     generic: Annotated[bool, typer.Option("--generic", help="Print generic op syntax.")] = False,
     hw: HwOpt = None,
     hw_set: HwSetOpt = None,
+    strict: StrictOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Import a model and lower it to an IR level; print the IR or write it with -o."""
@@ -79,6 +92,7 @@ def lower_cmd(
     hardware = load_hardware(hw, hw_set) if (hw or hw_set or to.startswith("xbar")) else None
     module = load_model(model)
     lower(module, to, hw=hardware, print_between=print_between, stream=sys.stderr)
+    _host_check(module, strict)
     if output is None:
         sys.stdout.write(module_text(module, generic=generic))
         return
@@ -94,17 +108,19 @@ def _top1(out, labels=None):
     return pred, (None if labels is None else float(100.0 * (pred == labels).mean()))
 
 
-def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool):
-    """Run at ``level``; xbar levels go through :func:`cimc.exec.xbar_exec.run_xbar` with
-    ``fast``, and with ``compare`` also lossless (:func:`compare_lossy`). Returns the result and
-    the comparison (or None)."""
+def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool,
+                strict: bool = False):
+    """Run at ``level`` (host layers warned about, or refused with ``strict``); xbar levels go
+    through :func:`cimc.exec.xbar_exec.run_xbar` with ``fast``, and with ``compare`` also
+    lossless (:func:`compare_lossy`). Returns the result and the comparison (or None)."""
     from cimc.exec import RunResult, lowered_copy, run_at_level
 
+    prog = lowered_copy(module, level, hw=hw)
+    _host_check(prog, strict)
     if not compare:
-        return run_at_level(module, level, inputs, hw=hw, progress=progress, fast=fast), None
+        return run_at_level(prog, level, inputs, hw=hw, progress=progress, fast=fast), None
     from cimc.exec.xbar_exec import compare_lossy, counters_table
 
-    prog = lowered_copy(module, level, hw=hw)
     cmp = compare_lossy(prog, inputs, hw, fast=fast)
     rep = cmp.pop("lossy_report")
     return RunResult(cmp["lossy_outputs"], rep, counters_table(rep)), cmp
@@ -164,6 +180,7 @@ def run_cmd(
     waterfall: Annotated[
         Optional[Path], typer.Option("--waterfall", help="--level xbar-opt: each optimisation's contribution (PNG).")
     ] = None,
+    strict: StrictOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run a model at an IR level on an input and print a summary (and counters at xbar; at
@@ -192,7 +209,8 @@ def run_cmd(
     module = load_model(model)
     inputs, y, names = _run_inputs(module, input, labels, batch, seed, allow_nonfinite, output)
     show = sys.stderr.isatty() if progress is None else progress
-    result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless)
+    result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless,
+                              strict=strict)
     extra = _print_run(level, result, cmp, y)
     if on_xbar:
         extra.update(_chip(outs, model, module, level, result, hardware, (schedule_out, gantt, waterfall)))

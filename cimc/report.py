@@ -15,7 +15,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from cimc.analysis import analyse_layer, check_hardware, module_layers
+from cimc.analysis import HostLayer, analyse_layer, check_hardware, host_layers, host_warnings, program_layers
 from cimc.chip_report import chip_schedule, opt_steps
 from cimc.context import make_context
 from cimc.errors import CimcError
@@ -62,9 +62,14 @@ def _check_geometry(module: ModuleOp, hw: Hardware) -> None:
 
 
 def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
-    """One dict per ``xbar.layer`` of an ``xbar``-level module (program order)."""
+    """One dict per Conv / Gemm / MatMul of an ``xbar``-level module (program order): a crossbar
+    layer (``xbar.layer``) or a host layer (``kind`` ``host``, its ``op`` and ``reason``, zero
+    crossbar cost)."""
     rows = []
-    for layer in module_layers(module):
+    for layer in program_layers(module):
+        if isinstance(layer, HostLayer):
+            rows.append(host_row(layer))
+            continue
         p = analyse_layer(layer)
         c = p.counters(1, hw)
         writes = c.writes
@@ -81,6 +86,15 @@ def layer_rows(module: ModuleOp, hw: Hardware) -> list[dict[str, Any]]:
     return rows
 
 
+def host_row(layer: HostLayer) -> dict[str, Any]:
+    """A host layer's report row: no crossbar, no writes, no cycles, no crossbar time."""
+    return {"name": layer.name, "kind": "host", "op": layer.op, "reason": layer.reason,
+            "m": None, "n": None, "P": None, "H": None, "w_bits": None, "a_bits": None,
+            "slices": None, "phys_rows": None, "phys_cols": None, "row_tiles": None,
+            "col_tiles": None, "chunks": None, "tiles": 0, "writes": 0, "executes": 0,
+            "latency_us": 0.0, "lossless_adc_bits": None}
+
+
 def chip_summary(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int = 1) -> dict[str, Any]:
     """The chip schedule's totals (no per-array events) of an ``xbar`` module."""
     return chip_schedule(module, hw, batch=batch, stream=stream, events=False).as_dict(events=False)
@@ -88,7 +102,7 @@ def chip_summary(module: ModuleOp, hw: Hardware, *, batch: int = 1, stream: int 
 
 def xbar_report(
     module: ModuleOp, hw: Hardware | None = None, *, level: str = "xbar", baseline: bool = True,
-    stream: int = 1, batch: int = 1,
+    stream: int = 1, batch: int = 1, strict: bool = False,
 ) -> dict[str, Any]:
     """The report of ``module`` (any level up to ``level``) on ``hw`` (paper defaults if None).
 
@@ -96,14 +110,20 @@ def xbar_report(
     inputs (with one array and nothing resident: the paper's ``writes * t_w + executes * t_e``,
     kept as ``paper_latency_us``); ``chip`` holds the schedule's totals for a stream of
     ``stream`` inputs (throughput, one-time programming, writes per inference).
+
+    Host layers (the host fallback) are rows of ``kind`` ``host`` with zero crossbar cost,
+    listed in ``host_layers`` with a warning line each in ``warnings``; ``strict`` refuses them
+    (a one-line error naming the first).
     """
     hw = hw or Hardware()
     compiled, base = compile_pair(module, level, hw, baseline=baseline)
+    warnings = host_warnings(compiled, strict=strict)
     _check_geometry(compiled, hw)
     level = module_level(compiled) or level
     rows = layer_rows(compiled, hw)
-    if not rows:
-        raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul)")
+    if not any(r["kind"] != "host" for r in rows):
+        raise CimcError("report: the model has no crossbar layer (no Conv, Gemm or MatMul on "
+                        "quantized operands)")
     chip = chip_summary(compiled, hw, batch=batch, stream=stream)
     for r, slot in zip(rows, chip["layers"], strict=True):
         r["paper_latency_us"] = r["latency_us"]
@@ -117,7 +137,10 @@ def xbar_report(
     for r in rows:
         r["share"] = r["latency_us"] / total["latency_us"] if total["latency_us"] else 0.0
     out: dict[str, Any] = {"level": level, "hardware": hw.to_dict(), "layers": rows, "total": total,
-                           "chip": {k: v for k, v in chip.items() if k != "layers"}}
+                           "chip": {k: v for k, v in chip.items() if k != "layers"},
+                           "host_layers": [{"name": h.name, "op": h.op, "reason": h.reason}
+                                           for h in host_layers(compiled)],
+                           "warnings": warnings}
     if base is not None:
         base_rows = layer_rows(base, hw)
         base_chip = chip_summary(base, hw, batch=batch, stream=stream)
@@ -183,6 +206,10 @@ def report_table(report: dict[str, Any]) -> Any:
     ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in report["layers"]:
+        if r["kind"] == "host":
+            table.add_row(r["name"], "host", f"{r['op']} on the host: {r['reason']}", "-", "-", "-",
+                          "0", "0", "0.0", f"{100 * r['share']:.1f}%", "-", style="yellow")
+            continue
         table.add_row(
             r["name"], r["kind"], f"({r['m']}, {r['n']}, {r['P']}, {r['H']})",
             f"{r['w_bits']}/{r['a_bits']}", str(r["slices"]),
@@ -239,7 +266,7 @@ def report_figure(report: dict[str, Any]):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = report["layers"]
+    rows = [r for r in report["layers"] if r["kind"] != "host"]  # no crossbar bits or time
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(7, 0.4 * len(rows) + 4), 6.5), sharex=True)

@@ -45,6 +45,9 @@ def report_command(
     waterfall: Annotated[
         Optional[Path], typer.Option("--waterfall", help="With --opt: each optimisation's contribution as a waterfall (PNG).")
     ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse a model with host layers (a Conv/Gemm/MatMul that does not map to crossbars).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
@@ -62,8 +65,11 @@ def report_command(
     hardware = load_hardware(hw, hw_set)
     module = load_model(model)
     level = "xbar-opt" if opt else "xbar"
-    report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch)
+    report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch,
+                         strict=strict)
     report["model"] = str(model)
+    for line in report["warnings"]:
+        typer.echo(line, err=True)
     print_table(report_table(report))
     steps = report.get("optimisations")
     if steps is not None:

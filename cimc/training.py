@@ -36,8 +36,16 @@ from torch import nn
 from cimc.errors import CimcError, InputFileError
 
 #: torch threads for training and evaluation (the machine has 2 cores); ``CIMC_THREADS`` overrides,
-#: e.g. 1 when several jobs share the cores.
+#: e.g. 1 when several jobs share the cores (read at every call, see :func:`num_threads`).
 NUM_THREADS = int(os.environ.get("CIMC_THREADS", "2"))
+
+
+def num_threads() -> int:
+    """Torch threads for training and evaluation: ``$CIMC_THREADS``, default 2."""
+    raw = os.environ.get("CIMC_THREADS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else NUM_THREADS
+
+
 QUANT_KEY_MARKERS = ("input_quant.", "a_quant.", "w_quant.", "weight_quant.", "bias_quant.",
                      "act_quant.")  # the last: Brevitas' QuantMultiheadAttention's own quantizers
 
@@ -82,7 +90,7 @@ def train(
     ``epoch_seconds`` is the wall time per full pass over the data (extrapolated when fewer steps
     than one epoch were run).
     """
-    torch.set_num_threads(NUM_THREADS)
+    torch.set_num_threads(num_threads())
     x, y = _data(dataset, split, limit)
     if len(x) == 0:
         raise CimcError("train: the data set split is empty")
@@ -128,7 +136,7 @@ def evaluate(
     progress: bool = False,
 ) -> float:
     """Top-1 accuracy in percent of ``model`` on ``split`` of ``dataset``."""
-    torch.set_num_threads(NUM_THREADS)
+    torch.set_num_threads(num_threads())
     x, y = _data(dataset, split, limit)
     if len(x) == 0:
         raise CimcError("evaluate: the data set split is empty")

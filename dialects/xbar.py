@@ -376,7 +376,9 @@ class Col2ImOp(IRDLOperation):
 
 @irdl_op_definition
 class UnpackOp(IRDLOperation):
-    """Host op: products ``[B, H, P, m]`` reshaped to the cimq accumulator they replace.
+    """Host op: products ``[B, H, P, m]`` reshaped to the cimq accumulator they replace (row
+    major; with a symbolic batch both keep it on axis 0; a model typed at one batch may carry
+    it elsewhere, e.g. ``[tokens, B, dim]``).
 
     ``%y = xbar.unpack %a : (tensor<1x1x50x10xi32>) -> tensor<1x50x10x!cimq.q<s32:0.01>>``
     """
@@ -394,7 +396,8 @@ class UnpackOp(IRDLOperation):
         if acc.width != 32 or len(xs) != 4:
             raise VerifyException("xbar.unpack maps [B, H, P, m] to an s32 accumulator")
         size = lambda s: 1 if not s else s[0] * size(s[1:])  # noqa: E731
-        if xs[-1] != ys[-1] or size(xs[1:]) != size(ys[1:]):
+        static = min(*xs, *ys) >= 0
+        if xs[-1] != ys[-1] or (size(xs) != size(ys) if static else size(xs[1:]) != size(ys[1:])):
             raise VerifyException(f"xbar.unpack: {list(xs)} does not reshape into {list(ys)}")
 
 

@@ -5,10 +5,17 @@
   repeats of one ``(m = C_out/G, n = C_in/G*kh*kw, P = Ho*Wo)`` layer (``kind = "depthwise"``
   when every group has one input channel).
 * ``cimq.matmul`` (static ``[K, N]`` weight) -> ``cimq.reshape`` to ``[B, 1, P, K]`` (``P`` =
-  product of the non-batch leading dims, the tokens) + ``xbar.matmul`` (``H = 1``) +
-  ``xbar.unpack``.
-* ``cimq.matmul_act`` (attention) -> ``xbar.matmul_dyn``: batch dims ``[B, heads]`` become
-  ``[B, H]``, ``P`` = the streamed rows (queries), the right operand is written at run time.
+  the rows streamed per inference, the tokens) + ``xbar.matmul`` (``H = 1``) + ``xbar.unpack``.
+* ``cimq.matmul_act`` (attention) -> ``xbar.matmul_dyn``: the leading dims become ``[B, H]``
+  (``H`` = the right operands written per inference, the heads), ``P`` = the streamed rows
+  (queries), the right operand is written at run time.
+
+``B`` is the batch of one run. A module that runs at any batch carries it on axis 0 of every
+batched tensor. A module typed at one batch ``N`` (``cimq.fixed_batch``: the frontend saw the
+batch leave axis 0; ``N`` is its inputs' axis 0) may carry it anywhere
+(sequence-first ``[tokens, N, dim]``, heads folded into it ``[N*heads, tokens, d]``): there
+``P`` and ``H`` are the rows and written operands of the whole run divided by ``N``, whatever
+the layout (the products are row-wise, so regrouping the rows by inference is exact).
 
 Each layer keeps its name (``layer``), bits and signedness. The streamed operand uses its own bit
 width; the stored operand uses its width if signed and one bit more if unsigned (its values must
@@ -122,6 +129,43 @@ def _hint(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
+def run_batch(module: ModuleOp) -> int | None:
+    """The batch of one run of a module that runs at its typed batch only (``cimq.fixed_batch``:
+    axis 0 of ``@main``'s inputs, 1 without inputs); None for the others, whose batched
+    tensors all carry the batch on axis 0."""
+    from xdsl.dialects import func
+
+    for op in module.walk():
+        if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
+            if "cimq.fixed_batch" not in op.attributes:
+                return None
+            args = op.body.block.args if op.body.blocks else ()
+            for arg in args:
+                if isinstance(arg.type, TensorType) and arg.type.get_shape():
+                    d = arg.type.get_shape()[0]
+                    return None if d < 0 else d
+            return 1
+    return None
+
+
+def per_inference(lead: list[int], batch: int | None) -> tuple[int, int]:
+    """``(B, per)`` of leading dims ``lead`` (rows or written operands of a whole run): ``B`` the
+    batch, ``per`` the count per inference. Without a typed batch (or with a symbolic one)
+    axis 0 is the batch; at a typed batch ``N`` that divides the total, ``per`` = total / ``N``
+    whatever the layout."""
+    if batch is None or (lead and lead[0] < 0):
+        return (lead[0], math.prod(lead[1:])) if lead else (1, 1)
+    total = math.prod(lead)
+    if batch is not None and total % batch == 0:
+        return batch, total // batch
+    return (lead[0], math.prod(lead[1:])) if lead else (1, 1)
+
+
+def _first(b: int, shape: list[int]) -> int:
+    """Dim 0 of a reshape to ``[b, ...]``: 0 (ONNX: copy dim 0) when it is the input's."""
+    return 0 if b < 0 or (len(shape) > 1 and b == shape[0]) else b
+
+
 class _Namer:
     def __init__(self) -> None:
         self.count = 0
@@ -173,6 +217,7 @@ class ConvToXbar(RewritePattern):
 @dataclass
 class MatMulToXbar(RewritePattern):
     namer: _Namer
+    batch: int | None
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: cimq.MatMulOp, rewriter: PatternRewriter) -> None:
@@ -185,14 +230,12 @@ class MatMulToXbar(RewritePattern):
             )
         k, n_out = W.shape
         xs = _shape(op.input)
-        if len(xs) < 2:
-            raise UnsupportedModelError(f"linear layer '{name}': input of rank {len(xs)} has no batch axis")
-        p = math.prod(xs[1:-1])
+        b, p = per_inference(xs[:-1], self.batch)
         wq = _qtype(op.weight).with_scales(1.0)
         wconst = blob_const(W[None], f"{name}.xbar_weight", TensorType(wq, [1, k, n_out]))
         wconst.output.name_hint = f"{_hint(name)}_w"
-        rows = _reshape(op.input, [xs[0], 1, p, k], [0, 1, p, k])
-        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [xs[0], 1, p, n_out], name, "linear")
+        rows = _reshape(op.input, [b, 1, p, k], [_first(b, xs), 1, p, k])
+        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, 1, p, n_out], name, "linear")
         rows.output.name_hint, mm.output.name_hint = f"{_hint(name)}_rows", f"{_hint(name)}_mm"
         back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
         weight = op.weight
@@ -203,6 +246,7 @@ class MatMulToXbar(RewritePattern):
 @dataclass
 class MatMulActToXbar(RewritePattern):
     namer: _Namer
+    batch: int | None
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: cimq.MatMulActOp, rewriter: PatternRewriter) -> None:
@@ -213,16 +257,13 @@ class MatMulActToXbar(RewritePattern):
                 f"attention matmul '{name}': batch dims {a_s[:-2]} and {b_s[:-2]} differ (no "
                 "broadcasting on the crossbar)"
             )
-        lead = a_s[:-2]
-        b = lead[0] if lead else 1
-        h = math.prod(lead[1:]) if len(lead) > 1 else 1
+        b, h = per_inference(a_s[:-2], self.batch)
         t, d, m = a_s[-2], a_s[-1], b_s[-1]
         new: list[Operation] = []
         lhs, rhs = op.lhs, op.rhs
-        if len(a_s) != 4 or len(lead) < 1:
-            first = 0 if lead else 1
-            ra = _reshape(op.lhs, [b, h, t, d], [first, h, t, d])
-            rb = _reshape(op.rhs, [b, h, d, m], [first, h, d, m])
+        if a_s != [b, h, t, d]:
+            ra = _reshape(op.lhs, [b, h, t, d], [_first(b, a_s), h, t, d])
+            rb = _reshape(op.rhs, [b, h, d, m], [_first(b, b_s), h, d, m])
             new += [ra, rb]
             lhs, rhs = ra.output, rb.output
         mm = _product(xbar.MatMulDynOp, lhs, rhs, [b, h, t, m], name, "matmul")
@@ -239,5 +280,6 @@ class ConvertCimqToXbarPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         namer = _Namer()
-        for pattern in (ConvToXbar(namer), MatMulToXbar(namer), MatMulActToXbar(namer)):
+        batch = run_batch(op)
+        for pattern in (ConvToXbar(namer), MatMulToXbar(namer, batch), MatMulActToXbar(namer, batch)):
             PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cimc.rl.env import LayerInfo, SearchConfig, constrain, reward, uniform_policy
+from cimc.rl.parallel import evaluate_policy
 from cimc.rl.search import AccuracyFn, CostModel, EnvSpec, SearchResult, as_env_spec, run_search
 
 DEFAULT_UNIFORM_BITS = (8, 6, 4, 2)
@@ -58,17 +59,27 @@ def uniform_policies(config: SearchConfig, env_spec: EnvSpec | Sequence[LayerInf
     """
     spec = as_env_spec(env_spec)
     n = len(spec.layers)
+    measured = bool(getattr(cost_model, "measured", False))
+
+    def run(pol: np.ndarray) -> tuple[float, float]:
+        ev = evaluate_policy(accuracy_fn, pol)
+        if measured:
+            cost_model.note(pol, ev.latency_us)  # type: ignore[attr-defined]
+        return float(cost_model.latency(pol)), ev.accuracy
+
+    if measured:
+        run(uniform_policy(n, 8))
     base = float(cost_model.baseline_latency())
     rows: list[tuple[str, np.ndarray, float, float]] = []
     for b in bits:
         w, a = (b, b) if isinstance(b, int) else b
         pol = constrain(uniform_policy(n, w, a), config)
-        rows.append((f"W{w}A{a}", pol, float(cost_model.latency(pol)), float(accuracy_fn(pol))))
+        rows.append((f"W{w}A{a}", pol, *run(pol)))
     ref = acc_8bit if acc_8bit is not None else config.acc_8bit
     if ref is None:
         ref = next((acc for label, _, _, acc in rows if label == "W8A8"), None)
     if ref is None:
-        ref = float(accuracy_fn(uniform_policy(n, 8)))
+        ref = run(uniform_policy(n, 8))[1]
     return [UniformResult(label, pol, lat, base / lat, acc,
                           reward(acc, ref, config.allowed_drop, lat / base))
             for label, pol, lat, acc in rows]

@@ -49,10 +49,14 @@ class Actor(nn.Module):
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, 1)
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
+    def logit(self, s: torch.Tensor) -> torch.Tensor:
+        """The output before the sigmoid."""
         x = torch.relu(self.fc1(s))
         x = torch.relu(self.fc2(x))
-        return torch.sigmoid(self.fc3(x))
+        return self.fc3(x)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logit(s))
 
 
 class Critic(nn.Module):
@@ -129,9 +133,11 @@ class DDPGAgent:
     """The DDPG agent; ``n_layers`` sets the replay buffer size (``buffer_per_layer * L``)."""
 
     def __init__(self, n_layers: int, config: DDPGConfig | None = None, *, warmup: int = 30,
-                 seed: int = 0, n_states: int = N_STATE):
+                 seed: int = 0, n_states: int = N_STATE, episodes: int | None = None):
         self.config = config or DDPGConfig()
         self.warmup = int(warmup)
+        self.episodes = episodes
+        self.seed = int(seed)
         self.n_states = n_states
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
@@ -145,6 +151,7 @@ class DDPGAgent:
         self.buffer = ReplayBuffer(cfg.buffer_per_layer * n_layers, n_states)
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDD96]))
         self.moving_average: float | None = None
+        self._buffer_stats: tuple[float, float] | None = None
         self.value_loss = 0.0
         self.policy_loss = 0.0
         self.n_updates = 0
@@ -152,29 +159,48 @@ class DDPGAgent:
     # ---- acting -------------------------------------------------------------------------------
 
     def sigma(self, episode: int) -> float:
-        """Exploration width of ``episode`` (0 during the warm-up)."""
+        """Exploration width of ``episode`` (0 during the warm-up).
+
+        ``sigma0 * decay ** (episode - warmup)``, with ``decay = sigma_decay`` or, when
+        ``sigma_end`` and the number of episodes are set, the decay that reaches ``sigma_end`` at
+        the last episode.
+        """
         if episode < self.warmup:
             return 0.0
-        return self.config.sigma0 * self.config.sigma_decay ** (episode - self.warmup)
+        cfg = self.config
+        decay = cfg.sigma_decay
+        if cfg.sigma_end is not None and self.episodes is not None:
+            span = max(1, self.episodes - 1 - self.warmup)
+            decay = (cfg.sigma_end / cfg.sigma0) ** (1.0 / span)
+        return cfg.sigma0 * decay ** (episode - self.warmup)
+
+    def episode_rng(self, episode: int) -> np.random.Generator:
+        """The exploration noise stream of ``episode``: a function of (seed, episode) alone, so
+        an episode draws the same actions whichever worker runs it and whenever."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, 0xE915, int(episode)]))
 
     def actor_output(self, state: np.ndarray) -> float:
         with torch.no_grad():
             s = torch.as_tensor(np.asarray(state, dtype=np.float32)).reshape(1, -1)
             return float(self.actor(s).item())
 
-    def select_action(self, state: np.ndarray, episode: int) -> float:
-        """Uniform in the warm-up, then the truncated normal around the actor's output."""
+    def select_action(self, state: np.ndarray, episode: int,
+                      rng: np.random.Generator | None = None) -> float:
+        """Uniform in the warm-up, then the truncated normal around the actor's output; the noise
+        comes from ``rng`` (default: the agent's own stream)."""
+        rng = self.rng if rng is None else rng
         if episode < self.warmup:
-            return float(self.rng.uniform(0.0, 1.0))
-        return truncated_normal(self.rng, self.actor_output(state), self.sigma(episode))
+            return float(rng.uniform(0.0, 1.0))
+        return truncated_normal(rng, self.actor_output(state), self.sigma(episode))
 
-    def random_action(self) -> float:
-        return float(self.rng.uniform(0.0, 1.0))
+    def random_action(self, rng: np.random.Generator | None = None) -> float:
+        return float((self.rng if rng is None else rng).uniform(0.0, 1.0))
 
     # ---- learning -----------------------------------------------------------------------------
 
     def observe(self, s: np.ndarray, a: float, r: float, s2: np.ndarray, done: bool) -> None:
         self.buffer.add(s, a, r, s2, done)
+        self._buffer_stats = None
 
     def update(self) -> tuple[float, float]:
         """One DDPG step on a sampled batch; returns ``(value_loss, policy_loss)``."""
@@ -182,12 +208,7 @@ class DDPGAgent:
             return 0.0, 0.0
         cfg = self.config
         s, a, r, s2, done = self.buffer.sample(self.rng, cfg.batch_size)
-        mean = float(np.mean(r))
-        if self.moving_average is None:
-            self.moving_average = mean
-        else:
-            self.moving_average += cfg.ma_alpha * (mean - self.moving_average)
-        r = r - self.moving_average
+        r = self._normalise(r)
 
         ts, ta, tr, ts2, tdone = (torch.as_tensor(x, dtype=torch.float32) for x in (s, a, r, s2, done))
         with torch.no_grad():
@@ -200,8 +221,11 @@ class DDPGAgent:
         self.critic_optim.step()
 
         self.actor_optim.zero_grad()
-        policy_loss = -self.critic(ts, self.actor(ts)).mean()
-        policy_loss.backward()
+        if cfg.actor_grad == "inverting":
+            policy_loss = self._inverting_actor_loss(ts)
+        else:
+            policy_loss = -self.critic(ts, self.actor(ts)).mean()
+            policy_loss.backward()
         self.actor_optim.step()
 
         self._soft_update(self.actor_target, self.actor)
@@ -210,18 +234,58 @@ class DDPGAgent:
         self.n_updates += 1
         return self.value_loss, self.policy_loss
 
+    def _inverting_actor_loss(self, ts: torch.Tensor) -> torch.Tensor:
+        """Actor step with inverted gradients on the bounded action (Hausknecht & Stone, 2016).
+
+        The critic's gradient ``dQ/du`` at ``u = sigmoid(logit)`` moves the logit directly
+        (not through the sigmoid's derivative, which vanishes when ``u`` nears 0 or 1), scaled by
+        the room left towards the bound it pushes to: ``(1 - u)`` upwards, ``u`` downwards. An
+        actor that ran to a bound therefore comes back as soon as the critic says so. Leaves the
+        gradients in the actor and returns ``-Q`` (the usual policy loss, for the record).
+        """
+        logit = self.actor.logit(ts)
+        u = torch.sigmoid(logit).detach().requires_grad_(True)
+        q = self.critic(ts, u)
+        (dq_du,) = torch.autograd.grad(q.sum(), u)
+        step = torch.where(dq_du > 0, dq_du * (1.0 - u), dq_du * u).detach()
+        (-(step * logit).sum() / len(ts)).backward()
+        self.critic_optim.zero_grad()  # the critic's gradients of this step are not used
+        return -q.detach().mean()
+
+    def _normalise(self, r: np.ndarray) -> np.ndarray:
+        """The batch rewards as the critic sees them (see ``DDPGConfig.reward_norm``)."""
+        cfg = self.config
+        if cfg.reward_norm == "buffer":
+            if self._buffer_stats is None:
+                held = self.buffer.r[: len(self.buffer), 0]
+                self._buffer_stats = (float(held.mean()), max(float(held.std()), 1e-6))
+            mean, std = self._buffer_stats
+            return (r - mean) / std
+        mean = float(np.mean(r))
+        if self.moving_average is None:
+            self.moving_average = mean
+        else:
+            self.moving_average += cfg.ma_alpha * (mean - self.moving_average)
+        return r - self.moving_average
+
     def update_many(self, n: int) -> int:
         """``n`` updates on one thread; returns ``n``."""
+        self._buffer_stats = None  # the buffer changed since the last call
         with single_thread():
             for _ in range(n):
                 self.update()
         return n
 
+    def updates_for(self, n_transitions: int) -> int:
+        """Updates to run after an episode that stored ``n_transitions``."""
+        return int(round(self.config.updates_per_step * n_transitions))
+
     def _soft_update(self, target: nn.Module, source: nn.Module) -> None:
         tau = self.config.tau
         with torch.no_grad():
-            for tp, p in zip(target.parameters(), source.parameters(), strict=True):
-                tp.mul_(1.0 - tau).add_(p, alpha=tau)
+            tps, ps = list(target.parameters()), list(source.parameters())
+            torch._foreach_mul_(tps, 1.0 - tau)
+            torch._foreach_add_(tps, ps, alpha=tau)
 
     # ---- checkpointing ------------------------------------------------------------------------
 

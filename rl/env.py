@@ -32,6 +32,9 @@ from cimc.errors import CimcError
 N_STATE = 10
 """Number of state features per step."""
 
+METHODS = ("ddpg", "random", "td3")
+"""Search methods: cimc's DDPG, uniform random actions, Stable-Baselines3's TD3."""
+
 LAYER_CONV = 0
 LAYER_DEPTHWISE = 1
 LAYER_LINEAR = 2
@@ -86,18 +89,47 @@ def layer_info_from_desc(desc: Any, index: int) -> LayerInfo:
 
 @dataclass
 class DDPGConfig:
-    """DDPG hyper-parameters (defaults are CIM-AQ's)."""
+    """DDPG hyper-parameters; the defaults are cimc's, :data:`CIMAQ_DDPG` holds CIM-AQ's.
+
+    ``discount``: bootstrap weight of the next step's value (CIM-AQ: 1; cimc: 0, see below).
+    ``reward_norm``: ``"ma"`` (CIM-AQ: subtract a moving average of batch means, ``ma_alpha``) or
+    ``"buffer"`` (subtract the mean of the rewards in the replay buffer and divide by their
+    standard deviation). ``sigma_end``: when set, the exploration width decays geometrically from
+    ``sigma0`` after the warm-up to ``sigma_end`` at the last episode (replaces ``sigma_decay``).
+    ``updates_per_step``: DDPG updates per stored transition after each episode (CIM-AQ: 1).
+    ``actor_grad``: ``"sigmoid"`` (CIM-AQ: the critic's gradient through the actor's sigmoid) or
+    ``"inverting"`` (inverted gradients on the logit, see ``DDPGAgent._inverting_actor_loss``).
+
+    Every transition of an episode carries the episode's reward (CIM-AQ). With a discount of 0
+    the critic learns that reward given the layer's state and action, a regression; with
+    CIM-AQ's discount of 1 it must learn the sum of the ``2L - t`` identical rewards still to
+    come, by bootstrapping through ``2L`` steps of lagging target networks. The README's search
+    section gives the measurements behind cimc's defaults.
+    """
 
     hidden: int = 300
     lr_actor: float = 5e-5
     lr_critic: float = 1e-3
     tau: float = 0.01
-    discount: float = 1.0
+    discount: float = 0.0
     batch_size: int = 64
     buffer_per_layer: int = 128
-    sigma0: float = 0.6
+    sigma0: float = 0.5
     sigma_decay: float = 0.997
+    sigma_end: float | None = 0.05
     ma_alpha: float = 0.5
+    reward_norm: str = "buffer"
+    updates_per_step: float = 1.0
+    actor_grad: str = "inverting"
+
+
+#: CIM-AQ's DDPG settings (cim-model.md section 4), for ``DDPGConfig(**CIMAQ_DDPG)``.
+CIMAQ_DDPG: dict[str, Any] = {
+    "hidden": 300, "lr_actor": 5e-5, "lr_critic": 1e-3, "tau": 0.01, "discount": 1.0,
+    "batch_size": 64, "buffer_per_layer": 128, "sigma0": 0.6, "sigma_decay": 0.997,
+    "sigma_end": None, "ma_alpha": 0.5, "reward_norm": "ma", "updates_per_step": 1.0,
+    "actor_grad": "sigmoid",
+}
 
 
 @dataclass
@@ -108,6 +140,9 @@ class SearchConfig:
     a hard latency budget ``latency_budget`` as a fraction of the W8A8 latency, reward from
     accuracy alone). ``acc_8bit`` is measured with the accuracy function at W8A8 when ``None``.
     ``cell_bits`` (``c``) drives the cell-resolution constraint when ``cell_constraint`` is on.
+    ``method``: ``ddpg`` (cimc's agent), ``random`` (uniform actions) or ``td3``
+    (Stable-Baselines3's TD3 through the gymnasium environment). ``workers`` (``K``): episodes
+    played per round with the same actor, evaluated at once (results depend on the seed and K).
     """
 
     episodes: int = 600
@@ -124,6 +159,7 @@ class SearchConfig:
     reward_mode: str = "cost"
     latency_budget: float = 0.5
     cache_accuracy: bool = True
+    workers: int = 1
     ddpg: DDPGConfig = field(default_factory=DDPGConfig)
 
     def validate(self) -> SearchConfig:
@@ -134,8 +170,13 @@ class SearchConfig:
             raise CimcError(f"search config: episodes must be >= 1, got {self.episodes}")
         if self.warmup < 0:
             raise CimcError(f"search config: warmup must be >= 0, got {self.warmup}")
-        if self.method not in ("ddpg", "random"):
-            raise CimcError(f"search config: method must be 'ddpg' or 'random', got {self.method!r}")
+        if self.method not in METHODS:
+            raise CimcError(f"search config: method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.workers < 1:
+            raise CimcError(f"search config: workers must be >= 1, got {self.workers}")
+        if self.method == "td3" and self.workers != 1:
+            raise CimcError("search config: td3 (Stable-Baselines3) runs its episodes one by one; "
+                            "use --workers 1")
         if self.reward_mode not in ("cost", "budget"):
             raise CimcError(f"search config: reward_mode must be 'cost' or 'budget', got {self.reward_mode!r}")
         if self.reward_mode == "budget" and not 0 < self.latency_budget <= 1:
@@ -146,6 +187,14 @@ class SearchConfig:
                 f"{self.b_min}..{self.b_max}; turn the cell constraint off or change the bounds")
         if self.cell_bits < 1:
             raise CimcError(f"search config: cell_bits must be >= 1, got {self.cell_bits}")
+        if self.ddpg.reward_norm not in ("ma", "buffer"):
+            raise CimcError(f"search config: ddpg.reward_norm must be 'ma' or 'buffer', got {self.ddpg.reward_norm!r}")
+        if self.ddpg.sigma_end is not None and not 0 < self.ddpg.sigma_end <= self.ddpg.sigma0:
+            raise CimcError(f"search config: ddpg.sigma_end must be in (0, sigma0], got {self.ddpg.sigma_end}")
+        if self.ddpg.actor_grad not in ("sigmoid", "inverting"):
+            raise CimcError(f"search config: ddpg.actor_grad must be 'sigmoid' or 'inverting', got {self.ddpg.actor_grad!r}")
+        if self.ddpg.updates_per_step < 0:
+            raise CimcError(f"search config: ddpg.updates_per_step must be >= 0, got {self.ddpg.updates_per_step}")
         if self.ddpg.batch_size < 1 or self.ddpg.buffer_per_layer < 1:
             raise CimcError("search config: ddpg.batch_size and ddpg.buffer_per_layer must be >= 1")
         return self

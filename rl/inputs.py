@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cimc.errors import CimcError
 
-MODEL_HELP = ("Zoo model (lenet, resnet_small, vit_small, resnet18, vgg16, vit_b32) or "
+MODEL_HELP = ("Zoo model (lenet, resnet_small, resnet20, vit_small, resnet18, vgg16, vit_b32) or "
               "FILE.py:FUNCTION, a function returning a float torch.nn.Module (runs that file's code).")
 DATASET_HELP = ("fashion_mnist, mnist, digits, FILE.npz (x_train, y_train, x_val, y_val, "
                 "optional x_test, y_test) or FILE.py:FUNCTION returning those arrays as a dict "

@@ -1,27 +1,40 @@
-"""The mixed-precision search loop (CIM-AQ): episodes, checkpoints, results.
+"""The mixed-precision search loop (CIM-AQ): episodes, rounds, checkpoints, results.
 
-An episode chooses ``2L`` actions (DDPG, or uniform random for ``method="random"``), turns them into
-an ``(L, 2)`` policy, applies the constraints, asks the injected :class:`CostModel` for the latency
-and the injected ``accuracy_fn(policy) -> top-1 %`` for the accuracy, computes the reward, stores
-the transitions and runs the DDPG updates.
+An episode chooses ``2L`` actions (cimc's DDPG, uniform random for ``method="random"``, or
+Stable-Baselines3's TD3 through :mod:`cimc.rl.gym_env` for ``method="td3"``), turns them into an
+``(L, 2)`` policy, applies the constraints, costs it (the injected :class:`CostModel`, or the
+counted latency that comes back with the evaluation for ``--cost measured``), measures its
+accuracy (the injected ``accuracy_fn(policy) -> top-1 %``, cached per policy: a policy is never
+evaluated twice), computes the reward and stores the transitions.
+
+Episodes are played in **rounds** of ``K = config.workers``: the actions of the K episodes come
+from the actor as it is at the start of the round, each episode with its own noise stream (a
+function of the seed and the episode index); the distinct new policies are evaluated together by
+an :class:`~cimc.rl.parallel.Executor` (in this process, or on K Ray workers); then the
+transitions are stored in episode order and the updates run (one per stored transition). The
+results depend on the seed and K only. K = 1 is CIM-AQ's sequential loop.
+
+Before the first episode the static cost model is filled for every uniform ``(w, a)`` the search
+can choose (:func:`cimc.rl.costs.prefill`), so episodes only look costs up.
 
 Files in ``out_dir``:
 
 - ``config.json``: the :class:`~cimc.rl.env.SearchConfig` of the run;
 - ``episodes.jsonl``: one JSON object per episode (policy, latency, cost ratio, speedup, accuracy,
-  reward, exploration sigma, and ``time`` = ``{agent_s, cost_s, accuracy_s}``: the only fields
-  that differ between two runs with the same seed);
+  reward, exploration sigma, and ``time`` = ``{accuracy_s, cost_s, agent_s, wall_s}``: the only
+  fields that differ between two runs with the same seed and K);
 - ``best_policy.npy`` / ``best_policy.json``: the best policy so far (highest reward);
 - ``checkpoint.zip``: everything needed to resume (agent, buffer, RNG states, history, episode
-  counter, accuracy cache) as JSON plus raw arrays (:mod:`cimc.state_file`: loading it never
-  unpickles, so a shared search folder cannot run code), written atomically after every episode; ``episodes.jsonl`` is rebuilt
-  from it on resume, so a kill at any moment loses or repeats no episode;
+  counter, accuracy and measured-cost caches) as JSON plus raw arrays (:mod:`cimc.state_file`:
+  loading it never unpickles, so a shared search folder cannot run code), written atomically
+  after every round; ``episodes.jsonl`` is rebuilt from it on resume, so a kill at any moment
+  loses or repeats no episode (a round cut by the kill is played again, identically);
 - ``search.png``: reward and speedup over the episodes and the best policy's bits per layer.
 
 The environment variable ``CIMC_SEARCH_KILL_AT`` makes the process SIGKILL itself (for tests):
-``K`` right after the checkpoint of the K-th finished episode is written (before its line is
-appended to ``episodes.jsonl``), ``K:mid`` in the middle of episode index ``K`` (after its accuracy
-is measured, before anything is written).
+``K`` right after the checkpoint of the round that finishes episode ``K - 1`` is written (before
+its lines are appended to ``episodes.jsonl``), ``K:mid`` in the round of episode index ``K``
+(after its evaluations, before anything is written).
 """
 
 from __future__ import annotations
@@ -34,12 +47,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from cimc.cli_util import atomic_output, atomic_write_bytes
 from cimc.errors import CimcError
+from cimc.rl.costs import ClosedFormCost, CostModel, FunctionCost  # noqa: F401  (re-exported)
 from cimc.rl.env import (
     BitWidthEnv,
     LayerInfo,
@@ -51,110 +65,15 @@ from cimc.rl.env import (
     reward,
     uniform_policy,
 )
+from cimc.rl.parallel import Executor, LocalExecutor
+from cimc.rl.plots import plot_search
 
 CHECKPOINT_VERSION = 2
 #: The pickled checkpoint of cimc before version 2; never loaded (unpickling can run code).
 LEGACY_CHECKPOINT = "checkpoint.pt"
 KILL_ENV = "CIMC_SEARCH_KILL_AT"
 
-AccuracyFn = Callable[[np.ndarray], float]
-
-
-# --------------------------------------------------------------------------------------------
-# Cost models
-# --------------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class CostModel(Protocol):
-    """The latency of a policy, in microseconds, and of the W8A8 baseline."""
-
-    def latency(self, policy: np.ndarray) -> float: ...
-
-    def baseline_latency(self) -> float: ...
-
-
-class FunctionCost:
-    """A :class:`CostModel` around ``cost_fn(policy) -> latency_us`` (e.g. the compiler's).
-
-    ``layer_fn(policy) -> per-layer latencies`` is optional. Results are memoised per policy.
-    """
-
-    def __init__(self, cost_fn: Callable[[np.ndarray], float], n_layers: int,
-                 layer_fn: Callable[[np.ndarray], Sequence[float]] | None = None,
-                 baseline_bits: int = 8):
-        self.cost_fn = cost_fn
-        self.layer_fn = layer_fn
-        self.n_layers = int(n_layers)
-        self.baseline_bits = baseline_bits
-        self._memo: dict[bytes, float] = {}
-
-    def latency(self, policy: np.ndarray) -> float:
-        pol = np.asarray(policy, dtype=np.int64)
-        key = pol.tobytes()
-        if key not in self._memo:
-            self._memo[key] = float(self.cost_fn(pol))
-        return self._memo[key]
-
-    def baseline_latency(self) -> float:
-        return self.latency(uniform_policy(self.n_layers, self.baseline_bits))
-
-    def layer_latencies(self, policy: np.ndarray) -> np.ndarray | None:
-        if self.layer_fn is None:
-            return None
-        return np.asarray(self.layer_fn(np.asarray(policy, dtype=np.int64)), dtype=np.float64)
-
-
-def _latency_of(result: Any) -> float:
-    """The latency in us of whatever ``cimc.target.layer_cost``/``network_cost`` returns."""
-    for attr in ("latency_us", "latency", "total_latency_us", "total_us"):
-        if hasattr(result, attr):
-            return float(getattr(result, attr))
-    if isinstance(result, dict):
-        for key in ("latency_us", "latency"):
-            if key in result:
-                return float(result[key])
-    return float(result)
-
-
-class ClosedFormCost:
-    """The paper's closed-form latency (``cimc.target.layer_cost``) over a list of ``LayerDesc``."""
-
-    def __init__(self, descs: Sequence[Any], hw: Any = None):
-        try:
-            from cimc.target import cost as cost_mod
-        except ImportError as exc:
-            raise CimcError(f"closed-form cost: cimc.target.cost is not available ({exc})") from None
-        if hw is None:
-            from cimc.target.hw import Hardware
-
-            hw = Hardware()
-        self.descs = list(descs)
-        self.hw = hw
-        self._layer_cost = cost_mod.layer_cost
-        self._memo: dict[tuple[int, int, int], float] = {}
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.descs)
-
-    def _one(self, i: int, w: int, a: int) -> float:
-        key = (i, w, a)
-        if key not in self._memo:
-            self._memo[key] = _latency_of(self._layer_cost(self.descs[i], w, a, self.hw))
-        return self._memo[key]
-
-    def layer_latencies(self, policy: np.ndarray) -> np.ndarray:
-        pol = np.asarray(policy, dtype=np.int64)
-        if pol.shape != (self.n_layers, 2):
-            raise CimcError(f"closed-form cost: policy shape {pol.shape} != ({self.n_layers}, 2)")
-        return np.array([self._one(i, int(w), int(a)) for i, (w, a) in enumerate(pol)])
-
-    def latency(self, policy: np.ndarray) -> float:
-        return float(self.layer_latencies(policy).sum())
-
-    def baseline_latency(self) -> float:
-        return self.latency(uniform_policy(self.n_layers, 8))
+AccuracyFn = Callable[[np.ndarray], Any]
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,41 +209,65 @@ def _comparable_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+Step = tuple[np.ndarray, float, np.ndarray, bool]
+
+
 class _Search:
     """State of one search run; :func:`run_search` is the public entry."""
 
     def __init__(self, config: SearchConfig, spec: EnvSpec, cost_model: CostModel,
-                 accuracy_fn: AccuracyFn, out_dir: Path):
+                 executor: Executor, out_dir: Path):
         from cimc.rl.ddpg import DDPGAgent
 
         self.config = config
         self.spec = spec
         self.cost = cost_model
-        self.accuracy_fn = accuracy_fn
+        self.measured = bool(getattr(cost_model, "measured", False))
+        self.executor = executor
         self.out_dir = out_dir
         self.env = BitWidthEnv(spec.layers, config)
-        self.agent = DDPGAgent(self.env.n_layers, config.ddpg, warmup=config.warmup, seed=config.seed)
+        self.agent = DDPGAgent(self.env.n_layers, config.ddpg, warmup=config.warmup, seed=config.seed,
+                               episodes=config.episodes)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.acc_cache: dict[str, float] = {}
+        self.cost_cache: dict[str, float] = {}  # measured latencies, per policy
         self.acc_8bit: float | None = config.acc_8bit
         self.baseline_us: float = 0.0
         self.next_episode = 0
         self.ckpt_path = out_dir / "checkpoint.zip"
         self.jsonl_path = out_dir / "episodes.jsonl"
 
-    # ---- accuracy with cache --------------------------------------------------------------------
+    # ---- evaluations with caches ----------------------------------------------------------------
 
-    def accuracy(self, policy: np.ndarray) -> tuple[float, bool]:
-        key = _policy_key(policy)
-        if self.config.cache_accuracy and key in self.acc_cache:
-            return self.acc_cache[key], True
-        acc = float(self.accuracy_fn(np.asarray(policy, dtype=np.int64).copy()))
-        if not np.isfinite(acc):
-            raise CimcError(f"search: the accuracy function returned {acc} for policy {key}")
-        if self.config.cache_accuracy:
-            self.acc_cache[key] = acc
-        return acc, False
+    def evaluate(self, policies: list[np.ndarray]) -> list[tuple[float, float, bool]]:
+        """``(accuracy, accuracy_s, cached)`` per policy; the uncached ones (each distinct policy
+        once) go to the executor together, and their measured costs into the cost model."""
+        keys = [_policy_key(p) for p in policies]
+        use_cache = self.config.cache_accuracy
+        todo: dict[str, np.ndarray] = {}
+        for k, p in zip(keys, policies):
+            if not (use_cache and k in self.acc_cache) and k not in todo:
+                todo[k] = p
+        fresh = dict(zip(todo, self.executor.map(list(todo.values()))))
+        seen: dict[str, float] = {}
+        for k, ev in fresh.items():
+            if self.measured:
+                if ev.latency_us is None:
+                    raise CimcError("--cost measured: the evaluator returned no latency")
+                self.cost_cache[k] = float(ev.latency_us)
+                self.cost.note(todo[k], ev.latency_us)  # type: ignore[attr-defined]
+            if use_cache:
+                self.acc_cache[k] = ev.accuracy
+        out = []
+        for k in keys:
+            if k in fresh:
+                ev = fresh.pop(k)  # a policy twice in one round: evaluated once, then cached
+                out.append((ev.accuracy, ev.accuracy_s + ev.cost_s, False))
+                seen[k] = ev.accuracy
+            else:
+                out.append((seen.get(k, self.acc_cache.get(k)), 0.0, True))
+        return out
 
     # ---- checkpoint -----------------------------------------------------------------------------
 
@@ -340,6 +283,7 @@ class _Search:
             "history": self.history,
             "best": self.best,
             "acc_cache": self.acc_cache,
+            "cost_cache": self.cost_cache,
             "acc_8bit": self.acc_8bit,
             "baseline_us": self.baseline_us,
             "global_torch_rng": torch.get_rng_state(),
@@ -371,6 +315,9 @@ class _Search:
         self.history = list(ck["history"])
         self.best = ck["best"]
         self.acc_cache = dict(ck["acc_cache"])
+        self.cost_cache = dict(ck.get("cost_cache") or {})
+        for k, lat in self.cost_cache.items():
+            self.cost.note(_key_policy(k), lat)  # type: ignore[attr-defined]
         self.acc_8bit = ck["acc_8bit"]
         self.baseline_us = float(ck["baseline_us"])
         self.next_episode = int(ck["next_episode"])
@@ -380,6 +327,11 @@ class _Search:
     # ---- setup ----------------------------------------------------------------------------------
 
     def start_fresh(self) -> None:
+        w8a8 = uniform_policy(self.env.n_layers, 8)
+        if self.acc_8bit is None or self.measured:
+            acc, _, _ = self.evaluate([w8a8])[0]
+            if self.acc_8bit is None:
+                self.acc_8bit = acc
         self.baseline_us = float(self.cost.baseline_latency())
         if not self.baseline_us > 0:
             raise CimcError(f"search: the W8A8 baseline latency is {self.baseline_us}; it must be > 0")
@@ -389,77 +341,115 @@ class _Search:
                 raise CimcError(
                     f"search: latency budget {self.config.latency_budget:g} x W8A8 is unreachable; "
                     f"the cheapest policy costs {cheapest / self.baseline_us:.3f} x W8A8")
-        if self.acc_8bit is None:
-            self.acc_8bit, _ = self.accuracy(uniform_policy(self.env.n_layers, 8))
         self.save()
 
-    # ---- one episode ----------------------------------------------------------------------------
+    # ---- one round of K episodes ----------------------------------------------------------------
 
-    def choose(self, ep: int) -> list[tuple[np.ndarray, float, np.ndarray, bool]]:
+    def rollout(self, ep: int) -> list[Step]:
+        """The ``2L`` steps of episode ``ep`` with its own noise stream (one torch thread)."""
         from cimc.rl.ddpg import single_thread
 
+        rng = self.agent.episode_rng(ep)
         with single_thread():
-            return self._choose(ep)
-
-    def _choose(self, ep: int) -> list[tuple[np.ndarray, float, np.ndarray, bool]]:
-        s = self.env.reset()
-        steps = []
-        for _ in range(self.env.n_steps):
-            if self.config.method == "random":
-                u = self.agent.random_action()
-            else:
-                u = self.agent.select_action(s, ep)
-            s2, done = self.env.step(u)
-            steps.append((s, u, s2, done))
-            s = s2
+            s = self.env.reset()
+            steps = []
+            for _ in range(self.env.n_steps):
+                if self.config.method == "random":
+                    u = self.agent.random_action(rng)
+                else:
+                    u = self.agent.select_action(s, ep, rng)
+                s2, done = self.env.step(u)
+                steps.append((s, u, s2, done))
+                s = s2
         return steps
 
-    def score(self, policy: np.ndarray, acc: float, latency: float) -> float:
+    def constrained(self, raw: np.ndarray) -> np.ndarray:
+        policy = constrain(raw, self.config)
+        if self.config.reward_mode == "budget":
+            policy = enforce_latency_budget(policy, self.cost.latency,
+                                            self.config.latency_budget * self.baseline_us, self.config)
+        return policy
+
+    def score(self, acc: float, latency: float) -> float:
         assert self.acc_8bit is not None
         if self.config.reward_mode == "budget":
             return budget_reward(acc, self.acc_8bit)
         return reward(acc, self.acc_8bit, self.config.allowed_drop, latency / self.baseline_us)
 
-    def episode(self, ep: int, kill: tuple[int, str] | None) -> dict[str, Any]:
+    def play_round(self, eps: list[int], kill: tuple[int, str] | None) -> list[dict[str, Any]]:
+        """Episodes ``eps`` with the actor as it is now; then the transitions and the updates."""
         t0 = time.perf_counter()
-        steps = self.choose(ep)
-        raw = self.env.raw_policy
-        t1 = time.perf_counter()
-        policy = constrain(raw, self.config)
-        if self.config.reward_mode == "budget":
-            policy = enforce_latency_budget(policy, self.cost.latency,
-                                            self.config.latency_budget * self.baseline_us, self.config)
-        latency = float(self.cost.latency(policy))
-        t2 = time.perf_counter()
-        acc, cached = self.accuracy(policy)
-        t3 = time.perf_counter()
-        if kill == (ep, "mid"):
+        rolls, raws, agent_s = [], [], []
+        for ep in eps:
+            ta = time.perf_counter()
+            rolls.append(self.rollout(ep))
+            raws.append(self.env.raw_policy)
+            agent_s.append(time.perf_counter() - ta)
+        tc = time.perf_counter()
+        policies = [self.constrained(raw) for raw in raws]
+        static = [None if self.measured else float(self.cost.latency(p)) for p in policies]
+        cost_s = (time.perf_counter() - tc) / len(eps)
+        evals = self.evaluate(policies)
+        if kill is not None and kill[1] == "mid" and kill[0] in eps:
             _self_kill()
-        r = self.score(policy, acc, latency)
+        recs = []
+        for ep, steps, raw, pol, lat, (acc, acc_s, cached), t_a in zip(
+                eps, rolls, raws, policies, static, evals, agent_s):
+            latency = float(self.cost.latency(pol)) if lat is None else lat
+            r = self.score(acc, latency)
+            if self.config.method == "ddpg":
+                for s, u, s2, done in steps:
+                    self.agent.observe(s, u, r, s2, done)
+            recs.append(self.record(ep, [u for _, u, _, _ in steps], raw, pol, latency, acc, cached,
+                                    r, {"agent_s": t_a, "cost_s": cost_s, "accuracy_s": acc_s}))
+        tu = time.perf_counter()
         n_upd = 0
         if self.config.method == "ddpg":
-            for s, u, s2, done in steps:
-                self.agent.observe(s, u, r, s2, done)
-        if self.config.method == "ddpg" and ep >= self.config.warmup - 1:
-            n_upd = self.agent.update_many(len(steps))
-        t4 = time.perf_counter()
+            n_upd = sum(self.agent.updates_for(len(rolls[i])) for i, ep in enumerate(eps)
+                        if ep >= self.config.warmup - 1)
+            self.agent.update_many(n_upd)
+        upd_s = (time.perf_counter() - tu) / len(eps)
+        wall = (time.perf_counter() - t0) / len(eps)
+        for rec in recs:
+            rec["updates"] = n_upd if rec is recs[-1] else 0
+            rec["value_loss"], rec["policy_loss"] = self.agent.value_loss, self.agent.policy_loss
+            rec["time"]["agent_s"] += upd_s
+            rec["time"]["wall_s"] = wall
+        return recs
+
+    def score_single(self, ep: int, raw: np.ndarray, actions: list[float],
+                     agent_s: float) -> dict[str, Any]:
+        """Score one episode whose actions an external agent chose (``--method td3``)."""
+        t0 = time.perf_counter()
+        policy = self.constrained(raw)
+        latency = None if self.measured else float(self.cost.latency(policy))
+        cost_s = time.perf_counter() - t0
+        acc, acc_s, cached = self.evaluate([policy])[0]
+        if latency is None:
+            latency = float(self.cost.latency(policy))
+        rec = self.record(ep, actions, raw, policy, latency, acc, cached, self.score(acc, latency),
+                          {"agent_s": agent_s, "cost_s": cost_s, "accuracy_s": acc_s})
+        rec["updates"], rec["value_loss"], rec["policy_loss"] = 0, None, None
+        rec["time"]["wall_s"] = agent_s + (time.perf_counter() - t0)
+        return rec
+
+    def record(self, ep: int, actions: list[float], raw: np.ndarray, policy: np.ndarray,
+               latency: float, acc: float, cached: bool, r: float,
+               times: dict[str, float]) -> dict[str, Any]:
         ratio = latency / self.baseline_us
         return {
             "episode": ep,
             "policy": policy.tolist(),
             "raw_policy": raw.tolist(),
-            "actions": [float(u) for _, u, _, _ in steps],
+            "actions": [float(u) for u in actions],
             "latency_us": latency,
             "cost_ratio": ratio,
             "speedup": 1.0 / ratio,
             "accuracy": acc,
             "acc_cached": cached,
             "reward": r,
-            "sigma": self.agent.sigma(ep) if self.config.method == "ddpg" else None,
-            "updates": n_upd,
-            "value_loss": self.agent.value_loss,
-            "policy_loss": self.agent.policy_loss,
-            "time": {"agent_s": (t1 - t0) + (t4 - t3), "cost_s": t2 - t1, "accuracy_s": t3 - t2},
+            "sigma": self.agent.sigma(ep) if self.config.method != "random" else None,
+            "time": dict(times),
         }
 
     def note_best(self, rec: dict[str, Any]) -> bool:
@@ -473,9 +463,8 @@ class _Search:
 
     # ---- driver ---------------------------------------------------------------------------------
 
-    def run(self, resume: bool, progress: bool) -> SearchResult:
-        from tqdm import tqdm
-
+    def open(self, resume: bool) -> None:
+        """Restore or start; rewrite ``episodes.jsonl`` and ``config.json``."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if (self.out_dir / LEGACY_CHECKPOINT).exists():
             raise CimcError(f"{self.out_dir / LEGACY_CHECKPOINT}: a pickled checkpoint of an older cimc; "
@@ -483,6 +472,9 @@ class _Search:
         if self.ckpt_path.exists() and not resume:
             raise CimcError(f"{self.out_dir}: holds a search checkpoint; pass --resume to continue "
                             "it or choose another output folder")
+        from cimc.rl.costs import prefill
+
+        prefill(self.cost, self.env.n_layers, self.config)  # fresh or resumed: no episode compiles
         if resume and self.ckpt_path.exists():
             self.restore(_load_checkpoint(self.ckpt_path))
             _rewrite_jsonl(self.jsonl_path, self.history)
@@ -494,31 +486,50 @@ class _Search:
         if self.best is not None:
             _write_best(self.out_dir, self.best, self.spec.names)
 
+    def commit(self, recs: list[dict[str, Any]], kill: tuple[int, str] | None) -> None:
+        """Record a finished round: history, best, checkpoint, then the ``episodes.jsonl`` lines."""
+        first = self.next_episode
+        self.history.extend(recs)
+        improved = [self.note_best(rec) for rec in recs]
+        if any(improved):
+            _write_best(self.out_dir, self.best, self.spec.names)  # type: ignore[arg-type]
+        self.next_episode = recs[-1]["episode"] + 1
+        self.save()
+        if kill is not None and kill[1] == "post" and first < kill[0] <= self.next_episode:
+            _self_kill()
+        with open(self.jsonl_path, "a") as fh:
+            for rec in recs:
+                fh.write(_dump_line(rec))
+
+    def run(self, resume: bool, progress: bool) -> SearchResult:
+        from tqdm import tqdm
+
+        self.open(resume)
         kill = _kill_point()
+        k = self.config.workers
         bar = tqdm(total=self.config.episodes, initial=self.next_episode, disable=not progress,
                    desc=f"search[{self.config.method}]", unit="ep", dynamic_ncols=True)
         try:
-            for ep in range(self.next_episode, self.config.episodes):
-                rec = self.episode(ep, kill)
-                self.history.append(rec)
-                improved = self.note_best(rec)
-                if improved:
-                    _write_best(self.out_dir, self.best, self.spec.names)  # type: ignore[arg-type]
-                self.next_episode = ep + 1
-                self.save()
-                if kill == (ep + 1, "post"):
-                    _self_kill()
-                with open(self.jsonl_path, "a") as fh:
-                    fh.write(_dump_line(rec))
-                bar.update(1)
-                if self.best is not None:
-                    bar.set_postfix(best_R=f"{self.best['reward']:.2f}",
-                                    speedup=f"{self.best['speedup']:.2f}x",
-                                    acc=f"{self.best['accuracy']:.2f}", refresh=False)
+            while self.next_episode < self.config.episodes:
+                eps = list(range(self.next_episode, min(self.next_episode + k, self.config.episodes)))
+                recs = self.play_round(eps, kill)
+                self.commit(recs, kill)
+                bar.update(len(recs))
+                self.show(bar)
         finally:
             bar.close()
         plot_search(self.history, self.best, self.spec.names, self.out_dir / "search.png")
         return self.result()
+
+    def show(self, bar: Any) -> None:
+        """Best so far and the mean time split of the last 10 episodes on the progress bar."""
+        if self.best is None:
+            return
+        last = self.history[-10:]
+        mean = {k: sum(r["time"][k] for r in last) / len(last) for k in TIME_KEYS}
+        bar.set_postfix(best_R=f"{self.best['reward']:.2f}", speedup=f"{self.best['speedup']:.2f}x",
+                        acc=f"{self.best['accuracy']:.2f}",
+                        s_ep=" ".join(f"{k[0]}{mean[k]:.2f}" for k in TIME_KEYS), refresh=False)
 
     def result(self) -> SearchResult:
         if self.best is None:
@@ -533,80 +544,46 @@ class _Search:
             episodes=len(self.history), out_dir=self.out_dir, history=self.history)
 
 
+TIME_KEYS = ("accuracy_s", "cost_s", "agent_s")
+"""The time split of an episode, in this order in every printout."""
+
+
+def _key_policy(key: str) -> np.ndarray:
+    return np.array([[int(x) for x in pair.split("/")] for pair in key.split(",")], dtype=np.int64)
+
+
+def time_split(history: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean seconds per episode of accuracy, cost, agent and wall time over ``history``."""
+    if not history:
+        return {k: 0.0 for k in (*TIME_KEYS, "wall_s")}
+    keys = (*TIME_KEYS, "wall_s")
+    return {k: sum(r["time"].get(k, 0.0) for r in history) / len(history) for k in keys}
+
+
 def run_search(config: SearchConfig, env_spec: EnvSpec | Sequence[LayerInfo], cost_model: CostModel,
-               accuracy_fn: AccuracyFn, out_dir: str | os.PathLike[str], *, resume: bool = False,
-               progress: bool = True) -> SearchResult:
+               accuracy_fn: AccuracyFn | None, out_dir: str | os.PathLike[str], *,
+               resume: bool = False, progress: bool = True,
+               executor: Executor | None = None) -> SearchResult:
     """Run (or, with ``resume``, continue) a bit-width search; see the module docstring.
 
     ``accuracy_fn(policy)`` gets the constrained ``(L, 2)`` int64 policy and returns top-1 in
-    percent. With ``resume`` and no checkpoint in ``out_dir`` the search starts fresh; the number
-    of episodes may be raised on resume, every other setting must match.
+    percent (or a :class:`~cimc.rl.parallel.Evaluation` with the measured latency); ``executor``
+    (e.g. a :class:`~cimc.rl.parallel.RayExecutor`) evaluates instead of calling it here. With
+    ``resume`` and no checkpoint in ``out_dir`` the search starts fresh; the number of episodes
+    may be raised on resume, every other setting (``workers`` too) must match.
     """
     config.validate()
     spec = as_env_spec(env_spec)
-    search = _Search(config, spec, cost_model, accuracy_fn, Path(out_dir))
+    if executor is None:
+        if accuracy_fn is None:
+            raise CimcError("search: give an accuracy function or an executor")
+        executor = LocalExecutor(accuracy_fn, config.workers)
+    if getattr(cost_model, "measured", False) and config.reward_mode == "budget":
+        raise CimcError("--cost measured: the latency budget mode needs a static cost "
+                        "(the budget is enforced before the policy is run)")
+    search = _Search(config, spec, cost_model, executor, Path(out_dir))
+    if config.method == "td3":
+        from cimc.rl.sb3_agents import run_td3
+
+        return run_td3(search, resume, progress)
     return search.run(resume, progress)
-
-
-# --------------------------------------------------------------------------------------------
-# Plot
-# --------------------------------------------------------------------------------------------
-
-
-def plot_search(history: list[dict[str, Any]], best: dict[str, Any] | None, names: list[str],
-                path: str | os.PathLike[str]) -> None:
-    """``search.png``: reward and speedup per episode, and the best policy's bits per layer."""
-    if not history:
-        return
-    import matplotlib.pyplot as plt
-
-    fig = search_figure(history, best, names)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def search_figure(history: list[dict[str, Any]], best: dict[str, Any] | None, names: list[str]):
-    """The figure of :func:`plot_search`: whole-number episode ticks, every axis labelled, the
-    legends outside the axes (never over the points)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    eps = [r["episode"] for r in history]
-    fig, axes = plt.subplots(3, 1, figsize=(10, 9), constrained_layout=True)
-    outside = {"loc": "upper left", "bbox_to_anchor": (1.08, 1.0), "fontsize": 8}
-    ax = axes[0]
-    ax.plot(eps, [r["reward"] for r in history], ".", ms=3, label="reward")
-    ax.plot(eps, np.maximum.accumulate([r["reward"] for r in history]), "-", lw=1.5, label="best so far")
-    ax.set_ylabel("reward")
-    ax.set_xlabel("episode")
-    ax.legend(**outside)
-    ax = axes[1]
-    speed = ax.plot(eps, [r["speedup"] for r in history], ".", ms=3, color="tab:green", label="speedup")
-    ax2 = ax.twinx()
-    acc = ax2.plot(eps, [r["accuracy"] for r in history], ".", ms=3, color="tab:red", label="top-1 accuracy")
-    ax.set_ylabel("speedup vs W8A8 (x)", color="tab:green")
-    ax2.set_ylabel("top-1 accuracy (%)", color="tab:red")
-    ax.set_xlabel("episode")
-    ax.legend(handles=speed + acc, **outside)
-    for a in axes[:2]:
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax = axes[2]
-    ax.set_xlabel("crossbar layer")
-    ax.set_ylabel("bits")
-    if best is not None:
-        pol = np.asarray(best["policy"])
-        x = np.arange(len(pol))
-        ax.bar(x - 0.2, pol[:, 0], width=0.4, label="weight bits")
-        ax.bar(x + 0.2, pol[:, 1], width=0.4, label="activation bits")
-        ax.set_xticks(x)
-        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(f"best: episode {best['episode']}, reward {best['reward']:.2f}, "
-                     f"{best['speedup']:.2f}x, {best['accuracy']:.2f} %")
-        ax.legend(**outside)
-    return fig

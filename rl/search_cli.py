@@ -5,11 +5,13 @@ The pieces, each usable on its own:
 - :func:`describe_model`: the crossbar layers of a zoo model as search states
   (:class:`~cimc.rl.env.LayerInfo`) and cost descriptors (:class:`cimc.target.LayerDesc`), read from
   the model itself with forward hooks (one batch-1 pass of the float twin);
-- :func:`make_accuracy_fn`: rebuild at the policy, load the 8-bit QAT checkpoint, fine-tune a few
-  steps, evaluate on the held-out ``val`` split (cimc.training / cimc.data);
-- :func:`make_cost_model`: the closed-form cost (cimc.target.cost) or the compiler's
-  (``cimc.rl.compiler_cost.CompilerCost``, or a factory plugged in as
-  :data:`COMPILER_COST_FACTORY`);
+- :class:`cimc.rl.accuracy.PolicyEvaluator` (built from an
+  :class:`~cimc.rl.accuracy.EvaluatorFactory`, in this process or on each Ray worker): rebuild at
+  the policy, load the 8-bit QAT checkpoint, calibrate / fine-tune, evaluate on a fixed subset
+  of the ``val`` split;
+- :func:`make_cost_model`: the compiler's cost (``cimc.rl.compiler_cost.CompilerCost``, or a
+  factory plugged in as :data:`COMPILER_COST_FACTORY`), the closed form (cimc.target.cost), or the
+  counted cycles of the executed program (``--cost measured``);
 - :func:`search_command`: the whole command; :func:`finalize`: after the search, a full QAT at
   the best policy (:func:`final_qat`), the ONNX QCDQ export (``best_model.onnx``) and its
   ``cimc report`` (``best_report.json`` / ``best_report.png``), computed from the exported file.
@@ -130,35 +132,21 @@ def describe_user_model(name: str) -> tuple[list[Any], list[Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def make_accuracy_fn(model: str, dataset: str, state_dict: dict[str, Any], *, finetune_steps: int,
-                     train_limit: int | None, eval_limit: int | None, seed: int = 0,
-                     lr: float = 2e-4, batch_size: int = 128) -> Callable[[Any], float]:
-    """``policy -> top-1 %``: rebuild, load the 8-bit QAT weights, fine-tune, evaluate on ``val``.
-
-    The data are loaded once; every call fine-tunes with the same seed, so the accuracy of a
-    policy does not depend on when it is asked for.
-    """
-    from cimc.data import load_dataset
-    from cimc.training import evaluate, finetune
-
-    train_data = load_dataset(dataset, "train", limit=train_limit)
-    val_data = load_dataset(dataset, "val", limit=eval_limit)
-
-    def accuracy(policy) -> float:
-        net = finetune(model, policy, state_dict, train_data, steps=finetune_steps, lr=lr,
-                       batch_size=batch_size, seed=seed, progress=False)
-        return float(evaluate(net, val_data, "val"))
-
-    return accuracy
+COST_KINDS = ("compiler", "closed-form", "measured")
 
 
 def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any):
-    """``closed-form`` (cimc.target.cost over ``descs``) or ``compiler`` (:data:`COMPILER_COST_FACTORY`
-    when set, else ``cimc.rl.compiler_cost.CompilerCost``)."""
-    from cimc.rl.search import ClosedFormCost, FunctionCost
+    """``closed-form`` (cimc.target.cost over ``descs``), ``compiler`` (:data:`COMPILER_COST_FACTORY`
+    when set, else ``cimc.rl.compiler_cost.CompilerCost``) or ``measured`` (counted by the
+    interpreter in the evaluations, ``cimc.rl.measured_cost``)."""
+    from cimc.rl.costs import ClosedFormCost, FunctionCost
 
     if kind == "closed-form":
         return ClosedFormCost(descs, hw)
+    if kind == "measured":
+        from cimc.rl.measured_cost import MeasuredCost
+
+        return MeasuredCost(len(descs))
     if kind == "compiler":
         if COMPILER_COST_FACTORY is not None:
             return FunctionCost(COMPILER_COST_FACTORY(model, hw), n_layers=len(descs))
@@ -168,7 +156,7 @@ def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any):
             raise CimcError("--cost compiler: the compiler cost is not available; "
                             "use --cost closed-form") from None
         return CompilerCost(model, hw)
-    raise CimcError(f"--cost: expected 'closed-form' or 'compiler', got '{kind}'")
+    raise CimcError(f"--cost: expected one of {', '.join(COST_KINDS)}, got '{kind}'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,12 +207,16 @@ def build_config(base: Path | None, **overrides: Any):
 def check_search_options(*, episodes: int | None, warmup: int | None, acc_drop: float | None,
                          budget: float | None, finetune_steps: int, eval_limit: int | None,
                          train_limit: int | None, final_steps: int | None, final_epochs: float | None,
-                         method: str | None, cost: str) -> None:
+                         method: str | None, cost: str, calib_images: int = 512,
+                         cost_batch: int = 16, workers: int | None = None) -> None:
     """Every numeric and named option of ``search`` in range, before anything is loaded."""
     from cimc.cli_util import check_choice, check_number
 
-    check_choice("--cost", cost, ("compiler", "closed-form"))
-    check_choice("--method", method, ("ddpg", "random"))
+    check_choice("--cost", cost, COST_KINDS)
+    check_choice("--method", method, ("ddpg", "random", "td3"))
+    check_number("--calib-images", calib_images, lo=0)
+    check_number("--cost-batch", cost_batch, lo=1)
+    check_number("--workers", workers, lo=1)
     check_number("--episodes", episodes, lo=1)
     check_number("--warmup", warmup, lo=0)
     check_number("--acc-drop", acc_drop, lo=0)
@@ -347,7 +339,7 @@ def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any
 #: Files the search writes in its output folder (checked against the inputs before it starts).
 OUTPUT_NAMES = ("config.json", "episodes.jsonl", "checkpoint.zip", "best_policy.npy", "best_policy.json",
                 "search.png", "summary.json", "best_model.onnx", "best_policy_model.json",
-                "best_report.json", "best_report.png")
+                "best_report.json", "best_report.png", "cost_batch.npy")
 
 
 def _meta_path(ckpt: Path) -> Path:
@@ -367,29 +359,53 @@ def _check_out(out: Path, inputs: list[Any]) -> None:
         outs.plan(out / name, f"--out {out}")
 
 
+def _time_table(history: list[dict[str, Any]], workers: int) -> Any:
+    from rich.table import Table
+
+    from cimc.rl.search import time_split
+
+    split = time_split(history)
+    fresh = [r for r in history if not r.get("acc_cached")]
+    table = Table(title=f"time per episode ({len(history)} episodes, {len(fresh)} evaluated, "
+                        f"{workers} worker{'s' if workers > 1 else ''})")
+    for col in ("accuracy s", "cost s", "agent s", "wall s"):
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{split[k]:.3f}" for k in ("accuracy_s", "cost_s", "agent_s", "wall_s")))
+    return table
+
+
 def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, config: Path | None,
-                   episodes: int | None, warmup: int | None, seed: int | None, acc_drop: float | None,
-                   method: str | None, cost: str, hw_path: Path | None, hw_set: str | None,
-                   finetune_steps: int, train_limit: int | None, eval_limit: int | None,
-                   cell_constraint: bool | None, first_last: bool | None, budget: float | None,
-                   resume: bool, uniform: bool, export: bool, progress: bool | None,
-                   final_epochs: float | None = 1.0, final_steps: int | None = None) -> dict[str, Any]:
+                   episodes: int | None = None, warmup: int | None = None, seed: int | None = None,
+                   acc_drop: float | None = None, method: str | None = None, cost: str = "compiler",
+                   hw_path: Path | None = None, hw_set: str | None = None, finetune_steps: int = 0,
+                   calib_images: int = 512, train_limit: int | None = 20000,
+                   eval_limit: int | None = 2000, cell_constraint: bool | None = None,
+                   first_last: bool | None = None, budget: float | None = None,
+                   resume: bool = False, uniform: bool = False, export: bool = True,
+                   progress: bool | None = True, final_epochs: float | None = 1.0,
+                   final_steps: int | None = None, workers: int | None = None,
+                   ray_address: str | None = None, cost_batch: int = 16) -> dict[str, Any]:
     """The ``search`` command without the CLI layer; returns the JSON summary it writes.
 
     With ``export``, :func:`finalize` runs after the search (full QAT at the best policy for
     ``final_steps`` steps, else ``final_epochs`` epochs; ONNX export; ``cimc report`` on it).
+    ``workers`` > 1 or ``ray_address`` evaluate the episodes on Ray workers.
     """
-    from cimc.loaders import load_hardware
-    from cimc.rl.baselines import uniform_policies
-    from cimc.rl.search import EnvSpec, run_search
+    from rich.console import Console
 
     from cimc.cli_util import show_progress
+    from cimc.loaders import load_hardware
+    from cimc.rl.accuracy import EvalSettings, EvaluatorFactory
+    from cimc.rl.baselines import uniform_policies
+    from cimc.rl.parallel import make_executor
+    from cimc.rl.search import EnvSpec, run_search, time_split
     from cimc.rl.train_cli import check_names
 
     model, dataset = check_names(model, dataset)
     check_search_options(episodes=episodes, warmup=warmup, acc_drop=acc_drop, budget=budget,
                          finetune_steps=finetune_steps, eval_limit=eval_limit, train_limit=train_limit,
-                         final_steps=final_steps, final_epochs=final_epochs, method=method, cost=cost)
+                         final_steps=final_steps, final_epochs=final_epochs, method=method, cost=cost,
+                         calib_images=calib_images, cost_batch=cost_batch, workers=workers)
     _check_out(out, [ckpt, ckpt and _meta_path(ckpt), config, hw_path])
     progress = show_progress(progress)
     hw = load_hardware(hw_path, hw_set)
@@ -397,28 +413,44 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
                        method=method, cell_bits=hw.cell_bits, cell_constraint=cell_constraint,
                        first_last_8bit=first_last,
                        reward_mode="budget" if budget is not None else None,
-                       latency_budget=budget)
+                       latency_budget=budget, workers=workers)
     warn_short_search(cfg)
-    state = _load_qat_state(ckpt, model)
+    settings = EvalSettings(finetune_steps=finetune_steps, calib_images=calib_images,
+                            eval_limit=eval_limit, train_limit=train_limit, seed=cfg.seed).validate()
     infos, descs = describe_model(model)
-    accuracy_fn = make_accuracy_fn(model, dataset, state, finetune_steps=finetune_steps,
-                                   train_limit=train_limit, eval_limit=eval_limit, seed=cfg.seed)
+    state = _load_qat_state(ckpt, model)
+    factory = EvaluatorFactory(model, dataset, state, settings,
+                               hw.to_dict() if cost == "measured" else None, cost_batch)
     cost_model = make_cost_model(cost, model, descs, hw)
     spec = EnvSpec(tuple(infos), model=model, dataset=dataset)
-    res = run_search(cfg, spec, cost_model, accuracy_fn, out, resume=resume, progress=progress)
-    rows = uniform_policies(cfg, spec, cost_model, accuracy_fn, acc_8bit=res.acc_8bit) if uniform else []
+    if cost == "measured":
+        import numpy as np
+
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out / "cost_batch.npy", "wb") as fh:
+            np.save(fh, factory.cost_inputs(), allow_pickle=False)
+    executor = make_executor(None, factory, cfg.workers, address=ray_address)
+    try:
+        res = run_search(cfg, spec, cost_model, None, out, resume=resume, progress=progress,
+                         executor=executor)
+    finally:
+        executor.close()
+    local = factory() if (uniform or export) else None
+    rows = uniform_policies(cfg, spec, cost_model, local, acc_8bit=res.acc_8bit) if uniform else []
     final = None
     if export:
         final = finalize(out, model, res.best_policy, state, dataset=dataset, hw=hw,
                          final_epochs=final_epochs, final_steps=final_steps,
                          train_limit=train_limit, seed=cfg.seed, progress=progress)
     summary = {"model": model, "dataset": dataset, "cost": cost, "hw": hw.to_dict(),
-               "config": cfg.to_dict(), **res.to_dict(), "layers": spec.names,
-               "uniform": [u.to_dict() for u in rows],
-               "best_model_onnx": None, **(final or {})}
+               "cost_batch": cost_batch if cost == "measured" else None,
+               "config": cfg.to_dict(), "eval": settings.to_dict(), **res.to_dict(),
+               "layers": spec.names, "uniform": [u.to_dict() for u in rows],
+               "time_per_episode": time_split(res.history), "best_model_onnx": None, **(final or {})}
     with atomic_output(out / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")  # type: ignore[attr-defined]
     _print_report(res, spec.names, cost_model, rows, final)
+    Console().print(_time_table(res.history, cfg.workers))
     print(f"best policy: {out / 'best_policy.npy'}  summary: {out / 'summary.json'}"
           + (f"  model: {final['best_model_onnx']}  report: {out / 'best_report.json'}" if final else ""))
     return summary
@@ -436,11 +468,15 @@ def search_cmd(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/search"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the search in --out.")] = False,
     seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
-    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per episode.")] = 50,
-    eval_limit: Annotated[Optional[int], typer.Option(help="Validation images per episode.")] = 2000,
-    train_limit: Annotated[Optional[int], typer.Option(help="Training images for the fine-tune.")] = 20000,
-    method: Annotated[Optional[str], typer.Option(help="ddpg or random.")] = None,
-    cost: Annotated[str, typer.Option(help="compiler (latency read off the compiled xbar program) or closed-form.")] = "compiler",
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per episode (0: calibration and evaluation only).")] = 0,
+    calib_images: Annotated[int, typer.Option(help="Training images to re-estimate the BatchNorm statistics per episode (0: none).")] = 512,
+    eval_limit: Annotated[Optional[int], typer.Option(help="Validation images per episode (always the same ones).")] = 2000,
+    train_limit: Annotated[Optional[int], typer.Option(help="Training images for the fine-tunes.")] = 20000,
+    method: Annotated[Optional[str], typer.Option(help="ddpg (cimc's agent), random, or td3 (Stable-Baselines3).")] = None,
+    cost: Annotated[str, typer.Option(help="compiler (latency of the compiled xbar program), closed-form, or measured (cycles counted by running the policy's model at xbar-opt on --cost-batch validation images).")] = "compiler",
+    cost_batch: Annotated[int, typer.Option(help="--cost measured: validation images in the calibration batch.")] = 16,
+    workers: Annotated[Optional[int], typer.Option(help="Episodes evaluated at once on Ray workers (default 1: in this process).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="A running Ray cluster (default: a local instance).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="SearchConfig JSON; options given override it.")] = None,
     cell_constraint: Annotated[Optional[bool], typer.Option("--cell-constraint/--no-cell-constraint", help="Weight bits multiples of the cell bits (default on).")] = None,
     first_last: Annotated[Optional[bool], typer.Option("--first-last/--no-first-last", help="First and last layers at 8/8 (default on).")] = None,
@@ -451,14 +487,15 @@ def search_cmd(
     final_steps: Annotated[Optional[int], typer.Option(help="Steps of the final QAT (overrides --final-epochs).")] = None,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Show the progress bar (default: on a terminal).")] = None,
 ) -> None:
-    """Search per-layer weight/activation bits with DDPG (CIM-AQ) or random search."""
+    """Search per-layer weight/activation bits with DDPG (CIM-AQ), random search or SB3's TD3."""
     search_command(model=model, dataset=dataset, ckpt=ckpt, out=out, config=config,
                    episodes=episodes, warmup=warmup, seed=seed, acc_drop=acc_drop, method=method,
                    cost=cost, hw_path=hw, hw_set=hw_set, finetune_steps=finetune_steps,
-                   train_limit=train_limit, eval_limit=eval_limit, cell_constraint=cell_constraint,
-                   first_last=first_last, budget=budget, resume=resume, uniform=uniform,
-                   export=export, progress=progress, final_epochs=final_epochs,
-                   final_steps=final_steps)
+                   calib_images=calib_images, train_limit=train_limit, eval_limit=eval_limit,
+                   cell_constraint=cell_constraint, first_last=first_last, budget=budget,
+                   resume=resume, uniform=uniform, export=export, progress=progress,
+                   final_epochs=final_epochs, final_steps=final_steps, workers=workers,
+                   ray_address=ray_address, cost_batch=cost_batch)
 
 
 def register(app: typer.Typer) -> None:

@@ -309,11 +309,6 @@ REFUSALS = {
     "pad_mode": ([n("Pad", ["a", "p"], ["y"], "pad", mode="reflect")],
                  [_ax("p", [0, 0, 1, 1, 0, 0, 1, 1])],
                  "node 'pad' (op Pad): mode 'reflect' is not supported (constant padding only)"),
-    "pad_off_grid_then_conv": ([*weight("w", W_CONV)[1], n("Pad", ["a", "p", "v"], ["m"], "pad"),
-                                conv("m", "y")],
-                               [*weight("w", W_CONV)[0], _ax("p", [0, 0, 1, 1, 0, 0, 1, 1]),
-                                _t("v", 0.3 * S_X, np.float32)],
-                               "node 'conv' (op Conv): input 'm' is not quantized"),
     "split_sizes": ([n("Split", ["a", "sz"], ["y", "z"], "split", axis=1)], [_ax("sz", [1, 3])],
                     "node 'split' (op Split): split sizes [1, 3] do not cover dim 1 of size 2"),
     "slice_step_0": ([n("Slice", ["a", "s0", "e1", "ax1", "st"], ["y"], "slice")],
@@ -384,6 +379,19 @@ def test_refusal_is_one_line(kind: str, tmp_path: Path) -> None:
         import_onnx(path)
     assert "\n" not in str(info.value)
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_off_grid_pad_then_conv_runs_on_the_host(tmp_path: Path) -> None:
+    """A pad value off the grid leaves floats: the conv after it is a host layer (issue 11
+    item 2), equal to onnxruntime."""
+    from cimc.analysis import host_layers
+
+    body = [*weight("w", W_CONV)[1], n("Pad", ["a", "p", "v"], ["m"], "pad"), conv("m", "y")]
+    inits = [*weight("w", W_CONV)[0], _ax("p", [0, 0, 1, 1, 0, 0, 1, 1]), _t("v", 0.3 * S_X, np.float32)]
+    model = model_of(body, inits, [1, 2, 6, 6])
+    run_both(model, tmp_path)
+    (host,) = host_layers(import_onnx(tmp_path / "m.onnx").module)
+    assert host.line() == "node 'conv' (op Conv): input 'm' is not quantized"
 
 
 def test_fixed_batch_module_refuses_another_batch(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from cimc.frontend import import_onnx, policy_of
 
 SMALL = ("lenet", "resnet_small", "vit_small")
 FULL = ("resnet18", "vgg16", "vit_b32")
-EXPECTED_LAYERS = {"lenet": 5, "resnet_small": 10, "vit_small": 18, "resnet18": 21, "vgg16": 16,
-                   "vit_b32": 98}
+EXPECTED_LAYERS = {"lenet": 5, "resnet_small": 10, "resnet20": 22, "vit_small": 18, "resnet18": 21,
+                   "vgg16": 16, "vit_b32": 98}
 SHAPE_OPS = {"Shape", "Gather", "ConstantOfShape"}
 
 
@@ -73,6 +73,25 @@ def test_policy_roundtrip_small(name: str, seed: int, tmp_path) -> None:
     # and cimc's importer (what `cimc lower` runs) recovers the same bits in the same order
     result = import_onnx(path)
     np.testing.assert_array_equal(policy_of(result), policy)
+
+
+def test_resnet20_layout(tmp_path) -> None:
+    """ResNet-20 for 28x28: stride-2 stem, three stages of three basic blocks at 14x14 / 7x7 /
+    4x4, 1x1 shortcuts where the shape changes; 19 3x3 convs + 2 shortcuts + fc; its policy
+    survives the export."""
+    from cimc.rl.search_cli import describe_model
+
+    names = models.layer_names("resnet20")
+    assert len(names) == 22 and names[0] == "conv1" and names[-1] == "fc"
+    assert [n for n in names if "downsample" in n] == ["layer2.0.downsample.0", "layer3.0.downsample.0"]
+    _, descs = describe_model("resnet20")
+    convs = [d for d in descs if d.kind == "conv"]
+    assert sum(d.n % 9 == 0 for d in convs) == 19 and len(convs) == 21
+    assert sorted({d.P for d in convs}) == [16, 49, 196]  # 4x4, 7x7, 14x14
+    assert [d.m for d in descs if "conv" in d.name and d.name.endswith("conv2")] == [16] * 3 + [32] * 3 + [64] * 3
+    policy = random_policy("resnet20", 5)
+    path = models.export_onnx(models.build("resnet20", policy), tmp_path / "r20.onnx")
+    np.testing.assert_array_equal(recover_bits(path)[1], policy)
 
 
 def test_export_matches_onnxruntime(tmp_path) -> None:

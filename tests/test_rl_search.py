@@ -99,7 +99,7 @@ def test_tiny_search_end_to_end(tmp_path: Path) -> None:
     assert [r["episode"] for r in recs] == list(range(24))
     for key in ("policy", "latency_us", "cost_ratio", "speedup", "accuracy", "reward"):
         assert key in recs[0]
-    assert set(recs[0]["time"]) == {"agent_s", "cost_s", "accuracy_s"}
+    assert set(recs[0]["time"]) == {"agent_s", "cost_s", "accuracy_s", "wall_s"}
     best = max(recs, key=lambda r: r["reward"])
     assert res.best_reward == best["reward"] and res.best_policy.tolist() == best["policy"]
     assert res.acc_8bit == pytest.approx(90.0)
@@ -118,7 +118,7 @@ def test_tiny_search_end_to_end(tmp_path: Path) -> None:
     # updates start after the warm-up: one per stored transition (2L = 10)
     assert [r["updates"] for r in recs[:5]] == [0] * 5
     assert all(r["updates"] == 10 for r in recs[5:])
-    assert recs[10]["sigma"] == pytest.approx(0.6 * 0.997**4)
+    assert recs[10]["sigma"] == pytest.approx(0.5 * 0.1 ** (4 / 17))  # 0.5 -> 0.05 over episodes 6..23
 
 
 def test_same_seed_identical_other_seed_differs(tmp_path: Path) -> None:

@@ -364,7 +364,7 @@ def test_report_plot_log_axis_hardware_labels_legends() -> None:
 def test_search_plot_integer_episodes_labels_legends() -> None:
     import matplotlib.pyplot as plt
 
-    from cimc.rl.search import search_figure
+    from cimc.rl.plots import search_figure
 
     hist = [{"episode": i, "reward": float(i), "speedup": 1.0 + i / 10, "accuracy": 90.0 - i} for i in range(5)]
     best = {"episode": 4, "reward": 4.0, "speedup": 1.4, "accuracy": 86.0, "policy": [[8, 8], [4, 6]]}

@@ -29,7 +29,7 @@ from xdsl.interpreters.func import FuncFunctions
 from xdsl.interpreters.scf import ScfFunctions
 from xdsl.ir import Operation
 
-from cimc.analysis import check_hardware
+from cimc.analysis import check_hardware, host_layers
 from cimc.dialects import xbar
 from cimc.exec.result import RunResult
 from cimc.exec.cimq_exec import CimqFunctions, check_inputs, find_main
@@ -113,6 +113,7 @@ def run_xbar(
             bar.close()
     batch = int(args[0].shape[0]) if args else 1
     report = build_report(fns.layers, hw, batch, timer.seconds)
+    report["host_layers"] = [{"name": h.name, "op": h.op, "reason": h.reason} for h in host_layers(module)]
     if record_layers:
         report["_layer_outputs"] = outputs
     measured = {rec.name: rec.tile_cycles for rec in fns.layers if rec.tile_cycles}

@@ -174,7 +174,10 @@ class XbarFunctions(InterpreterFunctions):
     @impl(xbar.UnpackOp)
     def run_unpack(self, interp: Interpreter, op: xbar.UnpackOp, args: tuple[Any, ...]):
         shape = list(op.output.type.get_shape())  # type: ignore[union-attr]
-        return (args[0].reshape([args[0].shape[0], *shape[1:]]),)
+        typed = op.input.type.get_shape()[0]  # type: ignore[union-attr]
+        if shape and (shape[0] < 0 or args[0].shape[0] != typed):  # run at another batch: axis 0
+            shape[0] = args[0].shape[0]
+        return (args[0].reshape(shape),)
 
     def _formula_layer(self, op: xbar.MatMulOp | xbar.MatMulDynOp, x: np.ndarray) -> LayerRecord:
         _, h, p, n = x.shape

@@ -1,4 +1,4 @@
-"""Convolutional zoo models: ``lenet``, ``resnet_small``, ``resnet18``, ``vgg16``.
+"""Convolutional zoo models: ``lenet``, ``resnet_small``, ``resnet20``, ``resnet18``, ``vgg16``.
 
 Crossbar layers are created in forward-execution order by a :class:`LayerFactory`; the name of
 each is its module path. Host ops (ReLU, max/average pooling, BatchNorm, residual adds, flatten)
@@ -8,7 +8,7 @@ a signed quantizer; every layer that follows a ReLU has an unsigned input quanti
 Layer order:
 
 * ``lenet`` (5): ``conv1, conv2, fc1, fc2, fc3``.
-* ``resnet_small`` (10) / ``resnet18`` (21): ``conv1``, then per basic block
+* ``resnet_small`` (10) / ``resnet20`` (22) / ``resnet18`` (21): ``conv1``, then per basic block
   ``<block>.conv1, <block>.conv2[, <block>.downsample]`` (the 1x1 shortcut conv runs after
   ``conv2``, as in torchvision), then ``fc``.
 * ``vgg16`` (16): ``features.0 .. features.12`` (13 convs), ``classifier.0 .. classifier.2``.
@@ -72,7 +72,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A ResNet of basic blocks; ``stem`` "small" (3x3, no max pool) or "imagenet" (7x7/2 + pool)."""
+    """A ResNet of basic blocks; ``stem`` "small" (3x3 with ``stem_stride``, no max pool) or
+    "imagenet" (7x7/2 + pool)."""
 
     def __init__(
         self,
@@ -83,13 +84,15 @@ class ResNet(nn.Module):
         blocks: tuple[int, ...],
         num_classes: int,
         stem: str,
+        stem_stride: int = 1,
     ):
         super().__init__()
         if stem == "imagenet":
             self.conv1 = f.conv("conv1", in_ch, widths[0], 7, stride=2, padding=3, bias=False)
             self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
         else:
-            self.conv1 = f.conv("conv1", in_ch, widths[0], 3, padding=1, bias=False)
+            self.conv1 = f.conv("conv1", in_ch, widths[0], 3, stride=stem_stride, padding=1,
+                                bias=False)
             self.maxpool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU()
@@ -117,6 +120,15 @@ def resnet_small(f: LayerFactory, num_classes: int = 10) -> ResNet:
     """3 stages (16, 32, 64 channels) of one basic block, for 1x28x28 (10 crossbar layers)."""
     return ResNet(f, in_ch=1, widths=(16, 32, 64), blocks=(1, 1, 1), num_classes=num_classes,
                   stem="small")
+
+
+def resnet20(f: LayerFactory, num_classes: int = 10) -> ResNet:
+    """ResNet-20 (He et al.'s CIFAR layout: 16/32/64 channels, 3 stages of 3 basic blocks) for
+    1x28x28 with a stride-2 stem (stages at 14x14, 7x7, 4x4), so that training and a 600-episode
+    search fit two CPU cores; 1x1 shortcut convs where the shape changes (22 crossbar layers:
+    19 3x3 convs, 2 shortcuts, fc)."""
+    return ResNet(f, in_ch=1, widths=(16, 32, 64), blocks=(3, 3, 3), num_classes=num_classes,
+                  stem="small", stem_stride=2)
 
 
 def resnet18(f: LayerFactory, num_classes: int = 1000) -> ResNet:

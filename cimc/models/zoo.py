@@ -33,6 +33,7 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "lenet": ZooEntry(cnn.LeNet, (1, 28, 28), 10, "LeNet-5 CNN, 5 layers"),
     "resnet_small": ZooEntry(cnn.resnet_small, (1, 28, 28), 10, "3-stage ResNet, 10 layers"),
+    "resnet20": ZooEntry(cnn.resnet20, (1, 28, 28), 10, "ResNet-20 (stride-2 stem), 22 layers"),
     "vit_small": ZooEntry(vit.vit_small, (1, 28, 28), 10, "ViT, patch 7, dim 64, 2 blocks"),
     "resnet18": ZooEntry(cnn.resnet18, (3, 224, 224), 1000, "ResNet-18, 21 layers"),
     "vgg16": ZooEntry(cnn.VGG16, (3, 224, 224), 1000, "VGG-16, 16 layers"),
