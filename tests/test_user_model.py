@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +160,6 @@ def test_layers_command(mine: Path, monkeypatch, capsys) -> None:
 def test_user_files_train_evaluate_and_search(mine: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """Must-show: a model file and a data file outside the package go through ``cimc-rl train``
     (float, then QAT from it), ``evaluate`` and a tiny ``search`` with the compiler cost and export."""
-    t0 = time.perf_counter()
     model, data = "mine/model.py:make", "mine/data.py:load"
     code, out, err = run_cli(["train", "-m", model, "-d", data, "--float", "--epochs", "3", "--lr", "0.005",
                               "--out", "f", "--json", "f.json", "--no-progress"], monkeypatch, capsys)
@@ -192,4 +190,3 @@ def test_user_files_train_evaluate_and_search(mine: Path, tmp_path: Path, monkey
     assert [[r["w_bits"], r["a_bits"]] for r in report["layers"]] == summary["best_policy"]
     np.testing.assert_array_equal(recover_bits("s/best_model.onnx")[1], summary["best_policy"])
     assert summary["report_latency_us"] == pytest.approx(summary["best_latency_us"], rel=1e-12)
-    assert time.perf_counter() - t0 < 300
