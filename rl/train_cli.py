@@ -22,10 +22,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cimc.errors import CimcError
+from cimc.rl.inputs import DATASET_HELP, MODEL_HELP
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", help="Zoo model: lenet, resnet_small, vit_small, resnet18, vgg16, vit_b32.")]
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="fashion_mnist, mnist or digits.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")]
 ProgressOpt = Annotated[Optional[bool], typer.Option(
     "--progress/--no-progress", help="Show progress bars (default: on a terminal).")]
@@ -47,15 +47,12 @@ def _report(rows: dict[str, Any], json_path: Path | None, outs: Any = None) -> N
         typer.echo(f"wrote {path}", err=True)
 
 
-def check_names(model: str, dataset: str | None = None) -> None:
-    """Zoo model and data set names, before anything is built or read."""
-    from cimc.data import DATASETS
-    from cimc.models.zoo import MODEL_NAMES
+def check_names(model: str, dataset: str | None = None) -> tuple[str, str | None]:
+    """``--model`` and ``--dataset``, before anything is built or read: canonical names, a
+    user's files loaded and checked, the data fitting the model (:func:`cimc.rl.inputs.resolve`)."""
+    from cimc.rl.inputs import resolve
 
-    if model not in MODEL_NAMES:
-        raise CimcError(f"--model: unknown model '{model}'; known: {', '.join(MODEL_NAMES)}")
-    if dataset is not None and dataset not in DATASETS:
-        raise CimcError(f"--dataset: unknown data set '{dataset}'; known: {', '.join(DATASETS)}")
+    return resolve(model, dataset)
 
 
 def _plan_outputs(inputs: list[Any], out: Path | None = None, json_path: Path | None = None):
@@ -148,7 +145,7 @@ def train_cmd(
 
     from cimc.cli_util import check_number, show_progress
 
-    check_names(model, dataset)
+    model, dataset = check_names(model, dataset)
     check_number("--epochs", epochs, lo=0, lo_open=True)
     check_number("--bits", bits, lo=2, hi=8)
     check_number("--lr", lr, lo=0, lo_open=True)
@@ -210,7 +207,7 @@ def finetune_cmd(
     """Rebuild at a policy, load quantised weights, fine-tune, evaluate, save."""
     from cimc.cli_util import check_number, show_progress
 
-    check_names(model, dataset)
+    model, dataset = check_names(model, dataset)
     check_number("--steps", steps, lo=1)
     check_number("--epochs", epochs, lo=0, lo_open=True)
     check_number("--lr", lr, lo=0, lo_open=True)
@@ -245,7 +242,7 @@ def export_cmd(
     """Export a zoo model as ONNX QCDQ (opset 19, input "x", batch 1)."""
     from cimc.models import export_onnx
 
-    check_names(model)
+    model, _ = check_names(model)
     outs = _plan_outputs([policy, ckpt, ckpt and _meta(ckpt)], None, json_path)
     outs.plan(output, "-o")
     net, info = _load_model(model, ckpt, policy, seed)
@@ -278,7 +275,7 @@ def evaluate_cmd(
     from cimc.cli_util import check_choice, check_number
     from cimc.data import SPLITS
 
-    check_names(model, dataset)
+    model, dataset = check_names(model, dataset)
     check_choice("--split", split, list(SPLITS))
     check_number("--limit", limit, lo=1)
     check_number("--seeds", seeds, lo=1)
