@@ -1,5 +1,9 @@
 """Program analysis: what a compiled ``xbar`` program does, read off the IR without running it.
 
+Host work is read the same way: :func:`host_elements` counts the elements the host compute ops
+of ``@main`` produce (requantize, activations, pools, softmax, ...; layout ops, constants and the
+crossbar layers are not host compute), from their result types (:func:`is_host_compute`).
+
 :func:`analyse_layer` reads one ``xbar.layer``: its descriptor and bits from the properties, the
 physical matrix from its cells type, and the repeats, row tiles, column tiles and chunks from the
 trip counts of its loops, checked against the tile-write and cycle issues of the program. The
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import arith, scf
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 
 from cimc.dialects import cimq, xbar
@@ -251,6 +255,44 @@ def check_hardware(module: ModuleOp, hw: Hardware | None) -> Hardware:
                     f"{key}={getattr(hw, key)}; lower it again with this hardware"
                 )
     return hw
+
+
+#: cimq ops that only move or name data (no arithmetic per element), and the crossbar products.
+_NOT_HOST_COMPUTE = (
+    cimq.ConstOp, cimq.ReshapeOp, cimq.FlattenOp, cimq.TransposeOp, cimq.GatherOp, cimq.SliceOp,
+    cimq.ConcatOp, cimq.ConvOp, cimq.MatMulOp, cimq.MatMulActOp,
+)
+
+
+def is_host_compute(op: Operation) -> bool:
+    """Whether ``op`` is arithmetic the host does per element (a cimq op other than a constant, a
+    layout op or a crossbar product; the xbar dialect's im2col / col2im / unpack are layout)."""
+    return op.name.startswith("cimq.") and not isinstance(op, _NOT_HOST_COMPUTE)
+
+
+def result_elements(op: Operation) -> int:
+    """Elements of ``op``'s tensor results, from their types (a dynamic dimension, the batch,
+    counts as 1: one inference)."""
+    total = 0
+    for r in op.results:
+        if isinstance(r.type, TensorType):
+            n = 1
+            for d in r.type.get_shape():
+                n *= max(d, 1)
+            total += n
+    return total
+
+
+def host_elements(module: ModuleOp) -> int:
+    """Elements produced by the host compute ops of ``@main`` (as typed: one inference for a
+    batch-1 model); the interpreter counts the same at run time."""
+    from xdsl.dialects import func
+
+    total = 0
+    for fn in module.ops:
+        if isinstance(fn, func.FuncOp) and fn.sym_name.data == "main":
+            total += sum(result_elements(op) for op in fn.body.block.ops if is_host_compute(op))
+    return total
 
 
 def schedule_layers(module: ModuleOp, hw: Hardware, *, batch: int = 1,

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -372,18 +371,16 @@ def test_zoo_models(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "layers"), [("resnet18", 21), ("vgg16", 16), ("vit_b32", 98)])
-def test_full_size_import_time(name: str, layers: int) -> None:
-    """Full-size models import in seconds (only when the zoo has already exported them)."""
+def test_full_size_import(name: str, layers: int) -> None:
+    """Full-size models import (only when the zoo has already exported them); the time is
+    benchmarks/bench_import.py's, not a test's."""
     export = pytest.importorskip("cimc.models.export")
     path = export.default_cache_dir() / f"{name}-w8a8-s0-v{export.EXPORT_FORMAT}.onnx"
     if not path.is_file():
         pytest.skip(f"{path} not built (python -c \"from cimc.models import zoo_onnx; "
                     f"zoo_onnx('{name}')\")")
-    start = time.perf_counter()
     result = import_onnx(path)
-    elapsed = time.perf_counter() - start
     assert len(result.layers) == layers
-    assert elapsed < 20, f"{name} took {elapsed:.1f} s"
 
 
 # --------------------------------------------------------------------------------------------

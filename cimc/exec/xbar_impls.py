@@ -47,9 +47,11 @@ from cimc.target.kernels import (
     build_planes,
     plane_dtype,
     program_tile,
+    read_noise_std,
     tile_cycles,
     vector_block,
 )
+from cimc.target.noise import Device
 from cimc.target.mapping import correction, map_cells, recomb_table, recombine
 from cimc.target.packing import block_diagonal, pack_inputs, unpack_outputs
 from cimc.weights import Blob
@@ -134,9 +136,10 @@ def _run_const(op: cimq.ConstOp) -> np.ndarray:
 class XbarFunctions(InterpreterFunctions):
     """numpy implementations of the xbar ops, counting hardware activity."""
 
-    def __init__(self, hw: Hardware, fast: bool | None, progress: Any = None):
+    def __init__(self, hw: Hardware, fast: bool | None, progress: Any = None, device: Device | None = None):
         self.hw = hw
         self.fast = fast
+        self.device = device
         self.progress = progress
         self.layers: list[LayerRecord] = []
         self.current: LayerRecord | None = None
@@ -189,14 +192,21 @@ class XbarFunctions(InterpreterFunctions):
         c = layer_counters(geom, self.hw, batch=x.shape[0], dynamic=dyn)
         return LayerRecord(None, op.layer.data, op.kind.data, c, path="formula")
 
+    def _ideal_only(self, op: Operation) -> None:
+        if self.device is not None:
+            raise ExecutionError(f"{op.name} '{op.layer.data}': device noise needs the xbar level "  # type: ignore[attr-defined]
+                                 "(crossbar loops), not xbar-mm")
+
     @impl(xbar.MatMulOp)
     def run_matmul(self, interp: Interpreter, op: xbar.MatMulOp, args: tuple[Any, ...]):
+        self._ideal_only(op)
         x, w = args
         self._finish(self._formula_layer(op, x))
         return (fast_matmul(_centered(x, op.lhs), w, static_blob(op.rhs)),)
 
     @impl(xbar.MatMulDynOp)
     def run_matmul_dyn(self, interp: Interpreter, op: xbar.MatMulDynOp, args: tuple[Any, ...]):
+        self._ideal_only(op)
         x, r = args
         self._finish(self._formula_layer(op, x))
         return (fast_matmul(_centered(x, op.lhs), r),)
@@ -222,7 +232,10 @@ class XbarFunctions(InterpreterFunctions):
                 f"layer '{prog.name}': the fast path needs a lossless ADC ({self.hw.adc_bits} bits "
                 f"< {need}); run with fast=False"
             )
-        if self.fast or (self.fast is None and lossless):
+        if self.fast and self.device is not None:
+            raise ExecutionError(f"layer '{prog.name}': the fast path models an ideal device; "
+                                 "run noise with fast=False")
+        if self.fast or (self.fast is None and lossless and self.device is None):
             y = fast_matmul(_centered(x, op.operands[0]), w, blob)
             record.counters = prog.counters(x.shape[0], self.hw)
             if prog.skip_zero:
@@ -333,6 +346,8 @@ class XbarFunctions(InterpreterFunctions):
         c.executes += vectors
         c.adc_conversions += vectors * cols
         c.dac_activations += vectors * rows
+        c.cell_reads += vectors * rows * cols
+        c.shift_adds += vectors * cols
         c.adc_slots += vectors * self.hw.adc_slots(cols)
         c.adc_saturations += saturations
 
@@ -355,7 +370,7 @@ class XbarFunctions(InterpreterFunctions):
         self.array_group = group
         c.writes += 0 if op.shared is not None else copies
         c.cells_written += copies * levels.shape[-2] * levels.shape[-1]
-        return (program_tile(levels, self.fdtype),)
+        return (program_tile(levels, self.fdtype, self.device),)
 
     def _row_sources(self, plane_op: xbar.PlaneOp, n: int, rt: int) -> np.ndarray:
         t = plane_op.plane.type
@@ -408,7 +423,7 @@ class XbarFunctions(InterpreterFunctions):
                 planes = self._planes_of(key, xv[v0:v1], src, n_chunks, d, keep=v0 == 0 and v1 == n_vec)
                 if skip:
                     skipped += self._zero_planes(key, xv[v0:v1], src, n_chunks, d)
-                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0)
+                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0, self.device, skip)
         total = b_sz * p_sz * n_chunks
         ran = total - int(skipped.sum())
         self._count_cycles(ran, rows, cols, sat)
@@ -447,7 +462,13 @@ class XbarFunctions(InterpreterFunctions):
         tile, plane = args  # tile [r, c] or [B, r, c]; plane [B, P, r]
         rows, cols = tile.shape[-2], tile.shape[-1]
         lo, hi = self.hw.adc_range(rows)
-        codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
+        if self.device is None:
+            codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
+        else:  # a skipped cycle converts nothing: its codes stay 0 on a noisy device too
+            d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
+            active = plane.any(axis=-1).reshape(-1) if op.skip_zero is not None else None
+            codes, sat = adc_convert(plane @ tile, lo, hi, self.device, read_noise_std(plane, d, self.device),
+                                     active)
         total = plane.shape[0] * plane.shape[1]
         if op.skip_zero is None:
             self._count_cycles(total, rows, cols, sat)
@@ -477,6 +498,7 @@ class XbarFunctions(InterpreterFunctions):
             raise ExecutionError("xbar.recombine: the accumulators were never written")
         m = op.output.type.get_shape()[-1]  # type: ignore[union-attr]
         y = recombine(buf.data, recomb, m).transpose(1, 0, 2, 3)  # [B, H, P, m]
+        self._counters().recombine_adds += buf.data.size
         corr = corr[None, :, None, :] if corr.ndim == 2 else corr[:, :, None, :]
         return (np.ascontiguousarray(y - corr),)
 
