@@ -1,5 +1,9 @@
 """Program analysis: what a compiled ``xbar`` program does, read off the IR without running it.
 
+Host work is read the same way: :func:`host_elements` counts the elements the host compute ops
+of ``@main`` produce (requantize, activations, pools, softmax, ...; layout ops, constants and the
+crossbar layers are not host compute), from their result types (:func:`is_host_compute`).
+
 :func:`analyse_layer` reads one ``xbar.layer``: its descriptor and bits from the properties, the
 physical matrix from its cells type, and the repeats, row tiles, column tiles and chunks from the
 trip counts of its loops, checked against the tile-write and cycle issues of the program. The
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import arith, scf
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 
 from cimc.dialects import cimq, xbar
@@ -176,6 +180,55 @@ def module_layers(module: ModuleOp) -> list[xbar.LayerOp]:
     return [op for op in module.walk() if isinstance(op, xbar.LayerOp)]
 
 
+@dataclass(frozen=True)
+class HostLayer:
+    """A Conv / Gemm / MatMul that runs on the host, not on crossbars (the host fallback):
+    zero crossbar cost. ``op`` is its ONNX op type, ``reason`` why it is on the host."""
+
+    name: str
+    op: str
+    reason: str
+    kind: str = "host"
+
+    def line(self) -> str:
+        """``node 'n' (op Conv): reason`` (how refusals name a node)."""
+        return f"node '{self.name}' (op {self.op}): {self.reason}"
+
+
+def host_layer(op: Operation) -> HostLayer | None:
+    """The host layer ``op`` is (a ``cimq.host_conv`` / ``cimq.host_matmul``), else None."""
+    if isinstance(op, cimq.HOST_PRODUCTS):
+        return HostLayer(op.layer.data, op.op.data, op.reason.data)
+    return None
+
+
+def host_layers(module: ModuleOp) -> list[HostLayer]:
+    """The module's host layers in program order."""
+    return [h for op in module.walk() if (h := host_layer(op)) is not None]
+
+
+def program_layers(module: ModuleOp) -> list[xbar.LayerOp | HostLayer]:
+    """Every Conv / Gemm / MatMul of an ``xbar`` module in program order: ``xbar.layer`` ops
+    (crossbar layers) and :class:`HostLayer` records (host layers)."""
+    out: list[xbar.LayerOp | HostLayer] = []
+    for op in module.walk():
+        if isinstance(op, xbar.LayerOp):
+            out.append(op)
+        elif (h := host_layer(op)) is not None:
+            out.append(h)
+    return out
+
+
+def host_warnings(module: ModuleOp, *, strict: bool = False) -> list[str]:
+    """One warning line per host layer of ``module``; with ``strict`` the first host layer is a
+    one-line error instead (``--strict``: every Conv / Gemm / MatMul must map to crossbars)."""
+    found = host_layers(module)
+    if strict and found:
+        raise UnsupportedModelError(f"{found[0].line()}; it would run on the host, not on "
+                                    "crossbars (--strict)")
+    return [f"warning: {h.line()}; it runs on the host, not on crossbars" for h in found]
+
+
 def compiled_geometry(module: ModuleOp) -> dict[str, Any] | None:
     """``rows, cols, cell_bits, dac_bits, mapping`` the module was tiled for (None if untiled)."""
     for layer in module_layers(module):
@@ -204,17 +257,59 @@ def check_hardware(module: ModuleOp, hw: Hardware | None) -> Hardware:
     return hw
 
 
+#: cimq ops that only move or name data (no arithmetic per element), and the crossbar products.
+_NOT_HOST_COMPUTE = (
+    cimq.ConstOp, cimq.ReshapeOp, cimq.FlattenOp, cimq.TransposeOp, cimq.GatherOp, cimq.SliceOp,
+    cimq.ConcatOp, cimq.ConvOp, cimq.MatMulOp, cimq.MatMulActOp,
+)
+
+
+def is_host_compute(op: Operation) -> bool:
+    """Whether ``op`` is arithmetic the host does per element (a cimq op other than a constant, a
+    layout op or a crossbar product; the xbar dialect's im2col / col2im / unpack are layout)."""
+    return op.name.startswith("cimq.") and not isinstance(op, _NOT_HOST_COMPUTE)
+
+
+def result_elements(op: Operation) -> int:
+    """Elements of ``op``'s tensor results, from their types (a dynamic dimension, the batch,
+    counts as 1: one inference)."""
+    total = 0
+    for r in op.results:
+        if isinstance(r.type, TensorType):
+            n = 1
+            for d in r.type.get_shape():
+                n *= max(d, 1)
+            total += n
+    return total
+
+
+def host_elements(module: ModuleOp) -> int:
+    """Elements produced by the host compute ops of ``@main`` (as typed: one inference for a
+    batch-1 model); the interpreter counts the same at run time."""
+    from xdsl.dialects import func
+
+    total = 0
+    for fn in module.ops:
+        if isinstance(fn, func.FuncOp) and fn.sym_name.data == "main":
+            total += sum(result_elements(op) for op in fn.body.block.ops if is_host_compute(op))
+    return total
+
+
 def schedule_layers(module: ModuleOp, hw: Hardware, *, batch: int = 1,
                     measured: dict[str, dict[tuple[int, int, int], int]] | None = None) -> list[SchedLayer]:
     """The programmed tiles of every layer of an ``xbar`` module as the chip schedule sees them
-    (:func:`cimc.target.schedule.schedule`), for one run of ``batch`` inputs.
+    (:func:`cimc.target.schedule.schedule`), for one run of ``batch`` inputs; a host layer is a
+    layer without tiles (zero crossbar time), in its place in the program.
 
     Cycles per tile are the program's (the worst case: every cycle executed) unless
     ``measured[layer][(h, rt, ct)]`` gives the cycles a run of ``batch`` inputs executed on that
     tile (the interpreter's counts, skipped cycles left out: ``RunResult.tile_cycles``).
     """
     out = []
-    for layer in module_layers(module):
+    for layer in program_layers(module):
+        if isinstance(layer, HostLayer):
+            out.append(SchedLayer(layer.name, ()))
+            continue
         prog = analyse_layer(layer)
         geom = prog.geometry
         full = batch * geom.desc.P * geom.chunks

@@ -16,7 +16,8 @@ import typer
 from cimc import report_cli
 from cimc.cli_util import print_table, run_app
 from cimc.errors import CimcError
-from cimc.loaders import load_hardware, load_model, model_inputs
+from cimc.loaders import load_energy, load_hardware, load_model, model_inputs, preset_file
+from cimc.report_cli import EnergyOpt
 
 app = typer.Typer(
     name="cimc",
@@ -33,6 +34,18 @@ HwOpt = Annotated[
 HwSetOpt = Annotated[
     Optional[str], typer.Option("--hw-set", help="Override hardware fields: rows=128,cell_bits=2.")
 ]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Refuse a model with host layers (a Conv/Gemm/MatMul that does not "
+                       "map to crossbars runs on the host otherwise, with a warning).")
+]
+
+
+def _host_check(module, strict: bool) -> None:
+    """One warning line per host layer of ``module`` on stderr; ``--strict``: an error instead."""
+    from cimc.analysis import host_warnings
+
+    for line in host_warnings(module, strict=strict):
+        typer.echo(line, err=True)
 
 
 @app.callback()
@@ -62,6 +75,7 @@ def lower_cmd(
     generic: Annotated[bool, typer.Option("--generic", help="Print generic op syntax.")] = False,
     hw: HwOpt = None,
     hw_set: HwSetOpt = None,
+    strict: StrictOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Import a model and lower it to an IR level; print the IR or write it with -o."""
@@ -79,6 +93,7 @@ def lower_cmd(
     hardware = load_hardware(hw, hw_set) if (hw or hw_set or to.startswith("xbar")) else None
     module = load_model(model)
     lower(module, to, hw=hardware, print_between=print_between, stream=sys.stderr)
+    _host_check(module, strict)
     if output is None:
         sys.stdout.write(module_text(module, generic=generic))
         return
@@ -94,20 +109,56 @@ def _top1(out, labels=None):
     return pred, (None if labels is None else float(100.0 * (pred == labels).mean()))
 
 
-def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool):
-    """Run at ``level``; xbar levels go through :func:`cimc.exec.xbar_exec.run_xbar` with
-    ``fast``, and with ``compare`` also lossless (:func:`compare_lossy`). Returns the result and
-    the comparison (or None)."""
+def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool,
+                strict: bool = False, noise=None, seeds=(0,), labels=None):
+    """Run at ``level`` (host layers warned about, or refused with ``strict``); xbar levels go
+    through :func:`cimc.exec.xbar_exec.run_xbar` with ``fast``, with ``compare`` also lossless
+    (:func:`compare_lossy`), with ``noise`` once ideal and once per seed on the device
+    (:func:`cimc.exec.noise_runs.compare_noise`). Returns the result (with noise: of the first
+    seed) and the comparison (or None)."""
     from cimc.exec import RunResult, lowered_copy, run_at_level
 
+    prog = lowered_copy(module, level, hw=hw)
+    _host_check(prog, strict)
+    if noise is not None:
+        from cimc.exec.noise_runs import compare_noise
+
+        cmp = compare_noise(prog, inputs, hw, noise, seeds, labels=labels)
+        return cmp.pop("result"), cmp
     if not compare:
-        return run_at_level(module, level, inputs, hw=hw, progress=progress, fast=fast), None
+        return run_at_level(prog, level, inputs, hw=hw, progress=progress, fast=fast), None
     from cimc.exec.xbar_exec import compare_lossy, counters_table
 
-    prog = lowered_copy(module, level, hw=hw)
     cmp = compare_lossy(prog, inputs, hw, fast=fast)
     rep = cmp.pop("lossy_report")
     return RunResult(cmp["lossy_outputs"], rep, counters_table(rep)), cmp
+
+
+NoiseOpt = Annotated[
+    Optional[str],
+    typer.Option("--noise", help="xbar levels: run on an imperfect device, a noise preset (rram-moderate, "
+                 "rram-severe, ideal) or a YAML file; reports each layer's error against the ideal run."),
+]
+
+
+def _device_options(level: str, fast, compare_lossless: bool, energy, noise, noise_set, repeat: int):
+    """Check ``--energy`` / ``--noise`` of ``cimc run``; returns (energy preset, noise model)."""
+    on_xbar = level.startswith("xbar")
+    if energy is not None and not on_xbar:
+        raise CimcError(f"--energy applies to xbar levels, not --level {level}")
+    if (noise_set is not None or repeat != 1) and noise is None:
+        raise CimcError("--noise-set and --repeat need --noise")
+    model = None
+    if noise is not None:
+        if level not in ("xbar", "xbar-opt"):
+            raise CimcError(f"--noise needs --level xbar or xbar-opt (the crossbar loops), not {level}")
+        if fast or compare_lossless:
+            raise CimcError("--noise runs bit-serially; it does not combine with --fast or --compare-lossless")
+        from cimc.target.noise import load_noise
+
+        model = load_noise(noise)
+        model = model.with_overrides(noise_set) if noise_set else model
+    return (load_energy(energy) if on_xbar else None), model
 
 
 @app.command("run")
@@ -119,7 +170,8 @@ def run_cmd(
     ] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="Write the output .npy here.")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch of the random input.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random input.")] = 0,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of the random input and of the device noise (--noise).")] = 0,
     hw: HwOpt = None,
     hw_set: HwSetOpt = None,
     report: Annotated[
@@ -164,10 +216,18 @@ def run_cmd(
     waterfall: Annotated[
         Optional[Path], typer.Option("--waterfall", help="--level xbar-opt: each optimisation's contribution (PNG).")
     ] = None,
+    strict: StrictOpt = False,
+    energy: EnergyOpt = None,
+    noise: NoiseOpt = None,
+    noise_set: Annotated[Optional[str], typer.Option(
+        "--noise-set", help="Override noise parameters: programming_sigma=0.1,read_sigma=0.")] = None,
+    repeat: Annotated[int, typer.Option(
+        "--repeat", min=1, help="With --noise: runs with seeds S..S+N-1, to see the spread.")] = 1,
     debug: DebugOpt = False,
 ) -> None:
-    """Run a model at an IR level on an input and print a summary (and counters at xbar; at
-    xbar-opt each optimisation's contribution, measured)."""
+    """Run a model at an IR level on an input and print a summary (and counters, energy and
+    energy-delay product at xbar; at xbar-opt each optimisation's contribution, measured; with
+    --noise the error of each layer against the ideal run)."""
     from cimc.pipeline import check_level
     from cimc.safe_write import OutputSet
 
@@ -179,7 +239,7 @@ def run_cmd(
         raise CimcError("--schedule, --gantt and --waterfall apply to xbar levels")
     if waterfall is not None and level != "xbar-opt":
         raise CimcError("--waterfall needs --level xbar-opt")
-    outs = OutputSet(model_inputs(model, hw, input, labels))
+    outs = OutputSet(model_inputs(model, hw, input, labels, preset_file(energy), preset_file(noise)))
     for path, what in ((output, "--output"), (report, "--report"), (schedule_out, "--schedule"),
                        (gantt, "--gantt"), (waterfall, "--waterfall")):
         if path is not None:
@@ -189,11 +249,20 @@ def run_cmd(
         raise CimcError("--compare-lossless needs an xbar level and a lossy ADC (e.g. --hw-set adc_bits=6)")
     if fast and hardware is not None and not hardware.lossless:
         raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
+    preset, noise_model = _device_options(level, fast, compare_lossless, energy, noise, noise_set, repeat)
     module = load_model(model)
     inputs, y, names = _run_inputs(module, input, labels, batch, seed, allow_nonfinite, output)
     show = sys.stderr.isatty() if progress is None else progress
-    result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless)
-    extra = _print_run(level, result, cmp, y)
+    result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless,
+                              strict=strict, noise=noise_model, seeds=range(seed, seed + repeat), labels=y)
+    if preset is not None and result.report:
+        from cimc.exec.xbar_exec import add_energy
+
+        add_energy(result.report, hardware, preset)
+    extra = _print_run(level, result, cmp if noise_model is None else None, y)
+    if noise_model is not None:
+        extra["noise"] = _noise_summary(cmp)
+        print_table(_noise_table(extra["noise"]))
     if on_xbar:
         extra.update(_chip(outs, model, module, level, result, hardware, (schedule_out, gantt, waterfall)))
     _write_run(outs, output, report, level, result, extra, names)
@@ -238,6 +307,10 @@ def _print_run(level: str, result, cmp, y) -> dict:
     print_table(table)
     if result.counters_table is not None:
         print_table(result.counters_table)
+    if "energy" in result.report:
+        from cimc.report import energy_table
+
+        print_table(energy_table(result.report))
     if cmp is not None:
         extra["compare_lossless"] = _comparison(cmp, y)
         print_table(_comparison_table(extra["compare_lossless"]))
@@ -324,6 +397,33 @@ def _comparison_table(c: dict):
     if "accuracy_top1_lossy" in c:
         caption += (f"; top-1 accuracy {c['accuracy_top1_lossless']:.2f}% lossless -> "
                     f"{c['accuracy_top1_lossy']:.2f}% lossy")
+    table.caption = caption
+    return table
+
+
+def _noise_summary(cmp: dict) -> dict:
+    """The JSON part of a noisy-vs-ideal comparison (no arrays)."""
+    keys = ("noise", "seeds", "runs", "layers", "accuracy_top1_ideal", "accuracy_top1")
+    return {k: cmp[k] for k in keys if k in cmp}
+
+
+def _noise_table(c: dict):
+    from rich.table import Table
+
+    n = c["noise"]
+    table = Table(title=f"noise '{n['name']}' against the ideal run, seeds {c['seeds'][0]}..{c['seeds'][-1]}")
+    for col in ("layer", "rel error (mean)", "rel error (std)", "max abs error", "ADC clips (mean)"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for r in c["layers"]:
+        table.add_row(r["name"], f"{r['rel_error']['mean']:.3g}", f"{r['rel_error']['std']:.2g}",
+                      f"{r['max_abs_error']:g}", f"{r['adc_saturations']['mean']:,.0f}")
+    changed = [run["top1_changed"] for run in c["runs"]]
+    caption = (", ".join(f"{k}={v:g}" for k, v in n.items() if k not in ("name", "origin")) +
+               f"; top-1 changed for {min(changed)}..{max(changed)} input(s) per seed")
+    if "accuracy_top1" in c:
+        a = c["accuracy_top1"]
+        caption += (f"; top-1 accuracy {c['accuracy_top1_ideal']:.2f}% ideal -> {a['mean']:.2f}% "
+                    f"(std {a['std']:.2f}) over {len(c['seeds'])} seed(s)")
     table.caption = caption
     return table
 

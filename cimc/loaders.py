@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cimc.errors import InputFileError
+from cimc.target.energy import EnergyPreset, load_preset
 from cimc.target.hw import Hardware
 
 
@@ -16,6 +17,12 @@ def load_hardware(hw: Path | None, hw_set: str | None):
     """The hardware description from ``--hw`` and ``--hw-set`` (paper defaults otherwise)."""
     base = Hardware.from_yaml(hw) if hw is not None else Hardware()
     return base.with_overrides(hw_set) if hw_set else base
+
+
+def load_energy(spec: str | Path | None) -> EnergyPreset:
+    """The energy preset of ``--energy``: a built-in name or a YAML file (the default preset
+    if None)."""
+    return load_preset(spec)
 
 
 def load_model(path: Path, *, weights: Path | None = None):
@@ -48,6 +55,11 @@ def _check_graph(module, path: Path) -> None:
         raise InputFileError(f"{path}: the module has no func.func @main")
     if not main.function_type.outputs.data:
         raise InputFileError(f"{path}: the graph has no outputs; there is nothing to compute")
+
+
+def preset_file(spec: str | None) -> Path | None:
+    """The file behind an ``--energy`` / ``--noise`` option (None for a built-in preset name)."""
+    return Path(spec) if spec is not None and Path(spec).is_file() else None
 
 
 def model_inputs(model: Path, *others: Path | None) -> list[Path]:

@@ -11,7 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from cimc.loaders import load_hardware, load_model
+from cimc.loaders import load_energy, load_hardware, load_model
+
+EnergyOpt = Annotated[
+    Optional[str],
+    typer.Option("--energy", help="Energy preset: a built-in name (isaac-puma-32nm, the default; "
+                 "neurosim-22nm) or a YAML file."),
+]
 
 
 def report_command(
@@ -45,26 +51,36 @@ def report_command(
     waterfall: Annotated[
         Optional[Path], typer.Option("--waterfall", help="With --opt: each optimisation's contribution as a waterfall (PNG).")
     ] = None,
+    energy: EnergyOpt = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse a model with host layers (a Conv/Gemm/MatMul that does not map to crossbars).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Per crossbar layer: (m, n, P, H), bits, slices, tiles, writes, executes, latency, share,
-    lossless ADC bits; totals and the speedup over the same model at all-8/8."""
+    lossless ADC bits, energy by component; totals, energy-delay product and the speedup and
+    energy saving over the same model at all-8/8."""
     from cimc.cli_util import print_table
-    from cimc.loaders import model_inputs
-    from cimc.report import plot_report, report_table, xbar_report
+    from cimc.loaders import model_inputs, preset_file
+    from cimc.report import energy_table, plot_report, report_table, xbar_report
     from cimc.safe_write import OutputSet
 
-    outs = OutputSet(model_inputs(model, hw))
+    outs = OutputSet(model_inputs(model, hw, preset_file(energy)))
     for path, what in ((json_out, "--json"), (plot, "--plot"), (schedule_out, "--schedule"), (gantt, "--gantt"),
                        (waterfall, "--waterfall")):
         if path is not None:
             outs.plan(path, what)
     hardware = load_hardware(hw, hw_set)
+    preset = load_energy(energy)
     module = load_model(model)
     level = "xbar-opt" if opt else "xbar"
-    report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch)
+    report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch,
+                         energy=preset, strict=strict)
     report["model"] = str(model)
+    for line in report["warnings"]:
+        typer.echo(line, err=True)
     print_table(report_table(report))
+    print_table(energy_table(report))
     steps = report.get("optimisations")
     if steps is not None:
         from cimc.chip_report import steps_table

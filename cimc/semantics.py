@@ -38,6 +38,10 @@ Host float ops
     float32 numpy with ONNX semantics (softmax subtracts the row max; layernorm in float32;
     GELU is the erf form).
 
+Host products (``cimq.host_conv``, ``cimq.host_matmul``: the host fallback)
+    float32 operands, products and sums in float64, rounded once to float32
+    (:func:`conv2d_float`, :func:`matmul_float`).
+
 Against onnxruntime (graph optimizations off) the only differences come from float accumulation
 order in its float convolution, which can move a value across a rounding tie: those differ by
 exactly one LSB and are counted by the tests.
@@ -160,6 +164,20 @@ def im2col(
     return patches, ho, wo
 
 
+def matmul_float(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of float tensors (numpy's matmul rules): float64 products and sums, rounded
+    once to float32."""
+    return np.matmul(np.asarray(a, np.float64), np.asarray(b, np.float64)).astype(np.float32)
+
+
+def conv2d_float(x: np.ndarray, w: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int, int],
+                 dilations: tuple[int, int], group: int) -> np.ndarray:
+    """Grouped float convolution, NCHW x OIHW -> float32 NCHW (float64 sums, rounded once)."""
+    y = _conv2d(np.asarray(x, np.float64), np.asarray(w, np.float64), strides, pads, dilations, group,
+                lambda p, wt: p @ wt)
+    return y.astype(np.float32)
+
+
 def conv2d_int(
     x: np.ndarray,
     w: np.ndarray,
@@ -169,6 +187,10 @@ def conv2d_int(
     group: int,
 ) -> np.ndarray:
     """Exact integer grouped convolution, NCHW x OIHW -> int64 NCHW."""
+    return _conv2d(x, w, strides, pads, dilations, group, exact_matmul)
+
+
+def _conv2d(x, w, strides, pads, dilations, group, matmul) -> np.ndarray:
     n, c, _, _ = x.shape
     o, cg, kh, kw = w.shape
     og = o // group
@@ -177,6 +199,6 @@ def conv2d_int(
         xg = x[:, g * cg : (g + 1) * cg]
         wg = w[g * og : (g + 1) * og].reshape(og, cg * kh * kw)
         patches, ho, wo = im2col(xg, (kh, kw), strides, pads, dilations)
-        yg = exact_matmul(patches, wg.T)  # [N, Ho*Wo, og]
+        yg = matmul(patches, wg.T)  # [N, Ho*Wo, og]
         outs.append(yg.transpose(0, 2, 1).reshape(n, og, ho, wo))
     return outs[0] if group == 1 else np.concatenate(outs, axis=1)

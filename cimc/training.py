@@ -44,7 +44,10 @@ def num_threads() -> int:
     """Torch threads for training and evaluation: ``$CIMC_THREADS``, default 2."""
     raw = os.environ.get("CIMC_THREADS", "").strip()
     return int(raw) if raw.isdigit() and int(raw) > 0 else NUM_THREADS
-QUANT_KEY_MARKERS = ("input_quant.", "a_quant.", "w_quant.", "weight_quant.", "bias_quant.")
+
+
+QUANT_KEY_MARKERS = ("input_quant.", "a_quant.", "w_quant.", "weight_quant.", "bias_quant.",
+                     "act_quant.")  # the last: Brevitas' QuantMultiheadAttention's own quantizers
 
 Dataset = str | tuple[np.ndarray, np.ndarray]
 

@@ -627,6 +627,85 @@ class MatMulActOp(IRDLOperation):
             raise VerifyException(f"cimq.matmul_act: shapes {ash} and {bsh} do not multiply")
 
 
+# --------------------------------------------------------------------------------------------
+# Host fallback: products cimc does not map to crossbars
+# --------------------------------------------------------------------------------------------
+
+
+class _HostProduct(IRDLOperation):
+    """A Conv / Gemm / MatMul that runs on the host in float: its input or weight is not
+    quantized. ``layer`` names the ONNX node, ``op`` its op type, ``reason`` why it is not on a
+    crossbar; ``cimc report`` lists it as a host layer with zero crossbar cost."""
+
+    layer = attr_def(StringAttr)
+    op = attr_def(StringAttr)
+    reason = attr_def(StringAttr)
+    traits = traits_def(Pure())
+
+    def _verify_floats(self, values: Sequence[Attribute]) -> None:
+        for i, t in enumerate(values):
+            float_elem(t, f"{self.name} operand {i}" if i < len(values) - 1 else f"{self.name} result")
+
+
+@irdl_op_definition
+class HostConvOp(_HostProduct):
+    """2-D convolution of floats on the host (ONNX Conv: NCHW input, OIHW weight), products
+    exact in float64 and rounded once to float32.
+
+    ``%y = cimq.host_conv %x, %w {layer = "conv1", op = "Conv", reason = "input 'x' is not
+    quantized", strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64:
+    1, 1>, group = 1 : i64} : (tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>) -> tensor<1x4x6x6xf32>``
+    """
+
+    name = "cimq.host_conv"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    output = result_def(TensorType)
+    strides = attr_def(DenseArrayBase)
+    pads = attr_def(DenseArrayBase)
+    dilations = attr_def(DenseArrayBase)
+    group = attr_def(IntegerAttr)
+    assembly_format = "$input `,` $weight attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        self._verify_floats([self.input.type, self.weight.type, self.output.type])
+        xs, ws, ys = (tensor_type(v.type, "").get_shape() for v in (self.input, self.weight, self.output))
+        if len(xs) != 4 or len(ws) != 4 or len(ys) != 4:
+            raise VerifyException("cimq.host_conv works on 4-D NCHW tensors with OIHW weights")
+        group = self.group.value.data
+        if group < 1 or ws[0] % group or (xs[1] >= 0 and xs[1] != ws[1] * group) or ys[1] != ws[0]:
+            raise VerifyException(f"cimq.host_conv: input {list(xs)}, weight {list(ws)} and group "
+                                  f"{group} do not agree")
+
+
+@irdl_op_definition
+class HostMatMulOp(_HostProduct):
+    """``lhs @ rhs`` of floats on the host (numpy's matmul rules), products exact in float64 and
+    rounded once to float32. Gemm arrives here with its transposes and alpha applied.
+
+    ``%y = cimq.host_matmul %x, %w {layer = "fc", op = "Gemm", reason = "..."} :
+    (tensor<1x4xf32>, tensor<4x2xf32>) -> tensor<1x2xf32>``
+    """
+
+    name = "cimq.host_matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    output = result_def(TensorType)
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def verify_(self) -> None:
+        self._verify_floats([self.lhs.type, self.rhs.type, self.output.type])
+        a = tensor_type(self.lhs.type, "").get_shape()
+        b = tensor_type(self.rhs.type, "").get_shape()
+        k = b[-2] if len(b) > 1 else b[0] if b else -1
+        if not a or not b or not _dims_compatible(a[-1], k):
+            raise VerifyException(f"cimq.host_matmul: shapes {list(a)} and {list(b)} do not multiply")
+
+
+#: Products that run on the host in float (the host fallback).
+HOST_PRODUCTS = (HostConvOp, HostMatMulOp)
+
+
 @irdl_op_definition
 class BiasAddOp(IRDLOperation):
     """Add an int32 bias (same scale as the accumulator) along ``axis``: exact integer add."""
@@ -1043,6 +1122,8 @@ CIMQ = Dialect(
         ConvOp,
         MatMulOp,
         MatMulActOp,
+        HostConvOp,
+        HostMatMulOp,
         BiasAddOp,
         RequantizeOp,
         ReluOp,

@@ -1,7 +1,10 @@
 """``cimc-rl``: training, fine-tuning and export of zoo models, and the bit-width search.
 
-The commands live in two modules that each add theirs to the app: ``cimc.rl.train_cli``
-(train / finetune / export / evaluate) and ``cimc.rl.search_cli`` (search).
+The commands live in modules that each add theirs to the app: ``cimc.rl.train_cli``
+(train / finetune / export / evaluate), ``cimc.rl.search_cli`` (search) and
+``cimc.rl.layers_cli`` (layers). ``--model`` takes a zoo name or a user's ``FILE.py:FUNCTION``,
+``--dataset`` a built-in name, ``FILE.npz`` or ``FILE.py:FUNCTION`` (``cimc.rl.inputs``); a
+``.py`` given there is run, by design.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from cimc.cli_util import run_app
 
 app = typer.Typer(
     name="cimc-rl",
-    help="Train, fine-tune and export mixed-precision models; search per-layer bit widths.",
+    help="Train, fine-tune and export mixed-precision models; search per-layer bit widths. "
+         "--model and --dataset take a zoo / built-in name or your own FILE.py:FUNCTION "
+         "(cimc runs that file's code) or FILE.npz (read as data).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -30,13 +35,14 @@ def _main(
 
 
 def _register_commands() -> None:
-    from cimc.rl import search_cli, train_cli
+    from cimc.rl import layers_cli, search_cli, train_cli
 
     if app.registered_commands:
         return
 
     train_cli.register(app)
     search_cli.register(app)
+    layers_cli.register(app)
 
 
 def quiet_third_party_warnings() -> None:

@@ -31,6 +31,7 @@ import typer
 
 from cimc.cli_util import atomic_output
 from cimc.errors import CimcError, InputFileError
+from cimc.rl.inputs import DATASET_HELP, MODEL_HELP
 
 #: ``factory(model_name, hw) -> cost_fn(policy) -> latency_us``: when set, replaces
 #: :class:`cimc.rl.compiler_cost.CompilerCost` for ``--cost compiler`` (a hook for other compilers).
@@ -48,8 +49,12 @@ def describe_model(name: str) -> tuple[list[Any], list[Any]]:
     Conv2d: ``m = C_out``, ``n = C_in * kh * kw / groups``, ``P = H_out * W_out``, ``H = groups``
     (kind ``depthwise`` when groups == C_in > 1). Linear on ``T`` tokens: ``(out, in, T, 1)``.
     Attention matmul ``a @ w`` (``w`` written to the crossbar): ``m = w.shape[-1]``,
-    ``n = w.shape[-2]``, ``P = a.shape[-2]``, ``H`` = heads.
+    ``n = w.shape[-2]``, ``P = a.shape[-2]``, ``H`` = heads. A user's model: :func:`describe_user_model`.
     """
+    from cimc.models.user import is_user_model
+
+    if is_user_model(name):
+        return describe_user_model(name)
     import math
 
     import torch
@@ -108,6 +113,18 @@ def describe_model(name: str) -> tuple[list[Any], list[Any]]:
             raise CimcError(f"model '{name}': cannot describe crossbar layer '{n}' "
                             f"({type(mod).__name__})")
     return infos, descs
+
+
+def describe_user_model(name: str) -> tuple[list[Any], list[Any]]:
+    """:func:`describe_model` of a user's ``FILE.py:FUNCTION``: the rows and shapes read when it
+    was loaded (:class:`cimc.models.user.UserLayer`)."""
+    from cimc.models.user import load_user_model
+    from cimc.rl.env import LAYER_TYPES, LayerInfo
+
+    rows = load_user_model(name).layers
+    infos = [LayerInfo(LAYER_TYPES[r.desc.kind], r.c_in, r.c_out, r.stride, r.kernel, r.n_weights,
+                       r.in_fmap, i, r.name) for i, r in enumerate(rows)]
+    return infos, [r.desc for r in rows]
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,7 +401,7 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     from cimc.rl.search import EnvSpec, run_search, time_split
     from cimc.rl.train_cli import check_names
 
-    check_names(model, dataset)
+    model, dataset = check_names(model, dataset)
     check_search_options(episodes=episodes, warmup=warmup, acc_drop=acc_drop, budget=budget,
                          finetune_steps=finetune_steps, eval_limit=eval_limit, train_limit=train_limit,
                          final_steps=final_steps, final_epochs=final_epochs, method=method, cost=cost,
@@ -440,8 +457,8 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
 
 
 def search_cmd(
-    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name (e.g. resnet20, lenet).")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fashion_mnist, mnist or digits.")],
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)],
     ckpt: Annotated[Path, typer.Option(help="8-bit QAT checkpoint (from `cimc-rl train --bits 8`).")],
     episodes: Annotated[Optional[int], typer.Option(help="Episodes (default 600).")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Warm-up episodes of random actions (default 30).")] = None,

@@ -22,10 +22,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cimc.errors import CimcError
+from cimc.rl.inputs import DATASET_HELP, MODEL_HELP
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", help="Zoo model: lenet, resnet_small, vit_small, resnet18, vgg16, vit_b32.")]
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="fashion_mnist, mnist or digits.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")]
 ProgressOpt = Annotated[Optional[bool], typer.Option(
     "--progress/--no-progress", help="Show progress bars (default: on a terminal).")]
@@ -47,15 +47,12 @@ def _report(rows: dict[str, Any], json_path: Path | None, outs: Any = None) -> N
         typer.echo(f"wrote {path}", err=True)
 
 
-def check_names(model: str, dataset: str | None = None) -> None:
-    """Zoo model and data set names, before anything is built or read."""
-    from cimc.data import DATASETS
-    from cimc.models.zoo import MODEL_NAMES
+def check_names(model: str, dataset: str | None = None) -> tuple[str, str | None]:
+    """``--model`` and ``--dataset``, before anything is built or read: canonical names, a
+    user's files loaded and checked, the data fitting the model (:func:`cimc.rl.inputs.resolve`)."""
+    from cimc.rl.inputs import resolve
 
-    if model not in MODEL_NAMES:
-        raise CimcError(f"--model: unknown model '{model}'; known: {', '.join(MODEL_NAMES)}")
-    if dataset is not None and dataset not in DATASETS:
-        raise CimcError(f"--dataset: unknown data set '{dataset}'; known: {', '.join(DATASETS)}")
+    return resolve(model, dataset)
 
 
 def _plan_outputs(inputs: list[Any], out: Path | None = None, json_path: Path | None = None):
@@ -148,7 +145,7 @@ def train_cmd(
 
     from cimc.cli_util import check_number, show_progress
 
-    check_names(model, dataset)
+    model, dataset = check_names(model, dataset)
     check_number("--epochs", epochs, lo=0, lo_open=True)
     check_number("--bits", bits, lo=2, hi=8)
     check_number("--lr", lr, lo=0, lo_open=True)
@@ -210,7 +207,7 @@ def finetune_cmd(
     """Rebuild at a policy, load quantised weights, fine-tune, evaluate, save."""
     from cimc.cli_util import check_number, show_progress
 
-    check_names(model, dataset)
+    model, dataset = check_names(model, dataset)
     check_number("--steps", steps, lo=1)
     check_number("--epochs", epochs, lo=0, lo_open=True)
     check_number("--lr", lr, lo=0, lo_open=True)
@@ -245,7 +242,7 @@ def export_cmd(
     """Export a zoo model as ONNX QCDQ (opset 19, input "x", batch 1)."""
     from cimc.models import export_onnx
 
-    check_names(model)
+    model, _ = check_names(model)
     outs = _plan_outputs([policy, ckpt, ckpt and _meta(ckpt)], None, json_path)
     outs.plan(output, "-o")
     net, info = _load_model(model, ckpt, policy, seed)
@@ -264,21 +261,73 @@ def evaluate_cmd(
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     policy: Annotated[Path | None, typer.Option(help="Evaluate at this policy instead.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N images.")] = None,
+    noise: Annotated[str | None, typer.Option(
+        help="Also on crossbars, bit-serially, on an imperfect device: a noise preset "
+             "(rram-moderate, rram-severe, ideal) or a YAML file; accuracy per seed.")] = None,
+    noise_set: Annotated[str | None, typer.Option(
+        "--noise-set", help="Override noise parameters: programming_sigma=0.1,read_sigma=0.")] = None,
+    seeds: Annotated[int, typer.Option(help="With --noise: devices drawn with seeds 0..N-1.")] = 3,
+    hw: Annotated[Path | None, typer.Option(help="With --noise: hardware YAML (default: the paper's).")] = None,
     json_path: JsonOpt = None,
 ) -> None:
-    """Top-1 accuracy of a checkpoint on a data set split."""
+    """Top-1 accuracy of a checkpoint on a data set split (with --noise also on crossbars, ideal
+    and on imperfect devices, mean and spread over the seeds)."""
     from cimc.cli_util import check_choice, check_number
     from cimc.data import SPLITS
 
-    check_names(model, dataset)
+    model, dataset = check_names(model, dataset)
     check_choice("--split", split, list(SPLITS))
     check_number("--limit", limit, lo=1)
-    outs = _plan_outputs([policy, ckpt, _meta(ckpt)], None, json_path)
+    check_number("--seeds", seeds, lo=1)
+    if noise is None and (noise_set is not None or hw is not None):
+        raise CimcError("--noise-set and --hw need --noise")
+    outs = _plan_outputs([policy, ckpt, _meta(ckpt), hw, noise and _preset_path(noise)], None, json_path)
+    noise_model = _noise_model(noise, noise_set) if noise is not None else None
     from cimc.training import evaluate
 
-    net, _ = _load_model(model, ckpt, policy, 0)
-    acc = evaluate(net, dataset, split, limit)
-    _report({"model": model, "dataset": dataset, "split": split, "accuracy": acc}, json_path, outs)
+    net, info = _load_model(model, ckpt, policy, 0)
+    rows: dict[str, Any] = {"model": model, "dataset": dataset, "split": split,
+                            "accuracy": evaluate(net, dataset, split, limit)}
+    if noise_model is not None:
+        if info.get("float"):
+            raise CimcError(f"{ckpt}: --noise needs a quantized checkpoint (a float one has no crossbar program)")
+        rows.update(_crossbar_accuracy(net, dataset, split, limit, noise_model, seeds, hw))
+    _report(rows, json_path, outs)
+
+
+def _preset_path(spec: str) -> Path | None:
+    return Path(spec) if Path(spec).is_file() else None
+
+
+def _noise_model(noise: str, noise_set: str | None):
+    from cimc.target.noise import load_noise
+
+    model = load_noise(noise)
+    return model.with_overrides(noise_set) if noise_set else model
+
+
+def _crossbar_accuracy(net: Any, dataset: str, split: str, limit: int | None, noise: Any, seeds: int,
+                       hw_path: Path | None) -> dict[str, Any]:
+    """Accuracy of ``net`` compiled to ``xbar``: ideal, and per seed on the noisy device."""
+    import tempfile
+
+    from cimc.data import load_dataset
+    from cimc.exec.noise_runs import crossbar_accuracy
+    from cimc.frontend import import_onnx
+    from cimc.models import export_onnx
+    from cimc.pipeline import lower
+    from cimc.target.hw import Hardware
+
+    hw = Hardware.from_yaml(hw_path) if hw_path is not None else Hardware()
+    with tempfile.TemporaryDirectory() as tmp:
+        module = import_onnx(export_onnx(net, Path(tmp) / "model.onnx")).module
+    lower(module, "xbar", hw=hw)
+    x, y = load_dataset(dataset, split, limit=limit)
+    ideal = crossbar_accuracy(module, x, y, hw)["accuracy_top1"]
+    noisy = crossbar_accuracy(module, x, y, hw, noise=noise, seeds=range(seeds))
+    return {"crossbar_accuracy": ideal, "noise": noise.name,
+            "noisy_accuracy_mean": noisy["accuracy_top1"]["mean"], "noisy_accuracy_std": noisy["accuracy_top1"]["std"],
+            "noisy_accuracy_per_seed": noisy["per_seed"]}
 
 
 def register(app: typer.Typer) -> None:

@@ -472,3 +472,90 @@ for name, (extra, needle) in RL_SEARCH.items():
 add("rl-search-no-ckpt", "cimc-rl", ["search", "-m", "lenet", "-d", "digits", "--out", "{d}/s"], None, "--ckpt")
 add("rl-search-resume-crafted", "cimc-rl", SEARCH + ["--resume"],
     both(torch_pickle("q8.pt"), write("s/checkpoint.zip", pickle.dumps(Payload()))), "q8.pt")
+# cimc-rl: a user's own model (FILE.py:FUNCTION) and data (FILE.npz, FILE.py:FUNCTION)
+GOOD_MODEL = """
+import torch
+from torch import nn
+def make():
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    m.input_shape = (1, 8, 8)
+    return m
+"""
+BAD_MODELS = {  # name: (source of m.py, --model, needles)
+    "model-file-missing": (None, "{d}/none.py:make", ("none.py", "not found")),
+    "model-not-spec": (None, "{d}/m.txt:make", ("unknown model",)),
+    "model-syntax": ("def make(:\n", "{d}/m.py:make", ("m.py:1", "syntax error")),
+    "model-import-raises": ("import no_such_module_xyz\n", "{d}/m.py:make", ("m.py", "ModuleNotFoundError")),
+    "model-no-function": (GOOD_MODEL, "{d}/m.py:build", ("m.py", "no function 'build'", "make")),
+    "model-not-callable": ("make = 3\n", "{d}/m.py:make", ("m.py", "'make' is a int")),
+    "model-function-raises": ("def make():\n    raise ValueError('bad width')\n", "{d}/m.py:make",
+                              ("m.py:make", "ValueError: bad width")),
+    "model-function-args": ("def make(width):\n    pass\n", "{d}/m.py:make", ("m.py:make", "TypeError")),
+    "model-not-module": ("def make():\n    return 3\n", "{d}/m.py:make", ("m.py:make", "int, not a torch.nn.Module")),
+    "model-no-input-shape": ("from torch import nn\ndef make():\n    return nn.Sequential(nn.Linear(4, 2))\n",
+                             "{d}/m.py:make", ("m.py:make", "input_shape")),
+    "model-bad-input-shape": (GOOD_MODEL.replace("(1, 8, 8)", "(1, -8, 8)"), "{d}/m.py:make", ("m.py:make", "input_shape")),
+    "model-no-crossbar": (GOOD_MODEL.replace("nn.Linear(64, 10)", "nn.ReLU()"), "{d}/m.py:make",
+                          ("m.py:make", "no crossbar layers")),
+    "model-forward-fails": (GOOD_MODEL.replace("(1, 8, 8)", "(1, 8, 9)"), "{d}/m.py:make",
+                            ("m.py:make", "forward pass", "RuntimeError")),
+    "model-output-shape": (GOOD_MODEL.replace("nn.Flatten(), nn.Linear(64, 10)", "nn.Linear(8, 10)"), "{d}/m.py:make", ("m.py:make", "(N, classes)")),
+    "model-layer-twice": ("from torch import nn\nclass M(nn.Module):\n    input_shape = (4,)\n"
+                          "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 4)\n"
+                          "    def forward(self, x):\n        return self.fc(self.fc(x))\n"
+                          "def make():\n    return M()\n", "{d}/m.py:make", ("m.py:make", "'fc' runs twice")),
+    "model-cross-attention": ("import torch\nfrom torch import nn\nclass M(nn.Module):\n    input_shape = (3, 4)\n"
+                              "    def __init__(self):\n        super().__init__()\n"
+                              "        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)\n"
+                              "    def forward(self, x):\n        return self.attn(x, x + 1, x + 1)[0].mean(1)\n"
+                              "def make():\n    return M()\n", "{d}/m.py:make", ("m.py:make", "'attn'", "self-attention")),
+    "model-float64": (GOOD_MODEL.replace("return m", "return m.double()"), "{d}/m.py:make", ("m.py:make", "float64")),
+}
+for name, (source, spec, needles) in BAD_MODELS.items():
+    add(f"rl-layers-{name}", "cimc-rl", ["layers", "--model", spec], write("m.py", source) if source else None, *needles)
+add("rl-train-model-file-missing", "cimc-rl", ["train", "--model", "{d}/none.py:make", "--dataset", "digits"], None,
+    "none.py")
+add("rl-search-model-not-module", "cimc-rl", ["search", "-m", "{d}/m.py:make", "-d", "digits", "--ckpt", "{d}/q8.pt",
+                                              "--out", "{d}/s"], write("m.py", BAD_MODELS["model-not-module"][0]),
+    "m.py:make", "torch.nn.Module")
+X8 = np.zeros((4, 1, 8, 8), np.uint8)
+Y8 = np.arange(4) % 3
+GOOD_DATA = {"x_train": X8, "y_train": Y8, "x_val": X8, "y_val": Y8}
+BAD_DATA = {  # name: (arrays of d.npz, needles)
+    "data-missing-array": ({k: v for k, v in GOOD_DATA.items() if k != "y_val"}, ("d.npz", "no array 'y_val'")),
+    "data-unexpected-array": ({**GOOD_DATA, "labels": Y8}, ("d.npz", "unexpected array 'labels'")),
+    "data-test-half": ({**GOOD_DATA, "x_test": X8}, ("d.npz", "'x_test' but no 'y_test'")),
+    "data-float64": ({**GOOD_DATA, "x_train": X8.astype(np.float64)}, ("d.npz", "x_train", "float64")),
+    "data-x-1d": ({**GOOD_DATA, "x_val": np.zeros(4, np.float32)}, ("d.npz", "x_val", "shape (4,)")),
+    "data-empty": ({**GOOD_DATA, "x_val": X8[:0], "y_val": Y8[:0]}, ("d.npz", "x_val is empty")),
+    "data-nan": ({**GOOD_DATA, "x_train": np.full((4, 1, 8, 8), np.nan, np.float32)}, ("d.npz", "x_train", "NaN")),
+    "data-float-labels": ({**GOOD_DATA, "y_train": Y8.astype(np.float32)}, ("d.npz", "y_train", "integers")),
+    "data-label-count": ({**GOOD_DATA, "y_val": Y8[:3]}, ("d.npz", "y_val", "shape (3,)")),
+    "data-negative-label": ({**GOOD_DATA, "y_train": Y8 - 1}, ("d.npz", "y_train", "negative")),
+    "data-sample-shapes": ({**GOOD_DATA, "x_val": np.zeros((4, 1, 8, 9), np.uint8)}, ("d.npz", "x_val", "(1, 8, 9)")),
+    "data-label-range": ({**GOOD_DATA, "y_val": Y8 + 9}, ("d.npz", "y_val has label 11", "10 outputs")),
+    "data-shape-vs-model": ({**GOOD_DATA, "x_train": X8[:, :, :7], "x_val": X8[:, :, :7]},
+                            ("d.npz", "(1, 7, 8)", "(1, 8, 8)")),
+}
+for name, (arrays, needles) in BAD_DATA.items():
+    add(f"rl-train-{name}", "cimc-rl", ["train", "--model", "{d}/m.py:make", "--dataset", "{d}/d.npz"],
+        both(write("m.py", GOOD_MODEL), npz("d.npz", **arrays)), *needles)
+add("rl-train-data-pickle", "cimc-rl", ["train", "--model", "lenet", "--dataset", "{d}/d.npz"],
+    npz("d.npz", **{**GOOD_DATA, "y_train": np.array([Payload()] * 4, dtype=object)}), "d.npz")
+add("rl-train-data-not-npz", "cimc-rl", ["train", "--model", "lenet", "--dataset", "{d}/d.npz"],
+    write("d.npz", b"not a zip"), "d.npz")
+add("rl-train-data-missing", "cimc-rl", ["train", "--model", "lenet", "--dataset", "{d}/none.npz"], None, "none.npz")
+add("rl-train-data-zoo-shape", "cimc-rl", ["train", "--model", "lenet", "--dataset", "{d}/d.npz"],
+    npz("d.npz", **GOOD_DATA), "d.npz", "(1, 8, 8)", "lenet", "(1, 28, 28)")
+add("rl-train-data-py-not-dict", "cimc-rl", ["train", "--model", "lenet", "--dataset", "{d}/data.py:load"],
+    write("data.py", "def load():\n    return [1, 2]\n"), "data.py:load", "list, not a dict")
+add("rl-train-data-py-tensor", "cimc-rl", ["train", "--model", "{d}/m.py:make", "--dataset", "{d}/data.py:load"],
+    both(write("m.py", GOOD_MODEL), write("data.py", "import torch\nimport numpy as np\ndef load():\n"
+                                          "    x = np.zeros((4, 1, 8, 8), np.float32); y = np.zeros(4, np.int64)\n"
+                                          "    return {'x_train': torch.zeros(4, 1, 8, 8), 'y_train': y, 'x_val': x, 'y_val': y}\n")),
+    "data.py:load", "'x_train' is a Tensor")
+add("rl-train-data-py-raises", "cimc-rl", ["train", "--model", "lenet", "--dataset", "{d}/data.py:load"],
+    write("data.py", "def load():\n    return 1 / 0\n"), "data.py:load", "ZeroDivisionError")
+add("rl-evaluate-data-no-function", "cimc-rl", ["evaluate", "--model", "lenet", "--ckpt", "{d}/c.pt", "--dataset",
+                                                "{d}/data.py:nope"], write("data.py", "def load():\n    pass\n"),
+    "data.py", "no function 'nope'")

@@ -17,7 +17,7 @@ warnings.filterwarnings("ignore", message="fast_hadamard_transform package not f
 @pytest.fixture(scope="session")
 def corpus_models():
     """Every model of the corpus of others' quantized ONNX files (tests/corpus.py), built and
-    cached on first use; entries with ``pending`` set are refused until host fallback lands."""
+    cached on first use (``host``: the layers a model runs on the host)."""
     import corpus
 
     return corpus.models()

@@ -17,9 +17,8 @@ Producers (:data:`PRODUCERS`):
 * ``qonnx``: the pretrained ESPCN super-resolution network ``qonnx`` ships, in QONNX form and as
   converted to QCDQ by ``qonnx``'s ``QuantToQCDQ``.
 
-``pending`` marks a model that cimc refuses today for a reason a later issue removes (a float
-input into the first crossbar layer needs issue 11's host fallback): the corpus test checks that
-it is refused with exactly that one-line reason, so it cannot be forgotten.
+``host`` names the layers of a model that run on the host (issue 11's host fallback: the first
+layer takes the float image); the corpus test checks that exactly those are host layers.
 """
 
 from __future__ import annotations
@@ -45,8 +44,8 @@ class CorpusModel:
     producer: str
     path: Path
     input_shape: tuple[int, ...]
-    #: the one-line refusal expected until a later issue lands (None: must import today)
-    pending: str | None = None
+    #: the Conv / Gemm / MatMul nodes expected on the host (the host fallback), in program order
+    host: tuple[str, ...] = ()
     #: inputs are images in [0, 1] (else standard normal)
     unit_input: bool = False
 
@@ -118,7 +117,8 @@ def bnn_pynq(name: str, shape: tuple[int, ...]) -> CorpusModel:
     return CorpusModel(name, "brevitas_examples", path, shape, unit_input=True)
 
 
-def brevitas_example_float_input(name: str, cfg: str, shape: tuple[int, ...]) -> CorpusModel:
+def brevitas_example_float_input(name: str, cfg: str, shape: tuple[int, ...], host: str
+                                 ) -> CorpusModel:
     """Brevitas example networks whose first layer takes the float image (host fallback)."""
     def make(path: Path) -> None:
         import torch
@@ -136,9 +136,7 @@ def brevitas_example_float_input(name: str, cfg: str, shape: tuple[int, ...]) ->
         _brevitas_export(model, torch.rand(*shape), path)
 
     path = _cached(cache_dir() / f"{name}.onnx", make)
-    return CorpusModel(name, "brevitas_examples", path, shape, unit_input=True,
-                       pending="is not quantized; cimc maps only Conv/Gemm/MatMul on "
-                               "DequantizeLinear outputs to crossbars")
+    return CorpusModel(name, "brevitas_examples", path, shape, unit_input=True, host=(host,))
 
 
 def qmha(batch_first: bool) -> CorpusModel:
@@ -329,10 +327,9 @@ def qonnx_espcn(converted: bool, variant: str = "nn_resize") -> CorpusModel:
     (``cleanup_model``, ``InferShapes``, ``QuantToQCDQ``)."""
     shape = (1, 3, 128, 128)
     src = _qonnx_data(f"bsd300x3-espcn/{variant}/quant_model.onnx")
-    pending = None if variant == "nn_resize" else ("is not quantized; cimc maps only "
-                                                   "Conv/Gemm/MatMul on DequantizeLinear outputs")
+    host = () if variant == "nn_resize" else ("Conv_5",)  # subpixel: a float conv
     if not converted:
-        return CorpusModel(f"qonnx_espcn_{variant}", "qonnx", src, shape, pending=pending,
+        return CorpusModel(f"qonnx_espcn_{variant}", "qonnx", src, shape, host=host,
                            unit_input=True)
 
     def make(path: Path) -> None:
@@ -348,7 +345,7 @@ def qonnx_espcn(converted: bool, variant: str = "nn_resize") -> CorpusModel:
         onnx.save(wrapper.model, str(path))
 
     path = _cached(cache_dir() / f"qonnx_espcn_{variant}_qcdq.onnx", make)
-    return CorpusModel(f"qonnx_espcn_{variant}_qcdq", "qonnx", path, shape, pending=pending,
+    return CorpusModel(f"qonnx_espcn_{variant}_qcdq", "qonnx", path, shape, host=host,
                        unit_input=True)
 
 
@@ -423,11 +420,12 @@ ENTRIES: dict[str, Callable[[], CorpusModel]] = {
     "ort_torch_cnn": lambda: ort_torch("cnn"),
     "qonnx_espcn_nn_resize": lambda: qonnx_espcn(converted=False),
     "qonnx_espcn_nn_resize_qcdq": lambda: qonnx_espcn(converted=True),
-    # refused until issue 11's host fallback: the first layer takes the float image
+    # the first layer takes the float image: it runs on the host (issue 11's host fallback)
     "resnet18_4w4a": lambda: brevitas_example_float_input("resnet18_4w4a", "resnet18_4w4a",
-                                                          (1, 3, 32, 32)),
+                                                          (1, 3, 32, 32), "/conv1/Conv"),
     "mobilenet_v1_4b": lambda: brevitas_example_float_input(
-        "mobilenet_v1_4b", "quant_mobilenet_v1_4b", (1, 3, 224, 224)),
+        "mobilenet_v1_4b", "quant_mobilenet_v1_4b", (1, 3, 224, 224),
+        "/features/init_block/conv/Conv"),
     "qonnx_espcn_subpixel": lambda: qonnx_espcn(converted=False, variant="subpixel"),
 }
 

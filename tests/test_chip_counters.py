@@ -49,8 +49,9 @@ def test_kernel_counts_equal_closed_form(hw, m, n, p, w_bits, a_bits, reference)
     geom = layer_geometry(LayerDesc("l", m, n, p, 1), w_bits, a_bits, hw)
     closed = layer_counters(geom, hw)
     assert counted == closed
-    # the closed form is the sum of the one per-tile term over the layer's tiles
-    per_tile = Counters()
+    # the closed form is the sum of the one per-tile term over the layer's tiles (plus the
+    # layer's recombination, once per layer after its tiles)
+    per_tile = Counters(recombine_adds=closed.recombine_adds)
     for *_, rows_t, cols_t in layer_tiles(geom):
         per_tile += tile_counters(rows_t, cols_t, p * geom.chunks, 1, hw.adcs)
     assert per_tile == closed

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -372,18 +371,16 @@ def test_zoo_models(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "layers"), [("resnet18", 21), ("vgg16", 16), ("vit_b32", 98)])
-def test_full_size_import_time(name: str, layers: int) -> None:
-    """Full-size models import in seconds (only when the zoo has already exported them)."""
+def test_full_size_import(name: str, layers: int) -> None:
+    """Full-size models import (only when the zoo has already exported them); the time is
+    benchmarks/bench_import.py's, not a test's."""
     export = pytest.importorskip("cimc.models.export")
     path = export.default_cache_dir() / f"{name}-w8a8-s0-v{export.EXPORT_FORMAT}.onnx"
     if not path.is_file():
         pytest.skip(f"{path} not built (python -c \"from cimc.models import zoo_onnx; "
                     f"zoo_onnx('{name}')\")")
-    start = time.perf_counter()
     result = import_onnx(path)
-    elapsed = time.perf_counter() - start
     assert len(result.layers) == layers
-    assert elapsed < 20, f"{name} took {elapsed:.1f} s"
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,11 +441,15 @@ def test_clip_range_wider_than_8_bits(tmp_path: Path) -> None:
     expect_error(path, UnsupportedModelError, "node 'clip_x'", "[-512, 511]", "10 bits")
 
 
-def test_weight_16_bits(tmp_path: Path) -> None:
+def test_weight_16_bits_runs_on_the_host(tmp_path: Path) -> None:
+    """A 16-bit weight is the host fallback (tests/test_host_fallback.py), named with its bits."""
+    from cimc.analysis import host_layers
+
     model = replace_init(conv_qdq(w_clip=None), "w_int", np.ones((3, 2, 3, 3), np.int16))
     replace_init(model, "zp_w", np.array(0, np.int16))
-    expect_error(save(model, tmp_path / "m.onnx"), UnsupportedModelError,
-                 "node 'dq_w'", "w_int", "16 bits")
+    module = import_onnx(save(model, tmp_path / "m.onnx")).module
+    (host,) = host_layers(module)
+    assert host.op == "Conv" and "16 bits (crossbars take 1 to 8)" in host.reason
 
 
 @pytest.mark.parametrize("bounds", [(0, 10), (-3, 4), (-5, 5)])
@@ -464,9 +465,12 @@ def test_dynamic_non_batch_dim(tmp_path: Path) -> None:
     assert msg == "input 'x' dim 2 is dynamic ('h'); only the batch dimension may be symbolic"
 
 
-def test_float_conv_in_qdq_model(tmp_path: Path) -> None:
+def test_float_conv_in_qdq_model_runs_on_the_host(tmp_path: Path) -> None:
+    from cimc.analysis import host_layers
+
     path = save(conv_qdq(conv_input="x"), tmp_path / "m.onnx")
-    expect_error(path, UnsupportedModelError, "node 'conv' (op Conv)", "input 'x' is not quantized")
+    (host,) = host_layers(import_onnx(path).module)
+    assert host.line() == "node 'conv' (op Conv): input 'x' is not quantized"
 
 
 def test_blocked_quantization(tmp_path: Path) -> None:

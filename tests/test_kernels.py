@@ -205,6 +205,7 @@ def test_counters_match_cost_model(m, n, p, w_bits, a_bits, c, d, mapping, rows,
     assert counters.adc_conversions == cost.adc_conversions
     assert counters.dac_activations == cost.dac_activations
     assert counters.cells_written == cost.phys_rows * cost.phys_cols
+    assert counters == cost.counters  # every counter, cell reads and digital adds included
 
 
 def test_counters_add() -> None:
@@ -212,7 +213,8 @@ def test_counters_add() -> None:
     b = Counters(writes=10, cells_written=5)
     assert (a + b).as_dict() == {"writes": 11, "cells_written": 5, "executes": 2,
                                  "adc_conversions": 0, "adc_saturations": 3, "dac_activations": 0,
-                                 "adc_slots": 0, "skipped_cycles": 0}
+                                 "adc_slots": 0, "skipped_cycles": 0, "cell_reads": 0, "shift_adds": 0,
+                                 "recombine_adds": 0, "host_elements": 0}
     a += b
     assert a.writes == 11 and b.writes == 10
 

@@ -27,7 +27,8 @@ REASONS = {
     "training-mode dropout": r"training_mode=true with ratio [\d.]+ drops values at random",
     "quantizer wider than 8 bits": r"is 16 bits; cimc supports 1 to 8 bits",
     "non-integer quantized type": r"quantized type \w+ is not supported",
-    "per-channel activation quantizer": r"per-channel activation quantization is not supported",
+    "per-channel activation quantizer": (r"per-channel activation zero points \[[-\d, ]+\] are not supported|"
+                                         r"per-channel quantization along the batch axis is not supported"),
     "blocked quantization": r"blocked quantization \(block_size=\d+\) is not supported",
     "resize mode": r"mode '\w+' is not supported \(nearest only\)",
     "empty input": r"has size 0; cimc takes non-empty inputs",

@@ -39,3 +39,16 @@ def test_installed_modules_come_from_the_root_folders():
 
     for mod, folder in ((cimc.dialects, "dialects"), (cimc.passes, "passes"), (cimc.rl, "rl")):
         assert Path(mod.__file__).resolve().parent == (ROOT / folder).resolve()
+
+
+def test_preset_files_are_package_data():
+    """Every preset YAML under cimc/target/presets is matched by the package-data globs (a
+    non-editable install would otherwise leave it out)."""
+    import fnmatch
+
+    globs = _setuptools()["package-data"]["cimc.target"]
+    base = ROOT / "cimc" / "target"
+    presets = [p.relative_to(base).as_posix() for p in (base / "presets").rglob("*") if p.is_file()]
+    assert presets
+    for rel in presets:
+        assert any(fnmatch.fnmatch(rel, g) for g in globs), rel

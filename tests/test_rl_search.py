@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +90,8 @@ def test_function_cost_wraps_a_callable() -> None:
 
 
 def test_tiny_search_end_to_end(tmp_path: Path) -> None:
-    t0 = time.perf_counter()
     cost = ClosedFormCost(DESCS, Hardware())
     res = run_search(_config(), _spec(), cost, synthetic_accuracy, tmp_path, progress=False)
-    assert time.perf_counter() - t0 < 60
     recs = read_episodes(tmp_path / "episodes.jsonl")
     assert [r["episode"] for r in recs] == list(range(24))
     for key in ("policy", "latency_us", "cost_ratio", "speedup", "accuracy", "reward"):
@@ -299,7 +296,6 @@ def test_cli_search_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     from cimc.pipeline import lower
     from cimc.training import save_checkpoint, train
 
-    t0 = time.perf_counter()
     model = build("lenet", seed=0)
     train(model, "digits", steps=1, limit=64, progress=False)  # initialises the activation scales
     ckpt = save_checkpoint(tmp_path / "q8" / "model.pt", model,
@@ -340,7 +336,6 @@ def test_cli_search_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     assert [[r["w_bits"], r["a_bits"]] for r in rows] == summary["best_policy"]
     counted = sum(r["writes"] * hw.t_write_us + r["executes"] * hw.t_exec_us for r in rows)
     assert counted == pytest.approx(searched, rel=1e-12)
-    assert time.perf_counter() - t0 < 120  # ~30 s alone on 2 cores
 
     # running again without --resume is refused with one line
     code, _, err = _run_cli(["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt),

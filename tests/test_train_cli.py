@@ -63,6 +63,13 @@ def test_pipeline(tmp_path: Path) -> None:
                   "--ckpt", str(tmp_path / "ft" / "model.pt"), "--json", str(tmp_path / "e.json")])
     acc = json.loads((tmp_path / "e.json").read_text())["accuracy"]
     assert 0.0 <= acc <= 100.0 and "accuracy" in out.output
+    # on crossbars: ideal, and on devices with programming noise (2 seeds)
+    invoke(["evaluate", "--model", "lenet", "--dataset", "digits", "--limit", "20",
+            "--ckpt", str(tmp_path / "ft" / "model.pt"), "--noise", "ideal",
+            "--noise-set", "programming_sigma=0.5", "--seeds", "2", "--json", str(tmp_path / "n.json")])
+    res = json.loads((tmp_path / "n.json").read_text())
+    assert 0.0 <= res["crossbar_accuracy"] <= 100.0 and len(res["noisy_accuracy_per_seed"]) == 2
+    assert res["noisy_accuracy_mean"] == pytest.approx(np.mean(res["noisy_accuracy_per_seed"]))
 
 
 def test_export_random_weights_with_policy(tmp_path: Path) -> None:
@@ -77,6 +84,8 @@ def test_export_random_weights_with_policy(tmp_path: Path) -> None:
     (["export", "--model", "alexnet", "-o", "x.onnx"], "unknown model 'alexnet'"),
     (["export", "--model", "lenet", "--policy", "missing.npy", "-o", "x.onnx"], "not found"),
     (["evaluate", "--model", "lenet", "--ckpt", "missing.pt"], "checkpoint not found"),
+    (["evaluate", "--model", "lenet", "--ckpt", "m.pt", "--noise-set", "read_sigma=0.1"], "need --noise"),
+    (["evaluate", "--model", "lenet", "--ckpt", "m.pt", "--noise", "ideal", "--seeds", "0"], "--seeds"),
 ])
 def test_errors_are_one_line(tmp_path: Path, monkeypatch, capsys, args, match) -> None:
     monkeypatch.chdir(tmp_path)

@@ -83,6 +83,24 @@ def test_counters_equal_closed_form(kind):
         assert row["cells_written"] == row["H"] * cost.phys_rows * cost.phys_cols
         assert row["latency_us"] == pytest.approx(cost.latency_us)
         assert row["adc_saturations"] == 0
+        closed = cost.counters.as_dict()  # every counter, the new ones included
+        assert {k: row[k] for k in closed} == closed
+        assert row["shift_adds"] == row["adc_conversions"] > 0
+        assert row["cell_reads"] > 0 and row["recombine_adds"] > 0
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear", "attention"])
+def test_host_elements_counted_equal_analysis(kind):
+    """The host compute ops' elements counted while running equal those read off the program."""
+    from cimc.analysis import host_elements
+
+    rng = np.random.default_rng(300 + KINDS.index(kind))
+    module, inputs = _model(kind, rng)
+    prog = _lowered(module, "xbar", HWS[0])
+    res = run_xbar(prog, inputs, hw=HWS[0], fast=False)
+    assert res.report["host"]["host_elements"] == host_elements(prog) > 0
+    assert res.report["total"]["host_elements"] == 0  # the total is the crossbar layers
+    assert all(r["host_elements"] == 0 for r in res.report["layers"])
 
 
 @pytest.mark.parametrize("kind", KINDS)

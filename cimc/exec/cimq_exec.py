@@ -216,6 +216,15 @@ class CimqFunctions(InterpreterFunctions):
         a = sem.centered(args[0], _qtype(op.lhs.type))
         return (sem.exact_matmul(a, sem.centered(args[1], _qtype(op.rhs.type))),)
 
+    @impl(cimq.HostConvOp)
+    def run_host_conv(self, interp: Interpreter, op: cimq.HostConvOp, args: tuple[Any, ...]):
+        return (sem.conv2d_float(args[0], args[1], cimq.ints(op.strides), cimq.ints(op.pads),  # type: ignore[arg-type]
+                                 cimq.ints(op.dilations), op.group.value.data),)  # type: ignore[arg-type]
+
+    @impl(cimq.HostMatMulOp)
+    def run_host_matmul(self, interp: Interpreter, op: cimq.HostMatMulOp, args: tuple[Any, ...]):
+        return (sem.matmul_float(args[0], args[1]),)
+
     @impl(cimq.BiasAddOp)
     def run_bias_add(self, interp: Interpreter, op: cimq.BiasAddOp, args: tuple[Any, ...]):
         acc, bias = args

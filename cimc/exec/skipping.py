@@ -102,4 +102,5 @@ def fast_path_skips(prog, x: np.ndarray, hw: Hardware, batch: int):
     writes = writes_per_run(batch, dynamic=prog.dynamic, amortised=prog.amortised)
     counters, per_tile = measured_counters(geom, executed, hw, 0 if prog.shared else writes, full,
                                            programmed=writes)
+    counters.recombine_adds = prog.counters(batch, hw).recombine_adds  # once per layer, after its tiles
     return counters, per_tile, per_chunk

@@ -29,22 +29,26 @@ from xdsl.interpreters.func import FuncFunctions
 from xdsl.interpreters.scf import ScfFunctions
 from xdsl.ir import Operation
 
-from cimc.analysis import check_hardware
+from cimc.analysis import check_hardware, host_layers, is_host_compute
 from cimc.dialects import xbar
 from cimc.exec.result import RunResult
 from cimc.exec.cimq_exec import CimqFunctions, check_inputs, find_main
 from cimc.exec.xbar_impls import FusedChunkLoops, LayerRecord, XbarFunctions
-from cimc.target.counters import Counters, latency_us
+from cimc.target.counters import COUNTER_NAMES, Counters, latency_us
+from cimc.target.energy import EnergyPreset, energy_model, total_fields
 from cimc.target.hw import Hardware
+from cimc.target.noise import Device, NoiseModel
 
 
 class _HostTimer(Interpreter.Listener):
-    """Wall time of the host ops of ``@main`` (everything but the crossbar layers)."""
+    """Wall time of the host ops of ``@main`` (everything but the crossbar layers) and the
+    elements its host compute ops produce (:func:`cimc.analysis.is_host_compute`)."""
 
     def __init__(self, main: Operation):
         self.main_body = main.regions[0].block
         self.start: dict[int, float] = {}
         self.seconds = 0.0
+        self.elements = 0
 
     def _host(self, op: Operation) -> bool:
         return op.parent_block() is self.main_body and not isinstance(op, xbar.CROSSBAR_OPS)
@@ -57,6 +61,8 @@ class _HostTimer(Interpreter.Listener):
         t0 = self.start.pop(id(op), None)
         if t0 is not None:
             self.seconds += time.perf_counter() - t0
+            if is_host_compute(op):
+                self.elements += sum(int(np.size(r)) for r in results)
 
 
 # ---------------------------------------------------------------------------- driver
@@ -71,6 +77,8 @@ def run_xbar(
     fast: bool | None = None,
     record_layers: bool = False,
     fuse: bool = True,
+    noise: NoiseModel | Device | None = None,
+    seed: int = 0,
 ) -> RunResult:
     """Run ``@main`` of an ``xbar-mm``/``xbar`` level module; counters in the result's report.
 
@@ -79,6 +87,9 @@ def run_xbar(
     crossbar layers' outputs (``report["_layer_outputs"]``, not JSON) for comparisons.
     ``fuse=False`` interprets every chunk loop op by op (one BLAS call per plane) instead of
     running each tile's chunk loop as one stacked BLAS call; both are bit-identical.
+    ``noise`` runs on a non-ideal device (a :class:`cimc.target.noise.Device`, or one drawn from a
+    noise model with ``seed``; bit-serial only); without it the run is ideal, exactly as it
+    always was.
     """
     hw = check_hardware(module, hw)
     main = find_main(module)
@@ -89,7 +100,8 @@ def run_xbar(
         from tqdm import tqdm
 
         bar = tqdm(total=n_layers, desc="crossbar layers", unit="layer", leave=False)
-    fns = XbarFunctions(hw, fast, bar)
+    device = Device(noise, hw, seed) if isinstance(noise, NoiseModel) else noise
+    fns = XbarFunctions(hw, fast, bar, device)
     timer = _HostTimer(main)
     outputs: dict[str, np.ndarray] = {}
 
@@ -112,7 +124,10 @@ def run_xbar(
         if bar is not None:
             bar.close()
     batch = int(args[0].shape[0]) if args else 1
-    report = build_report(fns.layers, hw, batch, timer.seconds)
+    report = build_report(fns.layers, hw, batch, timer.seconds, Counters(host_elements=timer.elements))
+    report["host_layers"] = [{"name": h.name, "op": h.op, "reason": h.reason} for h in host_layers(module)]
+    if device is not None:
+        report["noise"] = device.summary()
     if record_layers:
         report["_layer_outputs"] = outputs
     measured = {rec.name: rec.tile_cycles for rec in fns.layers if rec.tile_cycles}
@@ -128,9 +143,11 @@ def _nested(op: Operation) -> bool:
     return False
 
 
-def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: float) -> dict[str, Any]:
-    """JSON-able counters per layer and in total."""
+def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: float,
+                 host: Counters | None = None) -> dict[str, Any]:
+    """JSON-able counters per layer and in total (``host``: the host ops' counts)."""
     rows = []
+    host = host or Counters()
     total = Counters()
     for rec in layers:
         c = rec.counters
@@ -146,15 +163,32 @@ def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: fl
         if rec.skipped_by_plane is not None:
             row["skipped_by_plane"] = [int(v) for v in rec.skipped_by_plane]
         rows.append(row)
-    tot: dict[str, Any] = total.as_dict()
+    tot: dict[str, Any] = total.as_dict()  # the crossbar layers; the host ops are "host"
     tot["latency_us"] = latency_us(total, hw)
     return {
         "batch": batch,
         "hardware": hw.to_dict(),
         "layers": rows,
+        "host": {"host_elements": host.host_elements},
         "total": tot,
         "host_seconds": host_s,
     }
+
+
+def _counters_of(row: dict[str, Any]) -> Counters:
+    return Counters(**{name: int(row.get(name, 0)) for name in COUNTER_NAMES})
+
+
+def add_energy(report: dict[str, Any], hw: Hardware, preset: EnergyPreset) -> dict[str, Any]:
+    """Add energy per layer and component, the host ops' energy, the total and the energy-delay
+    product to a run report, from its counters (``report`` is changed and returned)."""
+    model = energy_model(preset, hw)
+    for row in report["layers"]:
+        row.update(model.fields(_counters_of(row), row["latency_us"]))
+    report["host"].update(model.fields(_counters_of(report["host"]), 0.0))
+    report["total"].update(total_fields((*report["layers"], report["host"]), report["total"]["latency_us"]))
+    report["energy"] = model.summary()
+    return report
 
 
 def counters_table(report: dict[str, Any]) -> Any:
@@ -179,6 +213,37 @@ def counters_table(report: dict[str, Any]) -> Any:
     return table
 
 
+def layer_errors(ref: dict[str, Any], test: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per crossbar layer of two runs with ``record_layers``: the test run's saturations and its
+    output error against the reference (max absolute, relative L2)."""
+    ref_out, test_out = ref["_layer_outputs"], test["_layer_outputs"]
+    layers = []
+    for row in test["layers"]:
+        a = np.asarray(ref_out[row["name"]], dtype=np.float64)
+        b = np.asarray(test_out[row["name"]], dtype=np.float64)
+        layers.append({
+            "name": row["name"],
+            "adc_saturations": row["adc_saturations"],
+            "adc_conversions": row["adc_conversions"],
+            "max_abs_error": float(np.abs(a - b).max(initial=0)),
+            "rel_error": float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30)),
+        })
+    return layers
+
+
+def output_errors(ref: Sequence[np.ndarray], test: Sequence[np.ndarray]) -> list[dict[str, float]]:
+    """Per model output: max / mean absolute difference and the fraction of values changed."""
+    outs = []
+    for a, b in zip(ref, test):
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        outs.append({
+            "max_abs_error": float(np.abs(a64 - b64).max(initial=0)),
+            "mean_abs_error": float(np.abs(a64 - b64).mean()) if a64.size else 0.0,
+            "changed_fraction": float(np.mean(a64 != b64)) if a64.size else 0.0,
+        })
+    return outs
+
+
 def compare_lossy(
     module: ModuleOp, inputs: Sequence[np.ndarray], hw: Hardware, *, fast: bool | None = None
 ) -> dict[str, Any]:
@@ -192,31 +257,11 @@ def compare_lossy(
     exact = run_xbar(module, inputs, hw=dataclasses.replace(hw, adc_bits=None), record_layers=True,
                      fast=fast)
     lossy = run_xbar(module, inputs, hw=hw, fast=False if not hw.lossless else fast, record_layers=True)
-    ex_out, lo_out = exact.report["_layer_outputs"], lossy.report["_layer_outputs"]
-    layers = []
-    for row in lossy.report["layers"]:
-        a = np.asarray(ex_out[row["name"]], dtype=np.float64)
-        b = np.asarray(lo_out[row["name"]], dtype=np.float64)
-        layers.append({
-            "name": row["name"],
-            "adc_saturations": row["adc_saturations"],
-            "adc_conversions": row["adc_conversions"],
-            "max_abs_error": float(np.abs(a - b).max(initial=0)),
-            "rel_error": float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30)),
-        })
-    outs = []
-    for a, b in zip(exact.outputs, lossy.outputs):
-        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        outs.append({
-            "max_abs_error": float(np.abs(a64 - b64).max(initial=0)),
-            "mean_abs_error": float(np.abs(a64 - b64).mean()) if a64.size else 0.0,
-            "changed_fraction": float(np.mean(a64 != b64)) if a64.size else 0.0,
-        })
     return {
         "adc_bits": hw.adc_bits,
         "saturations": lossy.report["total"]["adc_saturations"],
-        "layers": layers,
-        "outputs": outs,
+        "layers": layer_errors(exact.report, lossy.report),
+        "outputs": output_errors(exact.outputs, lossy.outputs),
         "lossless_outputs": exact.outputs,
         "lossy_outputs": lossy.outputs,
         "lossy_report": {k: v for k, v in lossy.report.items() if k != "_layer_outputs"},

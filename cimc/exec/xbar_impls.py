@@ -47,9 +47,11 @@ from cimc.target.kernels import (
     build_planes,
     plane_dtype,
     program_tile,
+    read_noise_std,
     tile_cycles,
     vector_block,
 )
+from cimc.target.noise import Device
 from cimc.target.mapping import correction, map_cells, recomb_table, recombine
 from cimc.target.packing import block_diagonal, pack_inputs, unpack_outputs
 from cimc.weights import Blob
@@ -134,9 +136,10 @@ def _run_const(op: cimq.ConstOp) -> np.ndarray:
 class XbarFunctions(InterpreterFunctions):
     """numpy implementations of the xbar ops, counting hardware activity."""
 
-    def __init__(self, hw: Hardware, fast: bool | None, progress: Any = None):
+    def __init__(self, hw: Hardware, fast: bool | None, progress: Any = None, device: Device | None = None):
         self.hw = hw
         self.fast = fast
+        self.device = device
         self.progress = progress
         self.layers: list[LayerRecord] = []
         self.current: LayerRecord | None = None
@@ -162,6 +165,7 @@ class XbarFunctions(InterpreterFunctions):
             im2col_grouped(
                 args[0], op.groups.value.data, cimq.ints(op.kernel), cimq.ints(op.strides),  # type: ignore[arg-type]
                 cimq.ints(op.pads), cimq.ints(op.dilations), dtype,  # type: ignore[arg-type]
+                _zero_point(op.input),
             ),
         )
 
@@ -174,7 +178,10 @@ class XbarFunctions(InterpreterFunctions):
     @impl(xbar.UnpackOp)
     def run_unpack(self, interp: Interpreter, op: xbar.UnpackOp, args: tuple[Any, ...]):
         shape = list(op.output.type.get_shape())  # type: ignore[union-attr]
-        return (args[0].reshape([args[0].shape[0], *shape[1:]]),)
+        typed = op.input.type.get_shape()[0]  # type: ignore[union-attr]
+        if shape and (shape[0] < 0 or args[0].shape[0] != typed):  # run at another batch: axis 0
+            shape[0] = args[0].shape[0]
+        return (args[0].reshape(shape),)
 
     def _formula_layer(self, op: xbar.MatMulOp | xbar.MatMulDynOp, x: np.ndarray) -> LayerRecord:
         _, h, p, n = x.shape
@@ -185,17 +192,24 @@ class XbarFunctions(InterpreterFunctions):
         c = layer_counters(geom, self.hw, batch=x.shape[0], dynamic=dyn)
         return LayerRecord(None, op.layer.data, op.kind.data, c, path="formula")
 
+    def _ideal_only(self, op: Operation) -> None:
+        if self.device is not None:
+            raise ExecutionError(f"{op.name} '{op.layer.data}': device noise needs the xbar level "  # type: ignore[attr-defined]
+                                 "(crossbar loops), not xbar-mm")
+
     @impl(xbar.MatMulOp)
     def run_matmul(self, interp: Interpreter, op: xbar.MatMulOp, args: tuple[Any, ...]):
+        self._ideal_only(op)
         x, w = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(x, w, static_blob(op.rhs)),)
+        return (fast_matmul(_centered(x, op.lhs), w, static_blob(op.rhs)),)
 
     @impl(xbar.MatMulDynOp)
     def run_matmul_dyn(self, interp: Interpreter, op: xbar.MatMulDynOp, args: tuple[Any, ...]):
+        self._ideal_only(op)
         x, r = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(x, r),)
+        return (fast_matmul(_centered(x, op.lhs), r),)
 
     # ---------------------------------------------------------------- xbar level
 
@@ -218,8 +232,11 @@ class XbarFunctions(InterpreterFunctions):
                 f"layer '{prog.name}': the fast path needs a lossless ADC ({self.hw.adc_bits} bits "
                 f"< {need}); run with fast=False"
             )
-        if self.fast or (self.fast is None and lossless):
-            y = fast_matmul(x, w, blob)
+        if self.fast and self.device is not None:
+            raise ExecutionError(f"layer '{prog.name}': the fast path models an ideal device; "
+                                 "run noise with fast=False")
+        if self.fast or (self.fast is None and lossless and self.device is None):
+            y = fast_matmul(_centered(x, op.operands[0]), w, blob)
             record.counters = prog.counters(x.shape[0], self.hw)
             if prog.skip_zero:
                 self._fast_skips(record, prog, x)
@@ -268,22 +285,23 @@ class XbarFunctions(InterpreterFunctions):
         cols = np.asarray(cimq.ints(op.columns), dtype=np.int64) if op.columns is not None else None
         c, m = cells_t.cell_bits.data, w.shape[-1] * k
         a_bits, signed = op.a_bits.value.data, bool(op.a_signed.value.data)
+        zx = op.a_zp.value.data if op.a_zp is not None else 0
         recomb = recomb_table(m, wb, c, mapping, s)
         recomb = recomb if cols is None else recomb[cols]
         if op.is_dynamic:
             r = np.asarray(w, dtype=np.int64)
             r = block_diagonal(r, k) if k > 1 else r
             cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map") for b in range(r.shape[0])])
-            return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed)
+            return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed, zx)
         where = f"layer '{self.current.name}'" if self.current is not None else "xbar.map"
         blob = self.current.weight if self.current is not None else None
 
         def make(_: Any) -> tuple[np.ndarray, np.ndarray]:
             wk = block_diagonal(np.asarray(w), k) if k > 1 else w
             cells = map_cells(wk, wb, c, mapping, s, where=where)
-            return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed)
+            return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed, zx)
 
-        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, k, None if cols is None else cols.tobytes())
+        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, zx, k, None if cols is None else cols.tobytes())
         cells, corr = blob.derived(key, make) if blob is not None else make(None)
         return cells, recomb, corr
 
@@ -328,6 +346,8 @@ class XbarFunctions(InterpreterFunctions):
         c.executes += vectors
         c.adc_conversions += vectors * cols
         c.dac_activations += vectors * rows
+        c.cell_reads += vectors * rows * cols
+        c.shift_adds += vectors * cols
         c.adc_slots += vectors * self.hw.adc_slots(cols)
         c.adc_saturations += saturations
 
@@ -350,7 +370,7 @@ class XbarFunctions(InterpreterFunctions):
         self.array_group = group
         c.writes += 0 if op.shared is not None else copies
         c.cells_written += copies * levels.shape[-2] * levels.shape[-1]
-        return (program_tile(levels, self.fdtype),)
+        return (program_tile(levels, self.fdtype, self.device),)
 
     def _row_sources(self, plane_op: xbar.PlaneOp, n: int, rt: int) -> np.ndarray:
         t = plane_op.plane.type
@@ -403,7 +423,7 @@ class XbarFunctions(InterpreterFunctions):
                 planes = self._planes_of(key, xv[v0:v1], src, n_chunks, d, keep=v0 == 0 and v1 == n_vec)
                 if skip:
                     skipped += self._zero_planes(key, xv[v0:v1], src, n_chunks, d)
-                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0)
+                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0, self.device, skip)
         total = b_sz * p_sz * n_chunks
         ran = total - int(skipped.sum())
         self._count_cycles(ran, rows, cols, sat)
@@ -442,7 +462,13 @@ class XbarFunctions(InterpreterFunctions):
         tile, plane = args  # tile [r, c] or [B, r, c]; plane [B, P, r]
         rows, cols = tile.shape[-2], tile.shape[-1]
         lo, hi = self.hw.adc_range(rows)
-        codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
+        if self.device is None:
+            codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
+        else:  # a skipped cycle converts nothing: its codes stay 0 on a noisy device too
+            d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
+            active = plane.any(axis=-1).reshape(-1) if op.skip_zero is not None else None
+            codes, sat = adc_convert(plane @ tile, lo, hi, self.device, read_noise_std(plane, d, self.device),
+                                     active)
         total = plane.shape[0] * plane.shape[1]
         if op.skip_zero is None:
             self._count_cycles(total, rows, cols, sat)
@@ -472,6 +498,7 @@ class XbarFunctions(InterpreterFunctions):
             raise ExecutionError("xbar.recombine: the accumulators were never written")
         m = op.output.type.get_shape()[-1]  # type: ignore[union-attr]
         y = recombine(buf.data, recomb, m).transpose(1, 0, 2, 3)  # [B, H, P, m]
+        self._counters().recombine_adds += buf.data.size
         corr = corr[None, :, None, :] if corr.ndim == 2 else corr[:, :, None, :]
         return (np.ascontiguousarray(y - corr),)
 
@@ -516,3 +543,15 @@ class FusedChunkLoops(InterpreterFunctions):
         for i in range(lb, ub, step):
             values = interp.run_ssacfg_region(op.body, (i, *values), "for_loop")
         return values
+
+
+def _zero_point(value: Any) -> int:
+    """The zero point of a quantized value's type (0 for anything else)."""
+    t = value.type
+    return t.element_type.zp if isinstance(t, TensorType) and isinstance(t.element_type, cimq.QuantType) else 0
+
+
+def _centered(x: np.ndarray, value: Any) -> np.ndarray:
+    """The streamed integers minus their zero point (what the crossbar's correction leaves)."""
+    zp = _zero_point(value)
+    return np.asarray(x, dtype=np.int64) - zp if zp else x

@@ -1,9 +1,15 @@
-"""Handlers of the crossbar ops: Conv, Gemm and MatMul on quantized operands.
+"""Handlers of the crossbar ops: Conv, Gemm and MatMul, on crossbars or on the host.
 
 A Conv / Gemm / MatMul whose input is a dequantized activation and whose weight a dequantized
-integer constant becomes ``cimq.conv`` / ``cimq.matmul`` (a MatMul of two activations
-``cimq.matmul_act``) with an s32 accumulator of scale ``s_x * s_w``; an int32 bias with that scale
-becomes ``cimq.bias_add``, any other bias a float add after the accumulator.
+integer constant of 1..8 bits becomes ``cimq.conv`` / ``cimq.matmul`` (a MatMul of two
+dequantized activations ``cimq.matmul_act``) with an s32 accumulator of scale ``s_x * s_w``; an
+int32 bias with that scale becomes ``cimq.bias_add``, any other bias a float add after the
+accumulator.
+
+Any other Conv / Gemm / MatMul (an input or weight that is not quantized, a weight wider than 8
+bits, a convolution whose weight is computed at run time) is the **host fallback**: it becomes
+``cimq.host_conv`` / ``cimq.host_matmul`` on floats, marked with the node, the op and the reason
+(:func:`host_reason`); the rest of the model still goes to crossbars.
 """
 
 from __future__ import annotations
@@ -12,33 +18,95 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from xdsl.dialects.builtin import IntegerAttr, i64
+from xdsl.dialects.builtin import IntegerAttr, StringAttr, i64
 
 from cimc.dialects import cimq
 from cimc.dialects.cimq import QuantType
 from cimc.frontend.context import ImportContext
 from cimc.frontend.ops_layout import layout
 from cimc.frontend.shapes import pads_2d
-from cimc.frontend.values import Const, Entry, Node, NodeError, QConst, Tensor
+from cimc.frontend.values import Const, Entry, Node, NodeError, QConst, Tensor, shape_of_entry
+
+
+def _is_quantized(e: Entry | None) -> bool:
+    return isinstance(e, Tensor) and e.kind == "dq" and e.q is not None
+
+
+def _weight_reason(node: Node, k: int, *, runtime_ok: bool) -> str | None:
+    """Why input ``k`` cannot be the crossbar operand of ``node`` (None: it can)."""
+    e, name = node.input(k), node.inputs[k]
+    if isinstance(e, QConst):
+        if e.qtype.width > 8:
+            return f"weight '{name}' has {e.qtype.width} bits (crossbars take 1 to 8)"
+        return None
+    if isinstance(e, Const) and e.wide is not None:
+        return f"weight '{name}' has {e.wide} bits (crossbars take 1 to 8)"
+    if isinstance(e, Const):
+        return f"weight '{name}' is not quantized"
+    if runtime_ok and _is_quantized(e):
+        return None
+    if _is_quantized(e):
+        return f"weight '{name}' is computed at run time (a crossbar convolution needs a constant)"
+    return f"input '{name}' is not quantized"
+
+
+def host_reason(node: Node) -> str | None:
+    """Why ``node`` (Conv / Gemm / MatMul) runs on the host, or None when it maps to crossbars:
+    its input is not a dequantized activation, or its weight not a dequantized 1..8-bit
+    constant (MatMul: or a dequantized activation, written at run time)."""
+    if not _is_quantized(node.input(0)):
+        return f"input '{node.inputs[0]}' is not quantized"
+    return _weight_reason(node, 1, runtime_ok=node.op_type == "MatMul")
+
+
+def _host_attrs(node: Node, reason: str) -> dict:
+    return {"layer": StringAttr(node.label), "op": StringAttr(node.op_type), "reason": StringAttr(reason)}
+
+
+def _batched(e: Entry | None) -> bool:
+    return isinstance(e, Tensor) and e.batched
+
+
+def host_conv(ctx: ImportContext, node: Node, reason: str) -> Entry:
+    """A Conv on the host in float (``cimq.host_conv``), bias added in float."""
+    x, w = node.input(0), node.input(1)
+    xs, ws = shape_of_entry(x), shape_of_entry(w)
+    if len(xs) != 4 or len(ws) != 4:
+        raise NodeError("only 2-D convolutions (NCHW input, OIHW weight) are supported")
+    a = node.attrs
+    strides, dil = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
+    pads = pads_2d(node, xs[2:], list(ws[2:]), strides, dil)
+    out_shape = ctx.shape_of(node.outputs[0])
+    attrs = {**_host_attrs(node, reason), "strides": cimq.i64_array(strides),
+             "pads": cimq.i64_array(pads), "dilations": cimq.i64_array(dil),
+             "group": IntegerAttr(int(a.get("group", 1)), i64)}
+    y = ctx.float_result(cimq.HostConvOp, [ctx.as_float(x), ctx.as_float(w)], out_shape,
+                         _batched(x), attrs)
+    return add_bias(ctx, y, node.input(2), 1, lambda b: b.reshape(-1, 1, 1))
+
+
+def host_matmul(ctx: ImportContext, node: Node, reason: str, lhs: Entry, rhs: Entry,
+                alpha: float = 1.0) -> Tensor:
+    """``alpha * lhs @ rhs`` on the host in float (``cimq.host_matmul``)."""
+    out_shape = ctx.shape_of(node.outputs[0])
+    ls, rs = shape_of_entry(lhs), shape_of_entry(rhs)
+    if isinstance(rhs, Tensor):
+        batched = _batched(lhs) or rhs.batched
+    else:  # a constant batch as long as the input ties the input's first axis to it (as _linear)
+        batched = _batched(lhs) and len(ls) > 1 and (len(rs) <= 2 or len(rs) < len(ls))
+    y = ctx.float_result(cimq.HostMatMulOp, [ctx.as_float(lhs), ctx.as_float(rhs)], out_shape,
+                         batched, _host_attrs(node, reason))
+    if alpha != 1.0:
+        scale = ctx.as_float(Const(np.array(alpha, dtype=np.float32), origin=f"{node.label}.alpha"))
+        y = ctx.float_result(cimq.MulOp, [ctx.as_float(y), scale], out_shape, batched)
+    return y
 
 
 def quant_input(node: Node, k: int) -> Tensor:
     """Input ``k`` as a quantized activation (the tensor a DequantizeLinear views)."""
     e = node.input(k)
-    if isinstance(e, Tensor) and e.kind == "dq":
-        assert e.q is not None
-        return e.q
-    raise NodeError(f"input '{node.inputs[k]}' is not quantized; cimc maps only "
-                    "Conv/Gemm/MatMul on DequantizeLinear outputs to crossbars")
-
-
-def quant_weight(node: Node, k: int) -> QConst:
-    """Input ``k`` as dequantized integer weights of 1..8 bits."""
-    e = node.input(k)
-    if isinstance(e, QConst) and e.qtype.width <= 8:
-        return e
-    raise NodeError(f"input '{node.inputs[k]}' is not a quantized weight; cimc maps only "
-                    "Conv/Gemm/MatMul on DequantizeLinear outputs to crossbars")
+    assert isinstance(e, Tensor) and e.kind == "dq" and e.q is not None  # host_reason said so
+    return e.q
 
 
 def acc_type(x: QuantType, w: QuantType, axis: int) -> QuantType:
@@ -51,7 +119,7 @@ def acc_type(x: QuantType, w: QuantType, axis: int) -> QuantType:
 
 def bias_matches(acc: Tensor, bias: Entry | None, axis: int) -> bool:
     """``bias`` is an int32 constant vector with the accumulator's scale along ``axis``."""
-    if not isinstance(bias, QConst) or bias.qtype.width != 32 or bias.ints.ndim != 1:
+    if acc.kind != "acc" or not isinstance(bias, QConst) or bias.qtype.width != 32 or bias.ints.ndim != 1:
         return False
     if bias.ints.shape[0] != acc.shape[axis] or bias.qtype.zp != 0:
         return False
@@ -89,8 +157,12 @@ def add_bias(ctx: ImportContext, acc: Tensor, bias: Entry | None, axis: int,
 
 
 def conv(ctx: ImportContext, node: Node) -> Entry:
+    reason = host_reason(node)
+    if reason is not None:
+        return host_conv(ctx, node, reason)
     xq = quant_input(node, 0)
-    w = quant_weight(node, 1)
+    w = node.input(1)
+    assert isinstance(w, QConst)
     if w.ints.ndim != 4 or len(xq.shape) != 4:
         raise NodeError("only 2-D convolutions (NCHW input, OIHW weight) are supported")
     if w.qtype.per_channel and w.qtype.channel_axis != 0:
@@ -162,13 +234,17 @@ def gemm(ctx: ImportContext, node: Node) -> Entry:
     """``alpha * A' @ B' + beta * C``: transB and alpha fold into the stored weight, transA
     transposes the integers of the streamed input, beta scales the bias."""
     a = node.attrs
+    reason = host_reason(node)
+    if reason is not None:
+        return _host_gemm(ctx, node, reason)
     xq = quant_input(node, 0)
     if a.get("transA", 0):
         if len(xq.shape) != 2:
             raise NodeError(f"transA needs a 2-D input, got {list(xq.shape)}")
         xq = layout(ctx, xq, cimq.TransposeOp, xq.shape[::-1], False,
                     {"perm": cimq.i64_array([1, 0])})
-    w = quant_weight(node, 1)
+    w = node.input(1)
+    assert isinstance(w, QConst)
     if w.ints.ndim != 2:
         raise NodeError("the weight must be 2-D")
     if a.get("transB", 0):
@@ -178,9 +254,39 @@ def gemm(ctx: ImportContext, node: Node) -> Entry:
     return _linear(ctx, node, xq, w, _scaled(node.input(2), float(a.get("beta", 1.0))))
 
 
+def _transposed(ctx: ImportContext, e: Entry) -> Entry:
+    """A 2-D operand of Gemm transposed (constants folded, tensors by ``cimq.transpose``)."""
+    if isinstance(e, QConst):
+        return e.transposed([1, 0])
+    if isinstance(e, Const):
+        return Const(np.ascontiguousarray(e.arr.T), origin=e.origin)
+    if len(e.shape) != 2:
+        raise NodeError(f"a transposed Gemm operand must be 2-D, got {list(e.shape)}")
+    return layout(ctx, e, cimq.TransposeOp, e.shape[::-1], False, {"perm": cimq.i64_array([1, 0])})
+
+
+def _host_gemm(ctx: ImportContext, node: Node, reason: str) -> Entry:
+    """Gemm on the host: transposes applied, ``alpha`` multiplies the product, ``beta`` the bias."""
+    a = node.attrs
+    lhs, rhs = node.input(0), node.input(1)
+    assert lhs is not None and rhs is not None
+    if a.get("transA", 0):
+        lhs = _transposed(ctx, lhs)
+    if a.get("transB", 0):
+        rhs = _transposed(ctx, rhs)
+    y = host_matmul(ctx, node, reason, lhs, rhs, float(a.get("alpha", 1.0)))
+    bias = _scaled(node.input(2), float(a.get("beta", 1.0)))
+    return add_bias(ctx, y, bias, len(y.shape) - 1, lambda b: b)
+
+
 def matmul(ctx: ImportContext, node: Node) -> Entry:
+    reason = host_reason(node)
+    if reason is not None:
+        lhs, rhs = node.input(0), node.input(1)
+        assert lhs is not None and rhs is not None
+        return host_matmul(ctx, node, reason, lhs, rhs)
     rhs = node.input(1)
-    if isinstance(rhs, QConst) and rhs.qtype.width <= 8:
+    if isinstance(rhs, QConst):
         return _linear(ctx, node, quant_input(node, 0), rhs, None)
     lhs_q = quant_input(node, 0)
     rhs_q = quant_input(node, 1)

@@ -96,8 +96,8 @@ def quantize_linear(ctx: ImportContext, node: Node) -> Entry:
         arr = x.arr if isinstance(x, Const) else x.real()
         ints = _quantize_const(arr, s, zp, axis, bits, signed)
         return Const(ints, origin=x.origin, int_bits=(bits, signed))
-    if s.size != 1 or zp.size != 1:
-        raise NodeError("per-channel activation quantization is not supported", with_op=False)
+    if np.unique(s).size > 1 or np.unique(zp).size > 1:  # equal per-channel values: one scale
+        return _per_channel_q(node, s, zp, axis, bits, signed)
     too_wide = None
     if bits > 8:  # a Clip may still narrow it; checked when the integers are used
         too_wide = node.error(
@@ -184,15 +184,57 @@ def clip(ctx: ImportContext, node: Node) -> Entry | list[Entry | None]:
     return ctx.float_result(cimq.ClipOp, [ctx.as_float(x)], x.shape, x.batched, attrs)
 
 
+def _per_channel_q(node: Node, s: np.ndarray, zp: np.ndarray, axis: int, bits: int,
+                   signed: bool) -> Tensor:
+    """QuantizeLinear of an activation per channel: integers with a scale per channel along
+    ``axis``. A crossbar streams one scale, so their DequantizeLinear gives floats and the
+    Conv / Gemm / MatMul after it runs on the host."""
+    x = node.ins[0]
+    assert isinstance(x, Tensor)
+    if bits > 8:
+        raise NodeError(f"per-channel quantization to {bits} bits; cimc supports 1 to 8 bits",
+                        with_op=False)
+    if not x.shape:
+        raise NodeError("per-channel quantization of a scalar", with_op=False)
+    ax = axis % len(x.shape)
+    n, scales, zps = x.shape[ax], s.reshape(-1), zp.reshape(-1).astype(np.int64)
+    if scales.size not in (1, n) or zps.size not in (1, n):
+        raise NodeError(f"{scales.size} scales / {zps.size} zero points do not match dim {ax} "
+                        f"({n}) of '{node.inputs[0]}'", with_op=False)
+    if np.any(zps != zps[0]):
+        raise NodeError(f"per-channel activation zero points {zps.tolist()[:4]} are not "
+                        "supported (one zero point per tensor)", with_op=False)
+    if ax == 0 and x.batched:
+        raise NodeError("per-channel quantization along the batch axis is not supported",
+                        with_op=False)
+    if not np.all(scales > 0) or not np.all(np.isfinite(scales)):
+        raise NodeError(f"scale {scales.tolist()[:4]} must be positive and finite", with_op=False)
+    qtype = QuantType(bits, signed, [float(v) for v in np.broadcast_to(scales, (n,))], axis=ax,
+                      zero_point=int(zps[0]))
+    return Tensor("q", x.shape, x.batched, qtype=qtype, source=x, src=node.outputs[0],
+                  storage=(bits, signed))
+
+
+def _dq_per_channel(ctx: ImportContext, x: Tensor, s: np.ndarray, zp: np.ndarray) -> Tensor:
+    """DequantizeLinear of per-channel activation integers: a float tensor."""
+    assert x.qtype is not None
+    want = np.broadcast_to(s.reshape(-1), (len(x.qtype.scale_values),))
+    if not np.allclose(want, x.qtype.scale_values, rtol=1e-7, atol=0) or np.any(
+            zp.reshape(-1).astype(np.int64) != x.qtype.zp):
+        raise NodeError("DequantizeLinear scales / zero points differ from the QuantizeLinear's",
+                        with_op=False)
+    return Tensor("float", x.shape, x.batched, ssa=ctx.as_float(Tensor("dq", x.shape, x.batched, q=x)))
+
+
 def _dq_activation(node: Node, x: Tensor, s: np.ndarray, zp: np.ndarray) -> Tensor:
     if x.too_wide is not None:
         raise x.too_wide
     assert x.qtype is not None
     q_scale = x.qtype.scale_values[0]
-    if s.size != 1 or not math.isclose(float(s.reshape(-1)[0]), q_scale, rel_tol=1e-7):
+    if not all(math.isclose(float(v), q_scale, rel_tol=1e-7) for v in s.reshape(-1)):
         raise NodeError(f"DequantizeLinear scale {s.reshape(-1).tolist()[:4]} differs from the "
                         f"QuantizeLinear scale {q_scale}", with_op=False)
-    if zp.size != 1 or int(zp.reshape(-1)[0]) != x.qtype.zp:
+    if np.any(zp.reshape(-1).astype(np.int64) != x.qtype.zp):
         raise NodeError(f"DequantizeLinear zero point {zp.reshape(-1).tolist()[:4]} differs from "
                         f"the QuantizeLinear zero point {x.qtype.zp}", with_op=False)
     return Tensor("dq", x.shape, x.batched, q=x)
@@ -229,15 +271,40 @@ def _weight_zero_point(node: Node, zp: np.ndarray, bits: int, signed: bool, narr
     return zero
 
 
+def _wide_const(node: Node, x: Const, s: np.ndarray, zp: np.ndarray, axis: int) -> Const:
+    """DequantizeLinear of 9..16-bit integer constants: their float values
+    (``float32(q - zp) * float32(scale)``), marked ``wide``; a Conv / Gemm / MatMul that uses
+    them as its weight runs on the host (a crossbar takes 1 to 8 bits)."""
+    ints = x.arr.astype(np.int64)
+    shape = [1] * ints.ndim
+    if s.size > 1 or zp.size > 1:
+        if ints.ndim == 0:
+            raise NodeError("per-channel parameters of a scalar", with_op=False)
+        ax = axis % ints.ndim
+        shape[ax] = -1
+    scale = s.astype(np.float32).reshape(shape if s.size > 1 else [])
+    zero = zp.astype(np.int64).reshape(shape if zp.size > 1 else [])
+    if not np.all(scale > 0) or not np.all(np.isfinite(scale)):
+        raise NodeError(f"scale {s.reshape(-1).tolist()[:4]} must be positive and finite",
+                        with_op=False)
+    real = (ints - zero).astype(np.float32) * scale
+    bits = (x.int_bits or np_bits(x.arr.dtype))[0]
+    return Const(np.asarray(real, np.float32), origin=x.origin or node.inputs[0], wide=bits)
+
+
 def dequantize_linear(ctx: ImportContext, node: Node) -> Entry:
     s, zp, _storage, axis = scale_zp(node)
     x = node.ins[0]
     if isinstance(x, Tensor) and x.kind == "q":
+        if x.qtype is not None and x.qtype.per_channel:
+            return _dq_per_channel(ctx, x, s, zp)
         return _dq_activation(node, x, s, zp)
     if not isinstance(x, Const) or not np.issubdtype(x.arr.dtype, np.integer):
         raise NodeError("the input is not an integer tensor (a QuantizeLinear, Clip or "
                         "integer initializer)")
     ints = x.arr
+    if x.clip is None and 8 < (x.int_bits or np_bits(ints.dtype))[0] < 32:
+        return _wide_const(node, x, s, zp, axis)
     bits, signed, narrow = _weight_type(node, x)
     zero = _weight_zero_point(node, zp, bits, signed, narrow)
     scales = [float(v) for v in s.reshape(-1)]

@@ -33,6 +33,7 @@ class Const:
     clip: tuple[int, int] | None = None
     int_bits: tuple[int, bool] | None = None  # (bits, signed) of a 4-bit ONNX storage type
     f32_ssa: SSAValue | None = None
+    wide: int | None = None  # bits of dequantized integers wider than a crossbar takes (9..16)
 
 
 @dataclass(eq=False)

@@ -20,7 +20,15 @@ from cimc.models.policy import (
     save_policy,
     validate_policy,
 )
-from cimc.models.zoo import MODEL_NAMES, build, input_shape, layer_names, num_layers
+from cimc.models.zoo import (
+    MODEL_NAMES,
+    build,
+    input_shape,
+    layer_names,
+    num_classes,
+    num_layers,
+    resolve_model,
+)
 
 __all__ = [
     "MODEL_NAMES",
@@ -30,7 +38,9 @@ __all__ = [
     "input_shape",
     "layer_names",
     "load_policy",
+    "num_classes",
     "num_layers",
+    "resolve_model",
     "save_policy",
     "validate_policy",
     "zoo_onnx",

@@ -1,4 +1,8 @@
-"""The model registry: names, input shapes, crossbar layer names and :func:`build`."""
+"""The model registry: names, input shapes, crossbar layer names and :func:`build`.
+
+Every function here takes a zoo name or a user's ``FILE.py:FUNCTION`` (:mod:`cimc.models.user`);
+:func:`resolve_model` is the one lookup the commands use.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from torch import nn
 from cimc.errors import CimcError
 from cimc.models import cnn, vit
 from cimc.models.layers import LayerFactory
+from cimc.models.user import build_user, is_user_model, load_user_model
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,32 @@ MODEL_NAMES: tuple[str, ...] = tuple(ZOO)
 
 def _entry(name: str) -> ZooEntry:
     if name not in ZOO:
-        raise CimcError(f"unknown model '{name}'; known models: {', '.join(MODEL_NAMES)}")
+        raise CimcError(f"unknown model '{name}'; known models: {', '.join(MODEL_NAMES)}, "
+                        "or FILE.py:FUNCTION")
     return ZOO[name]
 
 
-def input_shape(name: str) -> tuple[int, int, int]:
-    """The input shape ``(C, H, W)`` of a zoo model (without the batch dimension)."""
+def resolve_model(name: str) -> str:
+    """``--model``: a zoo name as it is, or ``FILE.py:FUNCTION`` loaded, checked and made
+    canonical (absolute path, so checkpoints and workers find the same file)."""
+    if is_user_model(name):
+        return load_user_model(name).spec
+    _entry(name)
+    return name
+
+
+def input_shape(name: str) -> tuple[int, ...]:
+    """The input shape ``(C, H, W)`` of a model (without the batch dimension)."""
+    if is_user_model(name):
+        return load_user_model(name).input_shape
     return _entry(name).input_shape
+
+
+def num_classes(name: str) -> int:
+    """The number of outputs (classes) of a model as built by default."""
+    if is_user_model(name):
+        return load_user_model(name).num_classes
+    return _entry(name).num_classes
 
 
 @cache
@@ -64,12 +88,14 @@ def layer_names(name: str) -> list[str]:
     This is the row order of a policy and the order of the crossbar nodes (Conv, Gemm, MatMul) in
     the exported ONNX graph.
     """
+    if is_user_model(name):
+        return load_user_model(name).layer_names
     return list(_layer_names(name))
 
 
 def num_layers(name: str) -> int:
-    """Number of crossbar layers ``L`` of a zoo model (the rows of its policy)."""
-    return len(_layer_names(name))
+    """Number of crossbar layers ``L`` of a model (the rows of its policy)."""
+    return len(layer_names(name))
 
 
 def build(
@@ -87,8 +113,16 @@ def build(
     of :func:`layer_names`. Weights are initialised from ``seed`` (the global torch RNG is left
     untouched). ``quant=False`` builds the float twin with plain ``torch.nn`` layers and the same
     parameter names, for float pre-training. The model carries ``cimc_name`` and
-    ``cimc_input_shape`` attributes used by :func:`cimc.models.export_onnx`.
+    ``cimc_input_shape`` attributes used by :func:`cimc.models.export_onnx`. A user's model
+    (``FILE.py:FUNCTION``) is built by :func:`cimc.models.user.build_user`.
     """
+    if is_user_model(name):
+        info = load_user_model(name)
+        if num_classes not in (None, info.num_classes):
+            raise CimcError(f"{info.spec}: has {info.num_classes} outputs; it cannot be built "
+                            f"with {num_classes} classes")
+        checked = None if policy is None else validate_policy(policy, name)
+        return build_user(name, checked, seed=seed, quant=quant, per_channel=per_channel)
     entry = _entry(name)
     names = layer_names(name)
     bits = None

@@ -11,6 +11,9 @@ What lives here (no IR, no interpreter):
   layer (:func:`layer_counters`) and the latency (:func:`latency_us`);
 * :mod:`cimc.target.cost`: the paper's network cost built from those (``layer_cost``,
   ``network_cost``, ``speedup``);
+* :mod:`cimc.target.energy`: energy of counted events (counters x per-event parameters of a
+  YAML preset, leakage over the latency) and area; presets ship as package data
+  (``presets/energy/*.yaml``);
 * :mod:`cimc.target.mapping`: weights onto cells, recombination, the signed-input correction;
 * :mod:`cimc.target.kernels`: the bit-serial kernels (program a tile, planes, a tile's cycles,
   the ADC) and a whole-layer driver.

@@ -16,9 +16,15 @@ chunk) contributes (:func:`tile_counters`)::
     adc_conversions = k * cols_t             (per cycle: the tile's columns)
     adc_slots       = k * ceil(cols_t / adcs)  (per cycle: conversions in turns of the array's ADCs)
     dac_activations = k * rows_t             (per cycle: the tile's rows)
+    cell_reads      = k * rows_t * cols_t    (per cycle: the tile's cells in use)
+    shift_adds      = k * cols_t             (each converted code shifted and accumulated)
     skipped_cycles  = 0                      (run time only: cycles whose input plane was zero
                                               on every row of the tile, not executed)
     adc_saturations : counted at run time only (0 with a lossless ADC)
+
+and once per layer, after its tiles, ``recombine_adds = H * P * B * cols`` (each physical column
+value weighted into its output, :func:`layer_counters`). ``host_elements`` (elements produced by
+the host compute ops) is counted apart from the crossbar layers (:mod:`cimc.analysis`).
 
 Summed over a full ``row_tiles x col_tiles`` grid of ``H`` repeats this is the paper's
 ``writes = H * X`` and ``executes = H * X * P * ceil(a/d)`` (:func:`layer_counters`). With
@@ -66,6 +72,14 @@ class Counters:
     """ADC time slots: per cycle, ``ceil(columns in use / ADCs per array)``."""
     skipped_cycles: int = 0
     """Cycles not executed: their input plane was zero on every row of the tile (run time)."""
+    cell_reads: int = 0
+    """Cells read: per cycle, the tile's rows in use times its columns in use."""
+    shift_adds: int = 0
+    """Digital shift-and-accumulate of converted codes into the column accumulators."""
+    recombine_adds: int = 0
+    """Digital recombination: each physical column value weighted and added into its output."""
+    host_elements: int = 0
+    """Elements produced by host compute ops (requantize, activations, pools, softmax, ...)."""
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -107,6 +121,8 @@ def tile_counters(rows_t: int, cols_t: int, cycles: int, writes: int, adcs: int,
         adc_conversions=cycles * cols_t,
         dac_activations=cycles * rows_t,
         adc_slots=cycles * ceil_div(cols_t, adcs),
+        cell_reads=cycles * rows_t * cols_t,
+        shift_adds=cycles * cols_t,
     )
 
 
@@ -150,8 +166,9 @@ def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: in
     cycles = batch * geom.desc.P * geom.chunks
     wmul = writes_per_run(batch, dynamic=dynamic, amortised=amortised)
     adcs = _adcs(hw, geom.tile_cols)
+    recombine = geom.repeats * batch * geom.desc.P * geom.phys_cols  # once per layer, after its tiles
     if geom.tile_list is not None or shared:
-        total = Counters()
+        total = Counters(recombine_adds=recombine)
         for *_, rows_t, cols_t in layer_tiles(geom):
             total += tile_counters(rows_t, cols_t, cycles, 0 if shared else wmul, adcs, programmed=wmul)
         return total
@@ -170,6 +187,10 @@ def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: in
         dac_activations=h * cycles * geom.phys_rows * n_cols,
         adc_slots=h * cycles * n_rows * slots,
         skipped_cycles=0,
+        cell_reads=h * cycles * geom.phys_rows * geom.phys_cols,
+        shift_adds=h * cycles * geom.phys_cols * n_rows,
+        recombine_adds=recombine,
+        host_elements=0,
     )
 
 

@@ -11,9 +11,11 @@ Every path that executes crossbar cycles (the interpreter's fused chunk loop, it
   ``[lo, hi]``, saturations counted) and the shift-add of chunk ``i`` by ``i * d``;
 * :func:`adc_convert`: the same ADC for one cycle's column values.
 
-**Hook point for device models** (programming noise, stuck cells, read noise, ADC offset and gain):
-:func:`program_tile` returns what the crossbar holds, and :func:`tile_cycles` / :func:`adc_convert`
-see the column values before the ADC; a device model changes those two places only.
+**Device models** (:class:`cimc.target.noise.Device`: programming noise, stuck cells, read noise,
+ADC offset and gain) enter at two places only: :func:`program_tile` returns what the crossbar
+holds (the device's noisy, stuck conductances), and :func:`tile_cycles` / :func:`adc_convert`
+convert column values with the device's read noise and ADC errors (:func:`_adc_shift_add_noisy`).
+Without a device (the default) both run exactly as they did, bit for bit.
 
 The products are exact in float32 because every partial sum is an integer of magnitude at most
 ``rows * (2^d - 1) * (2^c - 1) < 2^24`` (:func:`plane_dtype` picks float64 past that bound).
@@ -21,6 +23,8 @@ The products are exact in float32 because every partial sum is an integer of mag
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -31,6 +35,9 @@ from cimc.target.geometry import chunks, tile_bounds
 from cimc.target.hw import Hardware, column_value_max
 from cimc.target.mapping import MappedWeights, encode_activations, map_weights, recombine
 from cimc.target.mapping import correction as input_correction
+
+if TYPE_CHECKING:
+    from cimc.target.noise import Device
 
 F32_EXACT = 1 << 24
 _F64_EXACT = 1 << 53
@@ -101,6 +108,63 @@ def _adc_shift_add(partial, n_vec, n_chunks, dac_bits, lo, hi, y_phys, r_off, c_
     return sat
 
 
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@numba.njit(cache=True, nogil=True)
+def _adc_shift_add_noisy(partial, row_std, row_active, gain, offset, table, seed,  # pragma: no cover
+                         n_vec, n_chunks, dac_bits, lo, hi, y_phys, r_off, c_off):
+    """:func:`_adc_shift_add` on a non-ideal device: each conversion of column ``k`` in row
+    ``row`` of ``partial`` is ``clip(rint(gain[k] * (v + row_std[row] * z) + offset[k]))`` with
+    ``z`` a standard normal from ``table`` (12-bit indexes, five per 64-bit word of a SplitMix64
+    stream seeded with ``seed``). An empty ``row_std`` (no read noise) draws nothing. Rows with
+    ``row_active[row] == 0`` (skipped cycles, when ``row_active`` is not empty) convert nothing:
+    their codes are 0."""
+    cols_t = partial.shape[1]
+    sat = 0
+    acc = np.empty(cols_t, dtype=np.int64)
+    state = np.uint64(seed)
+    bits = np.uint64(0)
+    left = 0
+    noisy = row_std.shape[0] > 0
+    masked = row_active.shape[0] > 0
+    for r in range(n_vec):
+        acc[:] = 0
+        for i in range(n_chunks):
+            shift = i * dac_bits
+            row = i * n_vec + r
+            if masked and row_active[row] == 0:
+                continue
+            std = row_std[row] if noisy else 0.0
+            for k in range(cols_t):
+                v = np.float64(partial[row, k])
+                if noisy:
+                    if left == 0:
+                        state += _GAMMA
+                        z = state
+                        z = (z ^ (z >> np.uint64(30))) * _MIX1
+                        z = (z ^ (z >> np.uint64(27))) * _MIX2
+                        bits = z ^ (z >> np.uint64(31))
+                        left = 5
+                    idx = np.int64(bits & np.uint64(0xFFF))
+                    bits = bits >> np.uint64(12)
+                    left -= 1
+                    v += std * table[idx]
+                c = np.int64(np.rint(gain[k] * v + offset[k]))
+                if c > hi:
+                    c = hi
+                    sat += 1
+                elif c < lo:
+                    c = lo
+                    sat += 1
+                acc[k] += c << shift
+        for k in range(cols_t):
+            y_phys[r_off + r, c_off + k] += acc[k]
+    return sat
+
+
 @numba.njit(cache=True, nogil=True)
 def bitserial_tile_reference(xu, g_tile, a_bits, dac_bits, lo, hi):  # pragma: no cover - numba
     """One tile, integer loops only (no BLAS): ``(y_phys_tile int64 [R, cols_t], saturations)``.
@@ -137,25 +201,67 @@ def bitserial_tile_reference(xu, g_tile, a_bits, dac_bits, lo, hi):  # pragma: n
 # ---------------------------------------------------------------------------- the tile
 
 
-def program_tile(levels: np.ndarray, dtype: type) -> np.ndarray:
+def program_tile(levels: np.ndarray, dtype: type, device: Device | None = None) -> np.ndarray:
     """One write: the tile's cell levels (``[rows_t, cols_t]``, or ``[B, rows_t, cols_t]`` for
-    run-time written tiles) as the contiguous float matrix its cycles multiply with."""
+    run-time written tiles) as the contiguous float matrix its cycles multiply with; on a
+    ``device``, the conductances it actually holds (programming noise, stuck cells)."""
+    if device is not None:
+        return device.program(levels, dtype)
     return np.ascontiguousarray(levels, dtype=dtype)
 
 
+_NO_READ_NOISE = np.zeros(0, dtype=np.float64)
+_ALL_ACTIVE = np.zeros(0, dtype=np.uint8)
+
+
+def read_noise_std(planes: np.ndarray, dac_bits: int, device: Device | None) -> np.ndarray:
+    """Per driven plane row (one cycle of one vector): the standard deviation of every column's
+    read noise, ``read_sigma * g_max * sqrt(sum_r x_r^2)`` (:mod:`cimc.target.noise`); empty
+    when the device has no read noise."""
+    if device is None or not device.model.read_sigma:
+        return _NO_READ_NOISE
+    flat = planes.reshape(-1, planes.shape[-1])
+    sq = flat.sum(axis=1, dtype=np.float64) if dac_bits == 1 else (flat.astype(np.float64) ** 2).sum(axis=1)
+    return device.model.read_sigma * device.g_max * np.sqrt(sq)
+
+
+def _convert_noisy(part, row_std, active, device: Device, n_vec, n_chunks, dac_bits, lo, hi, out, r_off,
+                   c_off) -> int:
+    from cimc.target.noise import normal_table
+
+    gain, offset = device.adc(part.shape[-1])
+    act = _ALL_ACTIVE if active is None else np.ascontiguousarray(active, dtype=np.uint8)
+    return int(_adc_shift_add_noisy(part, row_std, act, gain, offset, normal_table(),
+                                    np.uint64(device.read_seed()), n_vec, n_chunks, dac_bits, lo, hi, out,
+                                    r_off, c_off))
+
+
 def tile_cycles(planes: np.ndarray, tile: np.ndarray, n_vec: int, n_chunks: int, dac_bits: int,
-                lo: int, hi: int, out: np.ndarray, r_off: int, c_off: int) -> int:
+                lo: int, hi: int, out: np.ndarray, r_off: int, c_off: int,
+                device: Device | None = None, skip_zero: bool = False) -> int:
     """Every cycle of one programmed tile for ``n_vec`` vectors (planes from :func:`build_planes`):
-    column values, ADC, shift-add into ``out[r_off:, c_off:]``. Returns the saturations."""
+    column values, ADC, shift-add into ``out[r_off:, c_off:]``. Returns the saturations. On a
+    ``device`` with ``skip_zero``, cycles whose plane is zero on every row are not converted
+    (ideally their codes are 0 anyway)."""
     part = planes @ tile
-    return int(_adc_shift_add(part, n_vec, n_chunks, dac_bits, lo, hi, out, r_off, c_off))
+    if device is None:
+        return int(_adc_shift_add(part, n_vec, n_chunks, dac_bits, lo, hi, out, r_off, c_off))
+    row_std = read_noise_std(planes, dac_bits, device)
+    active = planes.any(axis=1) if skip_zero else None
+    return _convert_noisy(part, row_std, active, device, n_vec, n_chunks, dac_bits, lo, hi, out, r_off, c_off)
 
 
-def adc_convert(values: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
-    """One cycle's column values ``[..., cols]`` through the ADC: ``(codes int64, saturations)``."""
+def adc_convert(values: np.ndarray, lo: int, hi: int, device: Device | None = None,
+                row_std: np.ndarray = _NO_READ_NOISE, active: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """One cycle's column values ``[..., cols]`` through the ADC: ``(codes int64, saturations)``;
+    on a ``device`` with its read noise (``row_std``: :func:`read_noise_std` per row of the
+    flattened values) and ADC errors; rows with ``active`` False (skipped cycles) give 0."""
     flat = np.ascontiguousarray(values).reshape(-1, values.shape[-1])
     codes = np.zeros(flat.shape, dtype=np.int64)
-    sat = _adc_shift_add(flat, flat.shape[0], 1, 1, lo, hi, codes, 0, 0)
+    if device is None:
+        sat = _adc_shift_add(flat, flat.shape[0], 1, 1, lo, hi, codes, 0, 0)
+    else:
+        sat = _convert_noisy(flat, row_std, active, device, flat.shape[0], 1, 1, lo, hi, codes, 0, 0)
     return codes.reshape(values.shape), int(sat)
 
 
@@ -192,6 +298,8 @@ def _count_tile(c: Counters, rows: int, cols: int, cycles: int, saturations: int
     c.executes += cycles
     c.adc_conversions += cycles * cols
     c.dac_activations += cycles * rows
+    c.cell_reads += cycles * rows * cols
+    c.shift_adds += cycles * cols
     c.adc_slots += cycles * hw.adc_slots(cols)
     c.adc_saturations += saturations
 
@@ -209,14 +317,14 @@ def _layer_reference(xu, mapped, a_bits, hw, y_phys, counted: Counters) -> None:
             _count_tile(counted, r1 - r0, c1 - c0, cycles, int(sat), hw)
 
 
-def _layer_blas(xu, mapped, a_bits, hw, y_phys, counted: Counters) -> None:
+def _layer_blas(xu, mapped, a_bits, hw, y_phys, counted: Counters, device: Device | None = None) -> None:
     n_vec, n_chunks = xu.shape[0], chunks(a_bits, hw.dac_bits)
     row_tiles = tile_bounds(mapped.phys_rows, hw.rows)
     col_tiles = tile_bounds(mapped.phys_cols, hw.cols)
     rows_max, cols_max = row_tiles[0][1] - row_tiles[0][0], col_tiles[0][1] - col_tiles[0][0]
     dtype = plane_dtype(rows_max, hw.cell_bits, hw.dac_bits)
     block = vector_block(n_chunks, rows_max, cols_max, np.dtype(dtype).itemsize)
-    tiles = {(r0, c0): program_tile(mapped.g[r0:r1, c0:c1], dtype)
+    tiles = {(r0, c0): program_tile(mapped.g[r0:r1, c0:c1], dtype, device)
              for r0, r1 in row_tiles for c0, c1 in col_tiles}
     sats = dict.fromkeys(tiles, 0)
     src = row_sources(mapped.n, mapped.dual)
@@ -228,7 +336,7 @@ def _layer_blas(xu, mapped, a_bits, hw, y_phys, counted: Counters) -> None:
             build_planes(xu[b0 : b0 + nb], src, r0, r1, n_chunks, hw.dac_bits, planes)
             for c0, _ in col_tiles:
                 sats[(r0, c0)] += tile_cycles(planes, tiles[(r0, c0)], nb, n_chunks, hw.dac_bits,
-                                              lo, hi, y_phys, b0, c0)
+                                              lo, hi, y_phys, b0, c0, device)
     for (r0, r1), (c0, c1) in ((r, c) for r in row_tiles for c in col_tiles):
         _count_tile(counted, r1 - r0, c1 - c0, n_vec * n_chunks, sats[(r0, c0)], hw)
 
@@ -242,19 +350,27 @@ def bitserial_layer(
     counters: Counters | None = None,
     correction: np.ndarray | None = None,
     reference: bool = False,
+    device: Device | None = None,
 ) -> np.ndarray:
     """Run unsigned activations ``xu [R, n]`` bit-serially through a mapped layer: ``y int64 [R, m]``.
 
     Every tile of ``hw.rows x hw.cols`` is programmed once and driven with all ``ceil(a/d)``
     chunks of all ``R`` vectors; each conversion is clipped to ``hw.adc_range(rows_used)``.
     ``correction`` (``[m]``) is subtracted at the end. ``counters`` (if given) gets the events
-    counted while running (tile by tile). ``reference=True`` uses the integer-loop tile kernel.
+    counted while running (tile by tile). ``reference=True`` uses the integer-loop tile kernel;
+    ``device`` (BLAS path only) runs on a non-ideal :class:`~cimc.target.noise.Device`.
     """
     xu = _check_layer(xu, mapped, a_bits, hw)
     y_phys = np.zeros((xu.shape[0], mapped.phys_cols), dtype=np.int64)
     counted = Counters()
-    (_layer_reference if reference else _layer_blas)(xu, mapped, a_bits, hw, y_phys, counted)
+    if reference:
+        if device is not None:
+            raise ExecutionError("the integer-loop reference kernel models an ideal device only")
+        _layer_reference(xu, mapped, a_bits, hw, y_phys, counted)
+    else:
+        _layer_blas(xu, mapped, a_bits, hw, y_phys, counted, device)
     y = recombine(y_phys, mapped.recomb, mapped.m)
+    counted.recombine_adds += y_phys.size
     if correction is not None:
         y -= np.asarray(correction, dtype=np.int64)
     if counters is not None:
@@ -280,10 +396,10 @@ def exact_layer(x: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 def crossbar_layer(
     X: np.ndarray, W: np.ndarray, w_bits: int, a_bits: int, signed: bool, hw: Hardware,
-    *, counters: Counters | None = None,
+    *, counters: Counters | None = None, device: Device | None = None,
 ) -> np.ndarray:
     """The whole layer: offset-encode ``X``, map ``W``, run bit-serially, correct. ``int64 [R, m]``."""
     mapped = map_weights(W, w_bits, hw.cell_bits, hw.mapping)
     xu = encode_activations(X, a_bits, signed)
     return bitserial_layer(xu, mapped, a_bits, hw, counters=counters,
-                           correction=input_correction(W, a_bits, signed))
+                           correction=input_correction(W, a_bits, signed), device=device)

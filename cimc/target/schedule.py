@@ -140,6 +140,8 @@ class Schedule:
     counters: Counters
     """Events of one run (writes of the pool only)."""
     events: list[Event] = field(default_factory=list)
+    programming_cells: int = 0
+    """Cells of the one-time programming (every resident tile and copy)."""
 
     @property
     def runs(self) -> int:
@@ -166,7 +168,8 @@ class Schedule:
             "stream_us": self.stream_us, "throughput_per_s": self.throughput_per_s,
             "time_per_inference_us": self.stream_us / self.stream,
             "pool_arrays": self.pool_arrays, "resident_arrays": self.resident_arrays,
-            "programming_writes": self.programming_writes, "programming_us": self.programming_us,
+            "programming_writes": self.programming_writes, "programming_cells": self.programming_cells,
+            "programming_us": self.programming_us,
             "run_writes": self.run_writes, "writes_per_inference": self.writes_per_inference,
             "counters": self.counters.as_dict(),
             "layers": [
@@ -385,11 +388,13 @@ def _evaluate(layers, hw, resident, pool, batch, stream, want_events, replicate)
     for s in slots:
         total += s.counters
     programming = len({arr for arrs in resident.values() for arr in arrs})
+    cells = sum(len(arrs) * layers[li].tiles[ti].rows * layers[li].tiles[ti].cols
+                for (li, ti), arrs in resident.items())
     return Schedule(
         hw=hw, batch=batch, stream=stream, layers=slots, latency_us=latency, interval_us=interval,
         stream_us=latency + (runs - 1) * interval, pool_arrays=len(pool),
         resident_arrays=programming, programming_writes=programming, run_writes=total.writes,
-        counters=total, events=events,
+        counters=total, events=events, programming_cells=cells,
     )
 
 

@@ -1,0 +1,183 @@
+"""Issue 11 item 5: layer descriptors (m, n, P, H) per inference, whatever the axis order.
+
+``cimc report``'s per-layer (m, n, P, H) is compared with a derivation written here from the ONNX
+graph alone (onnx shape inference; the batch N is axis 0 of the graph inputs): per Conv,
+``m = O/G, n = C/G*kh*kw, P = N_out*Ho*Wo/N, H = G``; per Gemm / MatMul with a constant weight,
+``m = out features, n = K, P = rows of the run / N, H = 1``; per MatMul of two activations,
+``m = cols, n = K, P = rows of one operand, H = written operands of the run / N``. Brevitas'
+``QuantMultiheadAttention`` computes sequence-first and folds the heads into the leading axis:
+its projections must count the tokens and QK^T / AV the heads, the same at batch 1 and 3.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import corpus
+from cimc.errors import UnsupportedModelError
+from cimc.frontend import import_onnx
+from cimc.report import xbar_report
+
+#: Corpus models whose graph input is sequence-first ``[tokens, batch, dim]``: cimc takes axis 0
+#: of the inputs as the batch, so their per-inference split is the file's axis 0 (not done:
+#: nothing in a statically shaped file says which input axis is the batch).
+SEQ_FIRST_INPUT = {"qmha_sf", "graph_attn_sf"}
+#: What the crossbar lowering refuses in the corpus, with one line: a zero point on an operand
+#: written at run time (onnxruntime's uint8 attention) and a weight whose integers minus their
+#: zero point need 9 bits (onnxruntime's uint8 MNIST weights).
+XBAR_REFUSED = {"ort_torch_transformer": "the operand written at run time has zero point",
+                "ort_mnist_conv": "needs 9 signed bits"}
+
+
+def _static_names(graph: onnx.GraphProto) -> set[str]:
+    """Values computed from initializers and constants alone (weights and their DQ chains)."""
+    static = {init.name for init in graph.initializer}
+    for node in graph.node:
+        ins = [i for i in node.input if i]
+        if node.op_type == "Constant" or (ins and all(i in static for i in ins)):
+            static.update(node.output)
+    return static
+
+
+def _shapes(model: onnx.ModelProto, names: list[str], batch: int) -> dict[str, list[int]]:
+    """The shapes onnxruntime gives ``names`` on one random input at ``batch`` (graph
+    optimizations off): what a shape-computing subgraph makes of them, no inference needed."""
+    import onnxruntime as ort
+
+    model = copy.deepcopy(model)
+    have = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in have:
+            vi = onnx.ValueInfoProto()
+            vi.name = name
+            vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+            model.graph.output.append(vi)
+            have.add(name)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feed = {}
+    for i in sess.get_inputs():
+        dims = [batch if not isinstance(d, int) else d for d in i.shape]
+        feed[i.name] = np.random.default_rng(0).random(dims, dtype=np.float32)
+    outs = sess.run(None, feed)
+    return {o.name: list(v.shape) for o, v in zip(sess.get_outputs(), outs)}
+
+
+def derive(path: Path, batch: int) -> dict[str, tuple[int, int, int, int]]:
+    """(m, n, P, H) per Conv / Gemm / MatMul node, from the graph's shapes at ``batch``."""
+    model = onnx.load(str(path))
+    nodes = [nd for nd in model.graph.node if nd.op_type in ("Conv", "Gemm", "MatMul")]
+    static = _static_names(model.graph)
+    inits = {i.name: list(i.dims) for i in model.graph.initializer}
+    wanted = [n for nd in nodes for n in (nd.input[0], nd.input[1], nd.output[0]) if n not in inits]
+    shapes = {**inits, **_shapes(model, wanted, batch)}
+    out = {}
+    for node in nodes:
+        a, b, y = shapes[node.input[0]], shapes[node.input[1]], shapes[node.output[0]]
+        attrs = {at.name: onnx.helper.get_attribute_value(at) for at in node.attribute}
+        if node.op_type == "Conv":
+            g = attrs.get("group", 1)
+            o, cg, kh, kw = b
+            out[node.name] = (o // g, cg * kh * kw, y[0] * y[2] * y[3] // batch, g)
+        elif node.input[1] in static:
+            k = b[1] if node.op_type == "Gemm" and attrs.get("transB") else b[-2] if len(b) > 1 else b[0]
+            out[node.name] = (y[-1], k, math.prod(y[:-1]) // batch, 1)
+        else:
+            out[node.name] = (b[-1], b[-2], a[-2], math.prod(b[:-2]) // batch)
+    return out
+
+
+def reported(module, batch: int = 1) -> dict[str, tuple[int, int, int, int]]:
+    rep = xbar_report(module, baseline=False, batch=batch)
+    return {r["name"]: (r["m"], r["n"], r["P"], r["H"]) for r in rep["layers"] if r["kind"] != "host"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in corpus.ENTRIES if n not in SEQ_FIRST_INPUT])
+def test_corpus_descriptors_from_the_graph(name: str) -> None:
+    pytest.importorskip("qonnx", reason="the corpus has qonnx's models (pip install '.[qonnx]')")
+    model = corpus.build(name)
+    path = corpus.reference_path(model)  # QONNX: the QCDQ file onnxruntime runs (same node names)
+    result = import_onnx(model.path)
+    if name in XBAR_REFUSED:
+        with pytest.raises(UnsupportedModelError) as info:
+            reported(result.module)
+        assert XBAR_REFUSED[name] in str(info.value) and "\n" not in str(info.value)
+        return
+    got = reported(result.module)
+    n = model.input_shape[0]
+    want = derive(path, n)
+    assert got == {k: want[k] for k in got}, name
+    assert reported(result.module, batch=3) == got  # a run of 3 inputs: the same per inference
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_mha_heads_and_tokens_at_batch_1_and_3(seed: int, tmp_path: Path) -> None:
+    """QuantMultiheadAttention (sequence-first inside, heads folded into the leading axis):
+    projections P = tokens, QK^T and AV H = heads and P = tokens, equal to the graph's
+    derivation, and the same at batch 1 and 3."""
+    import brevitas_zoo
+
+    case = brevitas_zoo.mha_case(seed, dynamic_batch=True)
+    path = brevitas_zoo.export(case, tmp_path / "mha.onnx")
+    heads, tokens = case.model.mha.num_heads, case.x.shape[1]
+    rows = {}
+    for batch in (1, 3):
+        rows[batch] = reported(import_onnx(path, batch=batch).module)
+        assert rows[batch] == {k: v for k, v in derive(path, batch).items() if k in rows[batch]}
+    assert rows[1] == rows[3]
+    kinds = [(p, h) for (_, _, p, h) in rows[1].values()]
+    assert kinds == [(tokens, 1), (tokens, heads), (tokens, heads), (tokens, 1)], rows[1]
+
+
+def test_mha_xbar_equals_cimq_at_batch_3(tmp_path: Path) -> None:
+    """The regrouped rows compute the same integers: xbar (fast and bit-serial) == cimq."""
+    import brevitas_zoo
+    from cimc.exec import run_at_level
+    from cimc.target.hw import Hardware
+
+    case = brevitas_zoo.mha_case(3, dynamic_batch=True)
+    path = brevitas_zoo.export(case, tmp_path / "mha.onnx")
+    module = import_onnx(path, batch=3).module
+    x = np.random.default_rng(0).standard_normal((3, *case.x.shape[1:])).astype(np.float32)
+    ref = run_at_level(module, "cimq", [x]).outputs
+    for fast in (True, False):
+        out = run_at_level(module, "xbar", [x], hw=Hardware(rows=16, cols=16), fast=fast).outputs
+        for a, b in zip(out, ref):
+            np.testing.assert_array_equal(a, b)
+
+
+#: Corpus models small enough to run bit-serially in the suite (the others: fast path only).
+BIT_SERIAL = {"sfc_2w2a", "tfc_2w2a", "qmha_bf", "qmha_sf", "graph_attn_bf", "graph_attn_sf",
+              "ort_torch_cnn", "ort_residual_block"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in corpus.ENTRIES if n not in XBAR_REFUSED])
+def test_corpus_xbar_equals_cimq(name: str, capsys) -> None:
+    """Must-show 1: ``--level xbar`` equals ``--level cimq`` integer for integer on the corpus
+    (fast path for every model, bit-serial for the small ones), host layers included."""
+    pytest.importorskip("qonnx", reason="the corpus has qonnx's models (pip install '.[qonnx]')")
+    from cimc.exec import run_at_level
+    from cimc.target.hw import Hardware
+
+    model = corpus.build(name)
+    module = import_onnx(model.path).module
+    x = corpus.input_for(model)
+    ref = run_at_level(module, "cimq", [x]).outputs
+    paths = (True, False) if name in BIT_SERIAL else (True,)
+    for fast in paths:
+        out = run_at_level(module, "xbar", [x], hw=Hardware(), fast=fast).outputs
+        for a, b in zip(out, ref):
+            np.testing.assert_array_equal(a, b)
+    with capsys.disabled():
+        print(f"\n[{name}] xbar == cimq ({'fast, bit-serial' if len(paths) == 2 else 'fast'}): "
+              f"{sum(a.size for a in ref)} output integers", end="")
