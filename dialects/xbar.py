@@ -397,7 +397,8 @@ class UnpackOp(IRDLOperation):
             raise VerifyException("xbar.unpack maps [B, H, P, m] to an s32 accumulator")
         size = lambda s: 1 if not s else s[0] * size(s[1:])  # noqa: E731
         static = min(*xs, *ys) >= 0
-        if xs[-1] != ys[-1] or (size(xs) != size(ys) if static else size(xs[1:]) != size(ys[1:])):
+        last = ys[-1] if ys else 1  # m = 1: a vector weight's product drops the axis
+        if (xs[-1] != last and xs[-1] != 1) or (size(xs) != size(ys) if static else size(xs[1:]) != size(ys[1:])):
             raise VerifyException(f"xbar.unpack: {list(xs)} does not reshape into {list(ys)}")
 
 
@@ -430,8 +431,8 @@ class _Product(IRDLOperation):
         _check_bits(wb, ab, op)
         _check_fits(w, wb, "the weight", op, as_signed=True)
         _check_fits(x, ab, "the input", op, as_signed=False)
-        if x.zp or w.zp:
-            raise VerifyException(f"{op}: crossbar operands need zero point 0")
+        if w.zp:  # a streamed zero point is removed digitally: the product is (x - zp) @ w
+            raise VerifyException(f"{op}: the stored operand needs zero point 0 (store w - zp)")
         if len(xs) != 4 or len(ws) != rhs_rank or len(ys) != 4:
             raise VerifyException(
                 f"{op}: expected lhs [B, H, P, n], rhs of rank {rhs_rank}, result [B, H, P, m]"
@@ -641,6 +642,8 @@ class MapOp(IRDLOperation):
     mapping = prop_def(StringAttr)
     blocks = opt_prop_def(IntegerAttr[I64])
     """``k`` repeats per block-diagonal matrix: cells ``<ceil(H/k) x .. x ..>`` (``xbar-pack``)."""
+    a_zp = opt_prop_def(IntegerAttr[I64])
+    """The streamed input's zero point ``zx``: the correction also removes ``zx * colsum(w)``."""
     columns = opt_prop_def(DenseArrayBase)
     """The physical columns kept (ascending); the others hold only zero cells and are dropped
     (``xbar-skip-zero-weights``)."""

@@ -5,7 +5,9 @@
   repeats of one ``(m = C_out/G, n = C_in/G*kh*kw, P = Ho*Wo)`` layer (``kind = "depthwise"``
   when every group has one input channel).
 * ``cimq.matmul`` (static ``[K, N]`` weight) -> ``cimq.reshape`` to ``[B, 1, P, K]`` (``P`` =
-  the rows streamed per inference, the tokens) + ``xbar.matmul`` (``H = 1``) + ``xbar.unpack``.
+  the rows streamed per inference, the tokens) + ``xbar.matmul`` (``H = 1``) + ``xbar.unpack``;
+  a vector weight ``[K]`` is one output column; a batch of weights ``[..., K, N]`` is ``H`` =
+  their number repeats (as a grouped convolution's), the input's leading dims ending with theirs.
 * ``cimq.matmul_act`` (attention) -> ``xbar.matmul_dyn``: the leading dims become ``[B, H]``
   (``H`` = the right operands written per inference, the heads), ``P`` = the streamed rows
   (queries), the right operand is written at run time.
@@ -20,6 +22,12 @@ the layout (the products are row-wise, so regrouping the rows by inference is ex
 Each layer keeps its name (``layer``), bits and signedness. The streamed operand uses its own bit
 width; the stored operand uses its width if signed and one bit more if unsigned (its values must
 be signed integers on the crossbar). Everything else stays a cimq host op.
+
+Zero points: a streamed operand's integers are streamed as stored and its zero point ``zx`` is
+removed digitally with the signed-input offset (``xbar.map``'s ``a_zp``: the correction is
+``(offset + zx) * colsum(w)``; ``xbar.im2col`` pads with ``zx``). A static weight with zero
+point ``zw`` is stored as ``w - zw`` (one signed bit more than its type). An operand written at
+run time with a zero point is refused with one line.
 """
 
 from __future__ import annotations
@@ -60,6 +68,22 @@ def weight_array(value: SSAValue, where: str) -> np.ndarray:
     return arr.reshape(shape)
 
 
+def centered_weight(W: np.ndarray, qt: cimq.QuantType, name: str) -> tuple[np.ndarray, cimq.QuantType]:
+    """A static weight with zero point ``zw`` as the signed integers ``W - zw`` the crossbar
+    stores, scale 1: the type's width when they fit it, else one bit more (the span keeps its
+    size but moves)."""
+    if not qt.zp:
+        return W, qt.with_scales(1.0)
+    c = np.asarray(W, dtype=np.int64) - qt.zp
+    lo, hi = (int(c.min()), int(c.max())) if c.size else (0, 0)
+    fits = -(1 << (qt.width - 1)) <= lo and hi < (1 << (qt.width - 1))
+    if not fits and qt.width >= 8:
+        raise UnsupportedModelError(
+            f"layer '{name}': the weight minus its zero point {qt.zp} spans [{lo}, {hi}], which "
+            f"needs {qt.width + 1} signed bits (at most 8; run it with --level cimq)")
+    return c, cimq.QuantType(qt.width if fits else qt.width + 1, True, 1.0)
+
+
 def blob_const(array: np.ndarray, key: str, result_type: TensorType) -> cimq.ConstOp:
     """A ``cimq.const`` holding ``array`` as a ``#cimq.blob`` of the module, as int8 when the
     values fit (crossbar weights always do), else int64."""
@@ -98,12 +122,11 @@ def _reshape(value: SSAValue, shape: list[int], onnx_shape: list[int]) -> cimq.R
 
 def _product(cls, x: SSAValue, w: SSAValue, out_shape: list[int], name: str, kind: str):
     """An ``xbar.matmul``/``xbar.matmul_dyn`` with bits taken from the operand types."""
-    for value, what in ((x, "streamed"), (w, "stored")):
-        if _qtype(value).zp:
-            raise UnsupportedModelError(
-                f"layer '{name}': the {what} operand has zero point {_qtype(value).zp}, which "
-                "is not mapped to crossbars yet (run it with --level cimq)"
-            )
+    if _qtype(w).zp:  # a static weight's is folded (weight_operand); a written one is not
+        raise UnsupportedModelError(
+            f"layer '{name}': the operand written at run time has zero point {_qtype(w).zp}, "
+            "which is not mapped to crossbars yet (run it with --level cimq)"
+        )
     wb = xbar.operand_bits(_qtype(w))
     ab = _qtype(x).width
     if wb > 8:
@@ -187,8 +210,8 @@ class ConvToXbar(RewritePattern):
         o, cg, kh, kw = W.shape
         g = op.group.value.data
         mg, ng = o // g, cg * kh * kw
+        W, wq = centered_weight(W, _qtype(op.weight), name)
         wx = W.reshape(g, mg, ng).transpose(0, 2, 1)  # [G, n_g, m_g]
-        wq = _qtype(op.weight).with_scales(1.0)
         wconst = blob_const(wx, f"{name}.xbar_weight", TensorType(wq, [g, ng, mg]))
         wconst.output.name_hint = f"{_hint(name)}_w"
         xs = _shape(op.input)
@@ -214,6 +237,25 @@ class ConvToXbar(RewritePattern):
         _erase_if_dead(weight, rewriter)
 
 
+def _weight_batch(name: str, xs: list[int], lead: list[int]) -> tuple[int, int]:
+    """``(B, P)`` of an input ``xs`` times a batch of constant weights ``[*lead, K, N]``: the
+    input's leading dims must end with ``lead`` (weight ``h`` multiplies rows of head ``h``, as
+    the ``H`` repeats of a grouped convolution); the dims before it are the batch."""
+    xl = xs[:-2]
+    if len(xl) < len(lead) or xl[len(xl) - len(lead):] != lead:
+        raise UnsupportedModelError(
+            f"linear layer '{name}': input {xs} against the weight batch {lead} broadcasts the "
+            "input, which is not mapped to crossbars (run it with --level cimq)")
+    prefix = xl[: len(xl) - len(lead)]
+    if prefix and prefix[0] < 0:
+        if math.prod(prefix[1:]) != 1:
+            raise UnsupportedModelError(
+                f"linear layer '{name}': input {xs} has several batch dims before the weight "
+                f"batch {lead}, which is not mapped to crossbars (run it with --level cimq)")
+        return prefix[0], xs[-2]
+    return math.prod(prefix), xs[-2]
+
+
 @dataclass
 class MatMulToXbar(RewritePattern):
     namer: _Namer
@@ -223,19 +265,18 @@ class MatMulToXbar(RewritePattern):
     def match_and_rewrite(self, op: cimq.MatMulOp, rewriter: PatternRewriter) -> None:
         name = self.namer.name(op, "linear")
         W = weight_array(op.weight, f"linear layer '{name}'")
-        if W.ndim != 2:
-            raise UnsupportedModelError(
-                f"linear layer '{name}': a batched constant weight {list(W.shape)} is not "
-                "mapped to crossbars yet (only [K, N] weights)"
-            )
-        k, n_out = W.shape
         xs = _shape(op.input)
-        b, p = per_inference(xs[:-1], self.batch)
-        wq = _qtype(op.weight).with_scales(1.0)
-        wconst = blob_const(W[None], f"{name}.xbar_weight", TensorType(wq, [1, k, n_out]))
+        k, n_out = (W.shape[0], 1) if W.ndim == 1 else W.shape[-2:]
+        h = math.prod(W.shape[:-2])
+        if h == 1:  # [K, N], a vector [K] (one output column), or leading ones
+            b, p = per_inference(xs[:-1], self.batch)
+        else:
+            b, p = _weight_batch(name, xs, list(W.shape[:-2]))
+        W, wq = centered_weight(W.reshape(h, k, n_out), _qtype(op.weight), name)
+        wconst = blob_const(W, f"{name}.xbar_weight", TensorType(wq, [h, k, n_out]))
         wconst.output.name_hint = f"{_hint(name)}_w"
-        rows = _reshape(op.input, [b, 1, p, k], [_first(b, xs), 1, p, k])
-        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, 1, p, n_out], name, "linear")
+        rows = _reshape(op.input, [b, h, p, k], [_first(b, xs), h, p, k])
+        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, h, p, n_out], name, "linear")
         rows.output.name_hint, mm.output.name_hint = f"{_hint(name)}_rows", f"{_hint(name)}_mm"
         back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
         weight = op.weight

@@ -170,6 +170,8 @@ def build_layer(
         }
         if k > 1:
             map_props["blocks"] = xbar.i64_attr(k)
+        if xq.zp:
+            map_props["a_zp"] = xbar.i64_attr(xq.zp)
         if plan.columns is not None:
             map_props["columns"] = cimq.i64_array(plan.columns)
         mapped = xbar.MapOp.create(

@@ -211,18 +211,83 @@ def test_zero_points_run_exactly(x_zp: int, w_zp: int, tmp_path: Path) -> None:
     assert c.input.type.element_type.zp == x_zp and c.weight.type.element_type.zp == w_zp
 
 
-def test_zero_point_not_yet_on_crossbars(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("x_zp", "w_zp"), [(128, 0), (100, 3), (0, -2), (37, 0)])
+def test_zero_points_on_crossbars(x_zp: int, w_zp: int, tmp_path: Path) -> None:
+    """Zero points on crossbars (issue 11 item 3): the streamed input's is removed digitally with
+    the signed-input offset (padding with it), a static weight's folded into the stored
+    integers; xbar bit-serial and fast path equal cimq integer for integer."""
+    from cimc.exec import run_at_level
+    from cimc.target.hw import Hardware
+
+    w_inits, w_nodes = weight("w", W_CONV, zp=w_zp)
+    body = [*w_nodes, conv("a", "c", pads=[1, 1, 1, 1]), n("Relu", ["c"], ["r"], "relu"),
+            n("Flatten", ["r"], ["y"], "flat")]
+    x_type = np.uint8 if x_zp > 0 else np.int8
+    model = model_of(body, w_inits, [2, 2, 6, 6], x_zp=x_zp, x_type=x_type)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    module = import_onnx(path).module
+    x = (np.random.default_rng(x_zp).standard_normal((2, 2, 6, 6)) * 2).astype(np.float32)
+    ref = run_at_level(module, "cimq", [x]).outputs
+    for fast in (True, False):
+        out = run_at_level(module, "xbar", [x], hw=Hardware(rows=16, cols=8), fast=fast).outputs
+        for a, b in zip(out, ref):
+            np.testing.assert_array_equal(a, b)
+
+
+WEIGHT_BATCHES = {  # x shape, weight shape, (m, n, P, H) reported
+    "heads": ([2, 3, 4, 5], (3, 5, 6), (6, 5, 4, 3)),
+    "vector": ([2, 4, 5], (5,), (1, 5, 4, 1)),
+    "leading_one": ([2, 4, 5], (1, 5, 6), (6, 5, 4, 1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WEIGHT_BATCHES))
+def test_batched_and_vector_constant_weights_on_crossbars(case: str, tmp_path: Path) -> None:
+    """MatMul with a batch of constant weights ``[H, K, N]`` (H repeats, as a grouped
+    convolution's) or a vector ``[K]`` (one column) maps; xbar == cimq, bit-serial and fast."""
+    from cimc.exec import run_at_level
+    from cimc.report import xbar_report
+    from cimc.target.hw import Hardware
+
+    x_shape, w_shape, desc = WEIGHT_BATCHES[case]
+    w_inits, w_nodes = weight("w", w_shape, zp=1)
+    model = model_of([*w_nodes, n("MatMul", ["a", "w_f"], ["y"], "mm")], w_inits, x_shape)
+    run_both(model, tmp_path)
+    module = import_onnx(tmp_path / "m.onnx").module
+    (row,) = xbar_report(module, baseline=False)["layers"]
+    assert (row["m"], row["n"], row["P"], row["H"]) == desc
+    x = (np.random.default_rng(1).standard_normal(x_shape) * 2).astype(np.float32)
+    ref = run_at_level(module, "cimq", [x]).outputs
+    for fast in (True, False):
+        out = run_at_level(module, "xbar", [x], hw=Hardware(rows=16, cols=8), fast=fast).outputs
+        np.testing.assert_array_equal(out[0], ref[0])
+
+
+def test_broadcast_input_against_weight_batch_refused(tmp_path: Path) -> None:
     from cimc.pipeline import lower
 
-    w_inits, w_nodes = weight("w", W_CONV)
-    model = model_of([*w_nodes, conv("a", "y")], w_inits, [1, 2, 6, 6], x_zp=128,
-                     x_type=np.uint8)
+    w_inits, w_nodes = weight("w", (3, 5, 6))
+    model = model_of([*w_nodes, n("MatMul", ["a", "w_f"], ["y"], "mm")], w_inits, [4, 5])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(UnsupportedModelError) as info:
+        lower(import_onnx(tmp_path / "m.onnx").module, "xbar-mm")
+    assert str(info.value).startswith("linear layer 'mm': input [4, 5] against the weight batch [3]")
+
+
+def test_written_operand_zero_point_refused(tmp_path: Path) -> None:
+    """MatMul of two activations whose right operand (written at run time) has a zero point:
+    one line naming the layer."""
+    from cimc.pipeline import lower
+
+    body = [n("Transpose", ["a"], ["t"], "tr", perm=[0, 1, 3, 2]), n("MatMul", ["a", "t"], ["y"], "mm")]
+    model = model_of(body, [], [1, 2, 6, 6], x_zp=128, x_type=np.uint8)
     onnx.save(model, str(tmp_path / "m.onnx"))
     module = import_onnx(tmp_path / "m.onnx").module
     with pytest.raises(UnsupportedModelError) as info:
         lower(module, "xbar-mm")
-    assert str(info.value) == ("layer 'conv': the streamed operand has zero point 128, which is "
-                               "not mapped to crossbars yet (run it with --level cimq)")
+    assert str(info.value) == ("layer 'mm': the operand written at run time has zero point 128, "
+                               "which is not mapped to crossbars yet (run it with --level cimq)")
 
 
 def test_onnxruntime_quantize_static(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ def im2col_grouped(
     pads: tuple[int, int, int, int],
     dilations: tuple[int, int],
     dtype: np.dtype | type | None = None,
+    pad_value: int = 0,
 ) -> np.ndarray:
-    """Zero-padded grouped im2col of NCHW ``x``: ``[B, groups, Ho*Wo, Cg*kh*kw]``, equal to
+    """Padded (``pad_value``: the input's zero point, 0 by default) grouped im2col of NCHW ``x``: ``[B, groups, Ho*Wo, Cg*kh*kw]``, equal to
     stacking :func:`cimc.semantics.im2col` of every channel group.
 
     The patches are written channel-major (``[B, G, Cg, kh, kw, Ho, Wo]`` in memory, one strided
@@ -51,7 +52,7 @@ def im2col_grouped(
         want = want if exact else x.dtype
     cols = np.empty((n, groups, cg, kh, kw, max(ho, 0), max(wo, 0)), dtype=want)
     if cols.size:
-        xp = np.zeros((n, groups, cg, h + pt + pb, w + pl + pr), dtype=want)
+        xp = np.full((n, groups, cg, h + pt + pb, w + pl + pr), pad_value, dtype=want)
         xp[:, :, :, pt : pt + h, pl : pl + w] = x.reshape(n, groups, cg, h, w)
         for ky in range(kh):
             y0 = ky * dh

@@ -165,6 +165,7 @@ class XbarFunctions(InterpreterFunctions):
             im2col_grouped(
                 args[0], op.groups.value.data, cimq.ints(op.kernel), cimq.ints(op.strides),  # type: ignore[arg-type]
                 cimq.ints(op.pads), cimq.ints(op.dilations), dtype,  # type: ignore[arg-type]
+                _zero_point(op.input),
             ),
         )
 
@@ -201,14 +202,14 @@ class XbarFunctions(InterpreterFunctions):
         self._ideal_only(op)
         x, w = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(x, w, static_blob(op.rhs)),)
+        return (fast_matmul(_centered(x, op.lhs), w, static_blob(op.rhs)),)
 
     @impl(xbar.MatMulDynOp)
     def run_matmul_dyn(self, interp: Interpreter, op: xbar.MatMulDynOp, args: tuple[Any, ...]):
         self._ideal_only(op)
         x, r = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(x, r),)
+        return (fast_matmul(_centered(x, op.lhs), r),)
 
     # ---------------------------------------------------------------- xbar level
 
@@ -235,7 +236,7 @@ class XbarFunctions(InterpreterFunctions):
             raise ExecutionError(f"layer '{prog.name}': the fast path models an ideal device; "
                                  "run noise with fast=False")
         if self.fast or (self.fast is None and lossless and self.device is None):
-            y = fast_matmul(x, w, blob)
+            y = fast_matmul(_centered(x, op.operands[0]), w, blob)
             record.counters = prog.counters(x.shape[0], self.hw)
             if prog.skip_zero:
                 self._fast_skips(record, prog, x)
@@ -284,22 +285,23 @@ class XbarFunctions(InterpreterFunctions):
         cols = np.asarray(cimq.ints(op.columns), dtype=np.int64) if op.columns is not None else None
         c, m = cells_t.cell_bits.data, w.shape[-1] * k
         a_bits, signed = op.a_bits.value.data, bool(op.a_signed.value.data)
+        zx = op.a_zp.value.data if op.a_zp is not None else 0
         recomb = recomb_table(m, wb, c, mapping, s)
         recomb = recomb if cols is None else recomb[cols]
         if op.is_dynamic:
             r = np.asarray(w, dtype=np.int64)
             r = block_diagonal(r, k) if k > 1 else r
             cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map") for b in range(r.shape[0])])
-            return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed)
+            return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed, zx)
         where = f"layer '{self.current.name}'" if self.current is not None else "xbar.map"
         blob = self.current.weight if self.current is not None else None
 
         def make(_: Any) -> tuple[np.ndarray, np.ndarray]:
             wk = block_diagonal(np.asarray(w), k) if k > 1 else w
             cells = map_cells(wk, wb, c, mapping, s, where=where)
-            return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed)
+            return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed, zx)
 
-        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, k, None if cols is None else cols.tobytes())
+        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, zx, k, None if cols is None else cols.tobytes())
         cells, corr = blob.derived(key, make) if blob is not None else make(None)
         return cells, recomb, corr
 
@@ -541,3 +543,15 @@ class FusedChunkLoops(InterpreterFunctions):
         for i in range(lb, ub, step):
             values = interp.run_ssacfg_region(op.body, (i, *values), "for_loop")
         return values
+
+
+def _zero_point(value: Any) -> int:
+    """The zero point of a quantized value's type (0 for anything else)."""
+    t = value.type
+    return t.element_type.zp if isinstance(t, TensorType) and isinstance(t.element_type, cimq.QuantType) else 0
+
+
+def _centered(x: np.ndarray, value: Any) -> np.ndarray:
+    """The streamed integers minus their zero point (what the crossbar's correction leaves)."""
+    zp = _zero_point(value)
+    return np.asarray(x, dtype=np.int64) - zp if zp else x

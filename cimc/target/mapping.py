@@ -53,9 +53,11 @@ def activation_offset(a_bits: int, signed: bool) -> int:
     return (1 << (a_bits - 1)) if signed else 0
 
 
-def correction(W: np.ndarray, a_bits: int, signed: bool) -> np.ndarray:
-    """``offset * colsum(W)`` over the input axis (``W [..., n, m]`` -> ``[..., m]``), int64."""
-    return activation_offset(a_bits, signed) * np.asarray(W).sum(axis=-2, dtype=np.int64)
+def correction(W: np.ndarray, a_bits: int, signed: bool, zero_point: int = 0) -> np.ndarray:
+    """``(offset + zero_point) * colsum(W)`` over the input axis (``W [..., n, m]`` ->
+    ``[..., m]``), int64: what ``(x + offset) @ W`` holds beyond ``(x - zero_point) @ W``
+    (the streamed integers are ``x`` as stored; an input zero point is removed digitally)."""
+    return (activation_offset(a_bits, signed) + zero_point) * np.asarray(W).sum(axis=-2, dtype=np.int64)
 
 
 def encode_activations(X: np.ndarray, a_bits: int, signed: bool) -> np.ndarray:
