@@ -537,7 +537,7 @@ def search_cmd(
     config: Annotated[Optional[Path], typer.Option(help="SearchConfig JSON; options given override it.")] = None,
     cell_constraint: Annotated[Optional[bool], typer.Option("--cell-constraint/--no-cell-constraint", help="Weight bits multiples of the cell bits (default on).")] = None,
     first_last: Annotated[Optional[bool], typer.Option("--first-last/--no-first-last", help="First and last layers at 8/8 (default on).")] = None,
-    budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard latency budget as a fraction of W8A8.")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard budget on the objective (latency, energy or EDP) as a fraction of W8A8.")] = None,
     uniform: Annotated[bool, typer.Option("--uniform/--no-uniform", help="Also evaluate W8A8, W6A6, W4A4, W2A2.")] = False,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Final QAT at the best policy, ONNX export and its report.")] = True,
     final_epochs: Annotated[float, typer.Option(help="Epochs of the final QAT at the best policy.")] = 1.0,

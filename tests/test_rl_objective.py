@@ -140,3 +140,57 @@ def test_search_objective_bad_input_one_line(tmp_path: Path, extra: list[str], n
                           capture_output=True, text=True, timeout=300)
     assert_one_line_error(proc, needle)
     assert not (tmp_path / "s").exists()
+
+
+class _BitOpsEnergy:
+    """A static energy for the search loop's own test: the closed-form latency, and an energy of
+    one unit per weight bit x input bit x MAC (not proportional to the latency)."""
+
+    objective = "energy"
+
+    def __init__(self) -> None:
+        from cimc.rl.costs import ClosedFormCost
+        from cimc.target.hw import Hardware
+        from test_rl_search import DESCS
+
+        self.inner = ClosedFormCost(DESCS, Hardware())
+        self.macs = np.array([d.m * d.n * d.P * d.H for d in DESCS], dtype=np.float64)
+
+    def latency(self, policy: np.ndarray) -> float:
+        return self.inner.latency(policy)
+
+    def baseline_latency(self) -> float:
+        return self.inner.baseline_latency()
+
+    def figures(self, policy: np.ndarray) -> dict[str, float]:
+        pol = np.asarray(policy, dtype=np.float64)
+        energy = float((pol[:, 0] * pol[:, 1] * self.macs).sum() * 1e-6)
+        return {"energy_uj": energy, "edp_uj_us": energy * self.latency(policy)}
+
+    def value(self, policy: np.ndarray) -> float:
+        return self.figures(policy)["energy_uj"]
+
+    def baseline_value(self) -> float:
+        return self.value(np.full((len(self.macs), 2), 8, dtype=np.int64))
+
+
+def test_energy_budget_mode(tmp_path: Path) -> None:
+    """HAQ's budget mode bounds the objective: every episode's energy is within the budget, the
+    cost ratio is energy over W8A8's and latency / speedup keep their meaning."""
+    from test_rl_search import _config, _spec, synthetic_accuracy
+
+    from cimc.rl.search import run_search
+
+    cost = _BitOpsEnergy()
+    cfg = _config(episodes=6, reward_mode="budget", latency_budget=0.3, cell_constraint=False)
+    res = run_search(cfg, _spec(), cost, synthetic_accuracy, tmp_path, progress=False)
+    base = cost.baseline_value()
+    for r in read_episodes(tmp_path / "episodes.jsonl"):
+        assert r["objective"] == "energy"
+        assert r["energy_uj"] <= 0.3 * base * (1 + 1e-12)
+        assert r["cost_ratio"] == pytest.approx(r["energy_uj"] / base, rel=1e-12)
+        assert r["latency_us"] == cost.latency(np.array(r["policy"]))
+        assert r["speedup"] == pytest.approx(res.baseline_latency_us / r["latency_us"], rel=1e-12)
+    with pytest.raises(CimcError, match="energy budget 0.001 x W8A8 is unreachable"):
+        run_search(_config(episodes=2, reward_mode="budget", latency_budget=0.001), _spec(), cost,
+                   synthetic_accuracy, tmp_path / "x", progress=False)
