@@ -505,6 +505,10 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     with atomic_output(out / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")  # type: ignore[attr-defined]
     _print_report(res, spec.names, cost_model, rows, final)
+    if objective != "latency":
+        print(f"{objective} (preset {summary['energy_preset']}): best policy {summary['best_energy_uj']:.4g} uJ, "
+              f"EDP {summary['best_edp_uj_us']:.4g} uJ*us; W8A8 {summary['baseline_energy_uj']:.4g} uJ, "
+              f"EDP {summary['baseline_edp_uj_us']:.4g} uJ*us; gain {summary['best_objective_gain']:.3f}x")
     Console().print(_time_table(res.history, cfg.workers))
     print(f"best policy: {out / 'best_policy.npy'}  summary: {out / 'summary.json'}"
           + (f"  model: {final['best_model_onnx']}  report: {out / 'best_report.json'}" if final else ""))

@@ -60,6 +60,7 @@ def test_search_energy_objective_end_to_end(tmp_path: Path, monkeypatch, capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["objective"] == "energy" and summary["energy_preset"] == PRESET
+    assert f"energy (preset {PRESET}): best policy" in stdout
     recs = read_episodes(out / "episodes.jsonl")
     assert len(recs) == 3
     base_e = summary["baseline_energy_uj"]
@@ -194,3 +195,18 @@ def test_energy_budget_mode(tmp_path: Path) -> None:
     with pytest.raises(CimcError, match="energy budget 0.001 x W8A8 is unreachable"):
         run_search(_config(episodes=2, reward_mode="budget", latency_budget=0.001), _spec(), cost,
                    synthetic_accuracy, tmp_path / "x", progress=False)
+
+
+def test_uniform_policies_reward_the_objective() -> None:
+    """``--uniform`` rows of an energy search are rewarded with the energy ratio."""
+    from test_rl_search import _config, _spec, synthetic_accuracy
+
+    from cimc.rl.baselines import uniform_policies
+    from cimc.rl.env import reward
+
+    cost = _BitOpsEnergy()
+    cfg = _config(first_last_8bit=False)
+    rows = uniform_policies(cfg, _spec(), cost, synthetic_accuracy, acc_8bit=90.0)
+    w4 = next(r for r in rows if r.label == "W4A4")
+    assert w4.reward == pytest.approx(reward(w4.accuracy, 90.0, cfg.allowed_drop, 0.25), rel=1e-12)
+    assert w4.speedup == pytest.approx(cost.baseline_latency() / w4.latency_us, rel=1e-12)
