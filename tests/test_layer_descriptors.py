@@ -119,6 +119,34 @@ def test_corpus_descriptors_from_the_graph(name: str) -> None:
     assert reported(result.module, batch=3) == got  # a run of 3 inputs: the same per inference
 
 
+#: Corpus models whose graph takes another batch once its input's axis 0 is made symbolic (the
+#: others bake the batch into Reshape shapes: Brevitas' flatten / MHA exports, ShuffleNet).
+REBATCHABLE = ["graph_cnn", "ort_residual_block", "ort_light_squeezenet", "ort_torch_cnn",
+               "qonnx_espcn_nn_resize", "qonnx_espcn_nn_resize_qcdq", "qonnx_espcn_subpixel"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REBATCHABLE)
+def test_corpus_descriptors_at_batch_3(name: str, tmp_path: Path) -> None:
+    """The same models with a symbolic batch imported at batch 3: (m, n, P, H) equal the graph's
+    derivation at batch 3 and the ones at batch 1 (cost per inference does not move)."""
+    pytest.importorskip("qonnx", reason="the corpus has qonnx's models (pip install '.[qonnx]')")
+    model = corpus.build(name)
+    graph = onnx.load(str(corpus.reference_path(model)))
+    inits = {i.name for i in graph.graph.initializer}
+    for vi in [*graph.graph.input, *graph.graph.output]:
+        if vi.name not in inits:
+            vi.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del graph.graph.value_info[:]
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(graph, str(path))
+    at1 = reported(import_onnx(path, batch=1).module)
+    at3 = reported(import_onnx(path, batch=3).module)
+    want = derive(path, 3)
+    assert at3 == {k: want[k] for k in at3}
+    assert at3 == at1
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_mha_heads_and_tokens_at_batch_1_and_3(seed: int, tmp_path: Path) -> None:
     """QuantMultiheadAttention (sequence-first inside, heads folded into the leading axis):
