@@ -123,6 +123,20 @@ def one_time_programming(chip: dict[str, Any], energy: EnergyModel) -> dict[str,
     return {"cells_written": cells, "energy_uj": e["energy_uj"]}
 
 
+def program_energy(module: ModuleOp, rows: list[dict[str, Any]], hw: Hardware,
+                   energy: EnergyModel) -> dict[str, float]:
+    """Total energy of an ``xbar`` module whose :func:`layer_rows` are ``rows``, as
+    :func:`xbar_report` computes it (chip schedule of one run of batch 1, the layers' energy over
+    their scheduled time, the host ops row): ``latency_us`` (the report's total), ``energy_uj``,
+    ``edp_uj_us``. ``rows`` are not changed."""
+    chip = chip_summary(module, hw)
+    timed = [dict(r, latency_us=slot["latency_us"]) for r, slot in zip(rows, chip["layers"], strict=True)]
+    add_layer_energy(timed, chip["layers"], energy)
+    latency = sum(r["latency_us"] for r in timed)
+    total = total_fields((*timed, host_ops_row(module, energy)), latency)
+    return {"latency_us": latency, "energy_uj": total["energy_uj"], "edp_uj_us": total["edp_uj_us"]}
+
+
 def _ratio(base: float, value: float) -> float:
     return base / value if value else float("inf")
 

@@ -55,7 +55,8 @@ def uniform_policies(config: SearchConfig, env_spec: EnvSpec | Sequence[LayerInf
 
     The first/last constraint of ``config`` is applied (so with it on, "W4A4" keeps the first and
     last layers at 8/8, as the search would); the cell constraint is not (a uniform policy is
-    given, not chosen). The reward uses ``acc_8bit`` (or ``config.acc_8bit``, or the W8A8 result).
+    given, not chosen). The reward uses ``acc_8bit`` (or ``config.acc_8bit``, or the W8A8 result)
+    and the cost ratio of the cost model's objective (``latency`` unless it has an ``objective``).
     """
     spec = as_env_spec(env_spec)
     n = len(spec.layers)
@@ -80,6 +81,13 @@ def uniform_policies(config: SearchConfig, env_spec: EnvSpec | Sequence[LayerInf
         ref = next((acc for label, _, _, acc in rows if label == "W8A8"), None)
     if ref is None:
         ref = run(uniform_policy(n, 8))[1]
+    objective = getattr(cost_model, "objective", "latency")
+
+    def ratio(pol: np.ndarray, lat: float) -> float:  # the reward's cost ratio (the objective's)
+        if objective == "latency":
+            return lat / base
+        return float(cost_model.value(pol)) / float(cost_model.baseline_value())  # type: ignore[attr-defined]
+
     return [UniformResult(label, pol, lat, base / lat, acc,
-                          reward(acc, ref, config.allowed_drop, lat / base))
+                          reward(acc, ref, config.allowed_drop, ratio(pol, lat)))
             for label, pol, lat, acc in rows]

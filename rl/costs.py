@@ -22,6 +22,13 @@ from cimc.errors import CimcError
 from cimc.rl.env import SearchConfig, uniform_policy, weight_choices
 
 
+OBJECTIVES = ("latency", "energy", "edp")
+"""What a search can minimise (``--objective``)."""
+
+OBJECTIVE_FIGURE = {"latency": "latency_us", "energy": "energy_uj", "edp": "edp_uj_us"}
+"""The report's figure (key and unit) of each objective."""
+
+
 @runtime_checkable
 class CostModel(Protocol):
     """The latency of a policy, in microseconds, and of the W8A8 baseline."""

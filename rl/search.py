@@ -31,6 +31,13 @@ Files in ``out_dir``:
   loses or repeats no episode (a round cut by the kill is played again, identically);
 - ``search.png``: reward and speedup over the episodes and the best policy's bits per layer.
 
+The objective (``--objective``) is the cost model's ``objective`` attribute (``latency`` when it
+has none). For ``energy`` or ``edp`` the reward's ``cost_ratio`` is the policy's energy (or
+energy-delay product) over W8A8's, from the cost model's ``value(policy)``; the records then also
+hold ``objective``, ``energy_uj``, ``edp_uj_us`` and ``objective_gain`` (1 / cost ratio), while
+``latency_us`` and ``speedup`` keep their latency meaning. A latency search writes exactly what it
+wrote before.
+
 The environment variable ``CIMC_SEARCH_KILL_AT`` makes the process SIGKILL itself (for tests):
 ``K`` right after the checkpoint of the round that finishes episode ``K - 1`` is written (before
 its lines are appended to ``episodes.jsonl``), ``K:mid`` in the round of episode index ``K``
@@ -53,7 +60,7 @@ import numpy as np
 
 from cimc.cli_util import atomic_output, atomic_write_bytes
 from cimc.errors import CimcError
-from cimc.rl.costs import ClosedFormCost, CostModel, FunctionCost  # noqa: F401  (re-exported)
+from cimc.rl.costs import OBJECTIVE_FIGURE, ClosedFormCost, CostModel, FunctionCost  # noqa: F401  (re-exported)
 from cimc.rl.env import (
     BitWidthEnv,
     LayerInfo,
@@ -223,6 +230,8 @@ class _Search:
         self.spec = spec
         self.cost = cost_model
         self.measured = bool(getattr(cost_model, "measured", False))
+        self.objective: str = getattr(cost_model, "objective", "latency")
+        self.baseline_value = 0.0  # the objective's figure at W8A8
         self.executor = executor
         self.out_dir = out_dir
         self.env = BitWidthEnv(spec.layers, config)
@@ -286,6 +295,7 @@ class _Search:
             "cost_cache": self.cost_cache,
             "acc_8bit": self.acc_8bit,
             "baseline_us": self.baseline_us,
+            **({"objective": self.objective} if self.objective != "latency" else {}),
             "global_torch_rng": torch.get_rng_state(),
             "global_numpy_rng": np.random.get_state(),
         }
@@ -320,6 +330,11 @@ class _Search:
             self.cost.note(_key_policy(k), lat)  # type: ignore[attr-defined]
         self.acc_8bit = ck["acc_8bit"]
         self.baseline_us = float(ck["baseline_us"])
+        if ck.get("objective", "latency") != self.objective:
+            raise CimcError(f"{self.ckpt_path}: the checkpoint is of a search for "
+                            f"{ck.get('objective', 'latency')}, not {self.objective}; resume with "
+                            "the same --objective or use another --out")
+        self.baseline_value = self.objective_baseline()
         self.next_episode = int(ck["next_episode"])
         torch.set_rng_state(ck["global_torch_rng"])
         np.random.set_state(ck["global_numpy_rng"])
@@ -335,13 +350,35 @@ class _Search:
         self.baseline_us = float(self.cost.baseline_latency())
         if not self.baseline_us > 0:
             raise CimcError(f"search: the W8A8 baseline latency is {self.baseline_us}; it must be > 0")
+        self.baseline_value = self.objective_baseline()
         if self.config.reward_mode == "budget":
-            cheapest = self.cost.latency(min_policy(self.env.n_layers, self.config))
-            if cheapest > self.config.latency_budget * self.baseline_us:
+            cheapest = self.value(min_policy(self.env.n_layers, self.config))
+            if cheapest > self.config.latency_budget * self.baseline_value:
                 raise CimcError(
-                    f"search: latency budget {self.config.latency_budget:g} x W8A8 is unreachable; "
-                    f"the cheapest policy costs {cheapest / self.baseline_us:.3f} x W8A8")
+                    f"search: {self.objective} budget {self.config.latency_budget:g} x W8A8 is unreachable; "
+                    f"the cheapest policy costs {cheapest / self.baseline_value:.3f} x W8A8")
         self.save()
+
+    # ---- the objective --------------------------------------------------------------------------
+
+    def objective_baseline(self) -> float:
+        if self.objective == "latency":
+            return self.baseline_us
+        base = float(self.cost.baseline_value())  # type: ignore[attr-defined]
+        if not base > 0:
+            raise CimcError(f"search: the W8A8 baseline {self.objective} is {base}; it must be > 0")
+        return base
+
+    def value(self, policy: np.ndarray) -> float:
+        """The figure the search minimises for ``policy`` (latency in us, or the objective's)."""
+        if self.objective == "latency":
+            return float(self.cost.latency(policy))
+        return float(self.cost.value(policy))  # type: ignore[attr-defined]
+
+    def cost_ratio(self, policy: np.ndarray, latency: float) -> float:
+        if self.objective == "latency":
+            return latency / self.baseline_us
+        return self.value(policy) / self.baseline_value
 
     # ---- one round of K episodes ----------------------------------------------------------------
 
@@ -366,15 +403,15 @@ class _Search:
     def constrained(self, raw: np.ndarray) -> np.ndarray:
         policy = constrain(raw, self.config)
         if self.config.reward_mode == "budget":
-            policy = enforce_latency_budget(policy, self.cost.latency,
-                                            self.config.latency_budget * self.baseline_us, self.config)
+            policy = enforce_latency_budget(policy, self.value,
+                                            self.config.latency_budget * self.baseline_value, self.config)
         return policy
 
-    def score(self, acc: float, latency: float) -> float:
+    def score(self, acc: float, ratio: float) -> float:
         assert self.acc_8bit is not None
         if self.config.reward_mode == "budget":
             return budget_reward(acc, self.acc_8bit)
-        return reward(acc, self.acc_8bit, self.config.allowed_drop, latency / self.baseline_us)
+        return reward(acc, self.acc_8bit, self.config.allowed_drop, ratio)
 
     def play_round(self, eps: list[int], kill: tuple[int, str] | None) -> list[dict[str, Any]]:
         """Episodes ``eps`` with the actor as it is now; then the transitions and the updates."""
@@ -396,12 +433,13 @@ class _Search:
         for ep, steps, raw, pol, lat, (acc, acc_s, cached), t_a in zip(
                 eps, rolls, raws, policies, static, evals, agent_s):
             latency = float(self.cost.latency(pol)) if lat is None else lat
-            r = self.score(acc, latency)
+            ratio = self.cost_ratio(pol, latency)
+            r = self.score(acc, ratio)
             if self.config.method == "ddpg":
                 for s, u, s2, done in steps:
                     self.agent.observe(s, u, r, s2, done)
-            recs.append(self.record(ep, [u for _, u, _, _ in steps], raw, pol, latency, acc, cached,
-                                    r, {"agent_s": t_a, "cost_s": cost_s, "accuracy_s": acc_s}))
+            recs.append(self.record(ep, [u for _, u, _, _ in steps], raw, pol, latency, ratio, acc,
+                                    cached, r, {"agent_s": t_a, "cost_s": cost_s, "accuracy_s": acc_s}))
         tu = time.perf_counter()
         n_upd = 0
         if self.config.method == "ddpg":
@@ -427,30 +465,35 @@ class _Search:
         acc, acc_s, cached = self.evaluate([policy])[0]
         if latency is None:
             latency = float(self.cost.latency(policy))
-        rec = self.record(ep, actions, raw, policy, latency, acc, cached, self.score(acc, latency),
+        ratio = self.cost_ratio(policy, latency)
+        rec = self.record(ep, actions, raw, policy, latency, ratio, acc, cached, self.score(acc, ratio),
                           {"agent_s": agent_s, "cost_s": cost_s, "accuracy_s": acc_s})
         rec["updates"], rec["value_loss"], rec["policy_loss"] = 0, None, None
         rec["time"]["wall_s"] = agent_s + (time.perf_counter() - t0)
         return rec
 
     def record(self, ep: int, actions: list[float], raw: np.ndarray, policy: np.ndarray,
-               latency: float, acc: float, cached: bool, r: float,
+               latency: float, ratio: float, acc: float, cached: bool, r: float,
                times: dict[str, float]) -> dict[str, Any]:
-        ratio = latency / self.baseline_us
-        return {
+        rec = {
             "episode": ep,
             "policy": policy.tolist(),
             "raw_policy": raw.tolist(),
             "actions": [float(u) for u in actions],
             "latency_us": latency,
             "cost_ratio": ratio,
-            "speedup": 1.0 / ratio,
+            "speedup": self.baseline_us / latency if self.objective != "latency" else 1.0 / ratio,
             "accuracy": acc,
             "acc_cached": cached,
             "reward": r,
             "sigma": self.agent.sigma(ep) if self.config.method != "random" else None,
             "time": dict(times),
         }
+        if self.objective != "latency":
+            figures = self.cost.figures(policy)  # type: ignore[attr-defined]
+            rec.update(objective=self.objective, energy_uj=figures["energy_uj"],
+                       edp_uj_us=figures["edp_uj_us"], objective_gain=1.0 / ratio)
+        return rec
 
     def note_best(self, rec: dict[str, Any]) -> bool:
         if self.best is not None and rec["reward"] <= self.best["reward"]:
@@ -459,6 +502,9 @@ class _Search:
                                           "accuracy", "reward")}
         self.best["acc_8bit"] = self.acc_8bit
         self.best["baseline_latency_us"] = self.baseline_us
+        if self.objective != "latency":
+            self.best.update({k: rec[k] for k in OBJECTIVE_KEYS})
+            self.best[f"baseline_{OBJECTIVE_FIGURE[self.objective]}"] = self.baseline_value
         return True
 
     # ---- driver ---------------------------------------------------------------------------------
@@ -543,6 +589,9 @@ class _Search:
             acc_8bit=float(self.acc_8bit), baseline_latency_us=self.baseline_us,
             episodes=len(self.history), out_dir=self.out_dir, history=self.history)
 
+
+OBJECTIVE_KEYS = ("objective", "energy_uj", "edp_uj_us", "objective_gain")
+"""What a record of an energy / EDP search holds beyond a latency search's."""
 
 TIME_KEYS = ("accuracy_s", "cost_s", "agent_s")
 """The time split of an episode, in this order in every printout."""

@@ -135,11 +135,20 @@ def describe_user_model(name: str) -> tuple[list[Any], list[Any]]:
 COST_KINDS = ("compiler", "closed-form", "measured")
 
 
-def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any):
+def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any, *, energy: Any = None,
+                    objective: str = "latency"):
     """``closed-form`` (cimc.target.cost over ``descs``), ``compiler`` (:data:`COMPILER_COST_FACTORY`
     when set, else ``cimc.rl.compiler_cost.CompilerCost``) or ``measured`` (counted by the
-    interpreter in the evaluations, ``cimc.rl.measured_cost``)."""
+    interpreter in the evaluations, ``cimc.rl.measured_cost``). An ``energy`` / ``edp``
+    ``objective`` needs the compiler's cost with an :class:`~cimc.target.energy.EnergyModel`."""
     from cimc.rl.costs import ClosedFormCost, FunctionCost
+
+    if objective != "latency":
+        if kind != "compiler":
+            raise CimcError(f"--objective {objective}: needs --cost compiler (the energy of the "
+                            f"compiled program), not --cost {kind}")
+        if COMPILER_COST_FACTORY is not None or energy is None:
+            raise CimcError(f"--objective {objective}: needs cimc's compiler cost and an energy model")
 
     if kind == "closed-form":
         return ClosedFormCost(descs, hw)
@@ -155,7 +164,7 @@ def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any):
         except ImportError:
             raise CimcError("--cost compiler: the compiler cost is not available; "
                             "use --cost closed-form") from None
-        return CompilerCost(model, hw)
+        return CompilerCost(model, hw, energy=energy, objective=objective)
     raise CimcError(f"--cost: expected one of {', '.join(COST_KINDS)}, got '{kind}'")
 
 
@@ -208,11 +217,17 @@ def check_search_options(*, episodes: int | None, warmup: int | None, acc_drop: 
                          budget: float | None, finetune_steps: int, eval_limit: int | None,
                          train_limit: int | None, final_steps: int | None, final_epochs: float | None,
                          method: str | None, cost: str, calib_images: int = 512,
-                         cost_batch: int = 16, workers: int | None = None) -> None:
+                         cost_batch: int = 16, workers: int | None = None,
+                         objective: str = "latency") -> None:
     """Every numeric and named option of ``search`` in range, before anything is loaded."""
     from cimc.cli_util import check_choice, check_number
+    from cimc.rl.costs import OBJECTIVES
 
     check_choice("--cost", cost, COST_KINDS)
+    check_choice("--objective", objective, OBJECTIVES)
+    if objective != "latency" and cost != "compiler":
+        raise CimcError(f"--objective {objective}: needs --cost compiler (the energy of the compiled "
+                        f"program), not --cost {cost}")
     check_choice("--method", method, ("ddpg", "random", "td3"))
     check_number("--calib-images", calib_images, lo=0)
     check_number("--cost-batch", cost_batch, lo=1)
@@ -256,7 +271,8 @@ def final_qat(model: str, policy: Any, state_dict: dict[str, Any], *, dataset: s
 def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, Any], *,
              dataset: str, hw: Any, final_epochs: float | None = 1.0,
              final_steps: int | None = None, train_limit: int | None = None, seed: int = 0,
-             progress: bool = False, show: bool = True) -> dict[str, Any]:
+             progress: bool = False, show: bool = True, energy: Any = None,
+             objective: str = "latency") -> dict[str, Any]:
     """After the search: full QAT at the best policy, ONNX QCDQ export and ``cimc report``.
 
     Writes ``out_dir/best_model.onnx``, ``best_policy_model.json`` (the policy with its model),
@@ -264,7 +280,9 @@ def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, 
     (``xbar_report(import_onnx(path).module, hw)``) on the search's hardware, so its latency is
     the compiled program's, not the search's estimate. Returns the numbers for ``summary.json``:
     ``best_model_onnx``, ``final_test_accuracy``, ``final_epochs``/``final_steps``,
-    ``report_latency_us``, ``report_baseline_latency_us``, ``report_speedup``.
+    ``report_latency_us``, ``report_baseline_latency_us``, ``report_speedup``; with an energy
+    preset (``energy``) the report has energy, and ``report_energy_uj``, ``report_edp_uj_us``,
+    ``report_energy_saving``, ``report_edp_gain`` are added.
     """
     from cimc.frontend import import_onnx
     from cimc.models import export_onnx
@@ -278,8 +296,10 @@ def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, 
                               progress=progress)
     save_policy(out_dir / "best_policy_model.json", best_policy, model=model)
     onnx_path = export_onnx(net, out_dir / "best_model.onnx")
-    report = xbar_report(import_onnx(onnx_path).module, hw)
+    report = xbar_report(import_onnx(onnx_path).module, hw, energy=energy)
     report["model"] = str(onnx_path)
+    if objective != "latency":
+        report["objective"] = objective
     with OutputSet() as outs:
         outs.put(out_dir / "best_report.json", json.dumps(report, indent=2) + "\n")
         outs.put(out_dir / "best_report.png", plot_report(report))
@@ -295,7 +315,29 @@ def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, 
         "report_latency_us": float(report["total"]["latency_us"]),
         "report_baseline_latency_us": float(report["baseline"]["latency_us"]),
         "report_speedup": float(report["speedup"]),
+        **({} if energy is None else {
+            "report_energy_uj": float(report["total"]["energy_uj"]),
+            "report_edp_uj_us": float(report["total"]["edp_uj_us"]),
+            "report_energy_saving": float(report["energy_saving"]),
+            "report_edp_gain": float(report["edp_gain"])}),
     }
+
+
+def objective_summary(cost_model: Any, objective: str, best_policy: Any) -> dict[str, Any]:
+    """An energy / EDP search's figures for ``summary.json``: the best policy's and W8A8's
+    energy and EDP (the compiled programs', as ``cimc report --energy`` gives them) and
+    ``best_objective_gain`` (W8A8's figure over the best policy's); nothing for latency."""
+    if objective == "latency":
+        return {}
+    import numpy as np
+
+    from cimc.rl.env import uniform_policy
+
+    best = cost_model.figures(np.asarray(best_policy))
+    base = cost_model.figures(uniform_policy(len(best_policy), 8))
+    return {"best_energy_uj": best["energy_uj"], "best_edp_uj_us": best["edp_uj_us"],
+            "baseline_energy_uj": base["energy_uj"], "baseline_edp_uj_us": base["edp_uj_us"],
+            "best_objective_gain": cost_model.baseline_value() / cost_model.value(np.asarray(best_policy))}
 
 
 def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any],
@@ -384,12 +426,15 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
                    resume: bool = False, uniform: bool = False, export: bool = True,
                    progress: bool | None = True, final_epochs: float | None = 1.0,
                    final_steps: int | None = None, workers: int | None = None,
-                   ray_address: str | None = None, cost_batch: int = 16) -> dict[str, Any]:
+                   ray_address: str | None = None, cost_batch: int = 16, objective: str = "latency",
+                   energy: str | None = None) -> dict[str, Any]:
     """The ``search`` command without the CLI layer; returns the JSON summary it writes.
 
     With ``export``, :func:`finalize` runs after the search (full QAT at the best policy for
     ``final_steps`` steps, else ``final_epochs`` epochs; ONNX export; ``cimc report`` on it).
-    ``workers`` > 1 or ``ray_address`` evaluate the episodes on Ray workers.
+    ``workers`` > 1 or ``ray_address`` evaluate the episodes on Ray workers. ``objective``
+    ``energy`` / ``edp`` minimises the compiled program's energy (EDP) under the ``energy`` preset
+    (``cimc report --energy``'s; default isaac-puma-32nm).
     """
     from rich.console import Console
 
@@ -405,10 +450,14 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     check_search_options(episodes=episodes, warmup=warmup, acc_drop=acc_drop, budget=budget,
                          finetune_steps=finetune_steps, eval_limit=eval_limit, train_limit=train_limit,
                          final_steps=final_steps, final_epochs=final_epochs, method=method, cost=cost,
-                         calib_images=calib_images, cost_batch=cost_batch, workers=workers)
-    _check_out(out, [ckpt, ckpt and _meta_path(ckpt), config, hw_path])
+                         calib_images=calib_images, cost_batch=cost_batch, workers=workers,
+                         objective=objective)
+    from cimc.loaders import load_energy, preset_file
+
+    _check_out(out, [ckpt, ckpt and _meta_path(ckpt), config, hw_path, preset_file(energy)])
     progress = show_progress(progress)
     hw = load_hardware(hw_path, hw_set)
+    preset = load_energy(energy) if objective != "latency" or energy is not None else None
     cfg = build_config(config, episodes=episodes, warmup=warmup, seed=seed, allowed_drop=acc_drop,
                        method=method, cell_bits=hw.cell_bits, cell_constraint=cell_constraint,
                        first_last_8bit=first_last,
@@ -421,7 +470,10 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     state = _load_qat_state(ckpt, model)
     factory = EvaluatorFactory(model, dataset, state, settings,
                                hw.to_dict() if cost == "measured" else None, cost_batch)
-    cost_model = make_cost_model(cost, model, descs, hw)
+    from cimc.target.energy import energy_model
+
+    cost_model = make_cost_model(cost, model, descs, hw, objective=objective,
+                                 energy=energy_model(preset, hw) if objective != "latency" else None)
     spec = EnvSpec(tuple(infos), model=model, dataset=dataset)
     if cost == "measured":
         import numpy as np
@@ -441,15 +493,22 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     if export:
         final = finalize(out, model, res.best_policy, state, dataset=dataset, hw=hw,
                          final_epochs=final_epochs, final_steps=final_steps,
-                         train_limit=train_limit, seed=cfg.seed, progress=progress)
-    summary = {"model": model, "dataset": dataset, "cost": cost, "hw": hw.to_dict(),
+                         train_limit=train_limit, seed=cfg.seed, progress=progress, energy=preset,
+                         objective=objective)
+    summary = {"model": model, "dataset": dataset, "cost": cost, "objective": objective,
+               "energy_preset": None if preset is None else preset.name, "hw": hw.to_dict(),
                "cost_batch": cost_batch if cost == "measured" else None,
                "config": cfg.to_dict(), "eval": settings.to_dict(), **res.to_dict(),
                "layers": spec.names, "uniform": [u.to_dict() for u in rows],
+               **objective_summary(cost_model, objective, res.best_policy),
                "time_per_episode": time_split(res.history), "best_model_onnx": None, **(final or {})}
     with atomic_output(out / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")  # type: ignore[attr-defined]
     _print_report(res, spec.names, cost_model, rows, final)
+    if objective != "latency":
+        print(f"{objective} (preset {summary['energy_preset']}): best policy {summary['best_energy_uj']:.4g} uJ, "
+              f"EDP {summary['best_edp_uj_us']:.4g} uJ*us; W8A8 {summary['baseline_energy_uj']:.4g} uJ, "
+              f"EDP {summary['baseline_edp_uj_us']:.4g} uJ*us; gain {summary['best_objective_gain']:.3f}x")
     Console().print(_time_table(res.history, cfg.workers))
     print(f"best policy: {out / 'best_policy.npy'}  summary: {out / 'summary.json'}"
           + (f"  model: {final['best_model_onnx']}  report: {out / 'best_report.json'}" if final else ""))
@@ -473,6 +532,8 @@ def search_cmd(
     eval_limit: Annotated[Optional[int], typer.Option(help="Validation images per episode (always the same ones).")] = 2000,
     train_limit: Annotated[Optional[int], typer.Option(help="Training images for the fine-tunes.")] = 20000,
     method: Annotated[Optional[str], typer.Option(help="ddpg (cimc's agent), random, or td3 (Stable-Baselines3).")] = None,
+    objective: Annotated[str, typer.Option(help="What the reward's cost ratio measures: latency, energy or edp (energy x latency) of the compiled program, against W8A8 (energy and edp need --cost compiler).")] = "latency",
+    energy: Annotated[Optional[str], typer.Option("--energy", help="Energy preset for --objective energy/edp and the best model's report: a built-in name (isaac-puma-32nm, the default; neurosim-22nm) or a YAML file, as `cimc report --energy`.")] = None,
     cost: Annotated[str, typer.Option(help="compiler (latency of the compiled xbar program), closed-form, or measured (cycles counted by running the policy's model at xbar-opt on --cost-batch validation images).")] = "compiler",
     cost_batch: Annotated[int, typer.Option(help="--cost measured: validation images in the calibration batch.")] = 16,
     workers: Annotated[Optional[int], typer.Option(help="Episodes evaluated at once on Ray workers (default 1: in this process).")] = None,
@@ -480,7 +541,7 @@ def search_cmd(
     config: Annotated[Optional[Path], typer.Option(help="SearchConfig JSON; options given override it.")] = None,
     cell_constraint: Annotated[Optional[bool], typer.Option("--cell-constraint/--no-cell-constraint", help="Weight bits multiples of the cell bits (default on).")] = None,
     first_last: Annotated[Optional[bool], typer.Option("--first-last/--no-first-last", help="First and last layers at 8/8 (default on).")] = None,
-    budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard latency budget as a fraction of W8A8.")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard budget on the objective (latency, energy or EDP) as a fraction of W8A8.")] = None,
     uniform: Annotated[bool, typer.Option("--uniform/--no-uniform", help="Also evaluate W8A8, W6A6, W4A4, W2A2.")] = False,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Final QAT at the best policy, ONNX export and its report.")] = True,
     final_epochs: Annotated[float, typer.Option(help="Epochs of the final QAT at the best policy.")] = 1.0,
@@ -495,7 +556,8 @@ def search_cmd(
                    cell_constraint=cell_constraint, first_last=first_last, budget=budget,
                    resume=resume, uniform=uniform, export=export, progress=progress,
                    final_epochs=final_epochs, final_steps=final_steps, workers=workers,
-                   ray_address=ray_address, cost_batch=cost_batch)
+                   ray_address=ray_address, cost_batch=cost_batch, objective=objective,
+                   energy=energy)
 
 
 def register(app: typer.Typer) -> None:

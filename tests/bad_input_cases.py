@@ -459,6 +459,9 @@ RL_SEARCH = {
     "config-bad-json": (["--config", "{d}/c.json"], "c.json"), "config-list": (["--config", "{d}/c.json"], "c.json"),
     "config-unknown-key": (["--config", "{d}/c.json"], "bogus"), "out-is-file": (["--out", "{d}/f"], "f"),
     "ckpt-pickle": ([], "q8.pt"), "config-is-out-config": (["--config", "{d}/s/config.json"], "overwrite"),
+    "objective": (["--objective", "speed"], "speed"),
+    "objective-cost": (["--objective", "energy", "--cost", "closed-form"], "--cost compiler"),
+    "energy-preset": (["--objective", "edp", "--energy", "no-such-preset"], "no-such-preset"),
 }
 SEARCH_SETUP = {
     "config-bad-json": write("c.json", "{"), "config-list": write("c.json", "[1, 2]"),

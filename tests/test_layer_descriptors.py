@@ -119,6 +119,34 @@ def test_corpus_descriptors_from_the_graph(name: str) -> None:
     assert reported(result.module, batch=3) == got  # a run of 3 inputs: the same per inference
 
 
+#: Corpus models whose graph takes another batch once its input's axis 0 is made symbolic (the
+#: others bake the batch into Reshape shapes: Brevitas' flatten / MHA exports, ShuffleNet).
+REBATCHABLE = ["graph_cnn", "ort_residual_block", "ort_light_squeezenet", "ort_torch_cnn",
+               "qonnx_espcn_nn_resize", "qonnx_espcn_nn_resize_qcdq", "qonnx_espcn_subpixel"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REBATCHABLE)
+def test_corpus_descriptors_at_batch_3(name: str, tmp_path: Path) -> None:
+    """The same models with a symbolic batch imported at batch 3: (m, n, P, H) equal the graph's
+    derivation at batch 3 and the ones at batch 1 (cost per inference does not move)."""
+    pytest.importorskip("qonnx", reason="the corpus has qonnx's models (pip install '.[qonnx]')")
+    model = corpus.build(name)
+    graph = onnx.load(str(corpus.reference_path(model)))
+    inits = {i.name for i in graph.graph.initializer}
+    for vi in [*graph.graph.input, *graph.graph.output]:
+        if vi.name not in inits:
+            vi.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del graph.graph.value_info[:]
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(graph, str(path))
+    at1 = reported(import_onnx(path, batch=1).module)
+    at3 = reported(import_onnx(path, batch=3).module)
+    want = derive(path, 3)
+    assert at3 == {k: want[k] for k in at3}
+    assert at3 == at1
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_mha_heads_and_tokens_at_batch_1_and_3(seed: int, tmp_path: Path) -> None:
     """QuantMultiheadAttention (sequence-first inside, heads folded into the leading axis):
@@ -181,3 +209,66 @@ def test_corpus_xbar_equals_cimq(name: str, capsys) -> None:
     with capsys.disabled():
         print(f"\n[{name}] xbar == cimq ({'fast, bit-serial' if len(paths) == 2 else 'fast'}): "
               f"{sum(a.size for a in ref)} output integers", end="")
+
+
+def _tiny_vit(heads: int):
+    """Patch embedding (a 4x4 stride-4 convolution: 4 tokens of 16 features), Brevitas'
+    ``QuantMultiheadAttention`` (batch-first; it computes sequence-first inside and folds the
+    heads into the leading axis), a classifier on the flattened tokens."""
+    import brevitas.nn as qnn
+    import torch
+    from brevitas.quant import Int8ActPerTensorFloat
+    from torch import nn
+
+    class TinyVit(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = qnn.QuantIdentity(Int8ActPerTensorFloat, bit_width=8)
+            self.patch = qnn.QuantConv2d(3, 16, 4, stride=4, weight_bit_width=4)
+            self.tok = qnn.QuantIdentity(Int8ActPerTensorFloat, bit_width=6)
+            self.mha = qnn.QuantMultiheadAttention(16, heads, batch_first=True)
+            self.out = qnn.QuantIdentity(Int8ActPerTensorFloat, bit_width=8)
+            self.head = qnn.QuantLinear(64, 10, bias=False, weight_bit_width=5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = self.tok(self.patch(self.inp(x)).flatten(2).transpose(1, 2))
+            a = self.out(self.mha(t, t, t, need_weights=False)[0])
+            return self.head(a.flatten(1))
+
+    torch.manual_seed(heads)
+    model = TinyVit().eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        model(x)
+    return model, x
+
+
+@pytest.mark.parametrize("heads", [2, 4])
+def test_vit_with_quant_mha_counts_heads_tokens_and_closed_form(heads: int, tmp_path: Path) -> None:
+    """Must-show 3: a ViT built with QuantMultiheadAttention reports P = tokens for every
+    projection, H = heads and P = tokens for QK^T and AV, and its counted cycles (bit-serial
+    run) equal the closed form of those descriptors."""
+    import brevitas_zoo
+    from cimc.exec.xbar_exec import run_xbar
+    from cimc.pipeline import lower
+    from cimc.target import LayerDesc, layer_cost
+    from cimc.target.hw import Hardware
+
+    model, x = _tiny_vit(heads)
+    case = brevitas_zoo.Case("vit", model, x, [], [], opset=19)
+    path = brevitas_zoo.export(case, tmp_path / "vit.onnx")
+    module = import_onnx(path).module
+    tokens, hd = 4, 16 // heads
+    want = [(16, 48, tokens, 1), (48, 16, tokens, 1), (tokens, hd, tokens, heads),
+            (hd, tokens, tokens, heads), (16, 16, tokens, 1), (10, 64, 1, 1)]
+    got = list(reported(module).values())
+    assert got == want
+    assert list(derive(path, 1).values()) == want
+    hw = Hardware(rows=32, cols=32)
+    lower(module, "xbar", hw=hw)
+    res = run_xbar(module, [x.numpy()], hw=hw, fast=False)
+    for row, (m, n, p, h) in zip(res.report["layers"], want, strict=True):
+        cost = layer_cost(LayerDesc(row["name"], m, n, p, h, row["kind"]), row["w_bits"], row["a_bits"], hw)
+        assert row["executes"] == cost.executes and row["writes"] == cost.writes
+        assert row["adc_conversions"] == cost.adc_conversions
+        assert {k: row[k] for k in cost.counters.as_dict()} == cost.counters.as_dict()
