@@ -21,6 +21,8 @@ from one run; ``--json`` keeps the numbers.
 
     .venv/bin/python benchmarks/bench_chip.py                       # everything (about 20 min)
     .venv/bin/python benchmarks/bench_chip.py --models lenet --arrays 1,4
+    .venv/bin/python benchmarks/bench_chip.py --models "" --onnx "resnet20 searched=r20.onnx" \
+        --inputs examples/fmnist_test64_x.npy           # any ONNX file, e.g. a search's export
 """
 
 from __future__ import annotations
@@ -117,6 +119,20 @@ def evaluate(prog, hw, measured, n: int, amortised: bool, stream: int) -> dict:
     return out
 
 
+def load_file(spec: str, inputs: Path | None):
+    """(label, cimq module, inputs) of ``LABEL=FILE.onnx``; inputs from ``--inputs`` or seeded normal."""
+    from cimc.frontend import import_onnx
+
+    label, _, path = spec.rpartition("=")
+    result = import_onnx(Path(path))
+    if inputs is not None:
+        x = np.load(inputs).astype(np.float32)
+    else:
+        shape = result.inputs[0].shape[1:]
+        x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    return label or Path(path).stem, result.module, x
+
+
 def paper_baseline(module, hw) -> tuple[float, float]:
     """The paper's latency on one crossbar: (all-8/8, the model's policy)."""
     from cimc.report import xbar_report
@@ -125,12 +141,12 @@ def paper_baseline(module, hw) -> tuple[float, float]:
     return rep["baseline"]["paper_latency_us"], rep["total"]["paper_latency_us"]
 
 
-def bench_model(name: str, policy: str, arrays: list[int], stream: int) -> dict:
+def bench_model(name: str, policy: str, arrays: list[int], stream: int, loaded=None) -> dict:
     from cimc.chip_report import paper_hardware
     from cimc.target.hw import Hardware
 
     t0 = time.perf_counter()
-    label, module, x = load(name, policy)
+    label, module, x = loaded or load(name, policy)
     hw = Hardware()
     base_w8a8, base_policy = paper_baseline(module, hw)
     progs = programs(module, hw)
@@ -174,7 +190,7 @@ def print_model(res: dict, stream: int) -> None:
         print(f"{row['arrays']:>6} " + " ".join(cells))
     one = res["rows"][0]
     print(f"all optimisations at {one['arrays']} array(s): {one['all']['speedup']:.3f}x over the paper's "
-          f"all-8/8 = {one['all']['speedup'] / res['paper_speedup']:.3f}x the paper model's speedup "
+          f"all-8/8 = {one['all']['speedup'] / res['paper_speedup']:.4f}x the paper model's speedup "
           f"({res['paper_speedup']:.3f}x)")
 
 
@@ -184,11 +200,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--policies", default="w8a8,mixed")
     ap.add_argument("--arrays", default="1,4,16,64,256")
     ap.add_argument("--stream", type=int, default=100)
+    ap.add_argument("--onnx", action="append", default=[],
+                    help="LABEL=FILE.onnx: also a model from a file (repeatable)")
+    ap.add_argument("--inputs", type=Path, help=".npy inputs for the --onnx models")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     arrays = [int(a) for a in args.arrays.split(",")]
     results = []
-    for name in args.models.split(","):
+    for spec in args.onnx:
+        res = bench_model(spec, "file", arrays, args.stream, loaded=load_file(spec, args.inputs))
+        print_model(res, args.stream)
+        sys.stdout.flush()
+        results.append(res)
+    for name in filter(None, args.models.split(",")):
         for policy in (["mixed"] if name == "lenet" else args.policies.split(",")):
             res = bench_model(name, policy, arrays, args.stream)
             print_model(res, args.stream)
