@@ -226,7 +226,31 @@ def host_warnings(module: ModuleOp, *, strict: bool = False) -> list[str]:
     if strict and found:
         raise UnsupportedModelError(f"{found[0].line()}; it would run on the host, not on "
                                     "crossbars (--strict)")
-    return [f"warning: {h.line()}; it runs on the host, not on crossbars" for h in found]
+    return [f"warning: {h.line()}; it runs on the host, not on crossbars" for h in found] + \
+        batch_axis_warnings(module)
+
+
+def batch_axis_warnings(module: ModuleOp) -> list[str]:
+    """A warning when a layer's per-inference counts could not be derived: the model moves the
+    batch away from axis 0 (``cimq.fixed_batch``: one run is axis 0 of the inputs, ``N``) and a
+    crossbar layer's products of one run do not split into ``N`` inferences (its leading axis is
+    not ``N``). That happens when an input is not batch-first (``[tokens, batch, dim]``): the
+    file's shapes cannot say which axis is the batch, so that layer's P and H are per run."""
+    from xdsl.dialects import func
+
+    mains = [op for op in module.walk() if isinstance(op, func.FuncOp) and op.sym_name.data == "main"]
+    if not mains or "cimq.fixed_batch" not in mains[0].attributes or not mains[0].body.blocks:
+        return []
+    shapes = [a.type.get_shape() for a in mains[0].body.block.args if isinstance(a.type, TensorType)]
+    n = shapes[0][0] if shapes and shapes[0] else 1
+    odd = [layer for layer in module_layers(module)
+           if isinstance(layer.results[0].type, TensorType) and layer.results[0].type.get_shape()[0] != n]
+    if not odd:
+        return []
+    return [f"warning: layer {odd[0].properties['layer']} (and {len(odd) - 1} more): its products do "
+            f"not split into the {n} inferences of axis 0 of input shape {list(shapes[0])}; if that "
+            "input is not batch-first (e.g. [tokens, batch, dim]), its P and H are per run, not per "
+            "inference"]
 
 
 def compiled_geometry(module: ModuleOp) -> dict[str, Any] | None:

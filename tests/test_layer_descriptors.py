@@ -26,7 +26,7 @@ from cimc.report import xbar_report
 
 #: Corpus models whose graph input is sequence-first ``[tokens, batch, dim]``: cimc takes axis 0
 #: of the inputs as the batch, so their per-inference split is the file's axis 0 (not done:
-#: nothing in a statically shaped file says which input axis is the batch).
+#: nothing in a statically shaped file says which input axis is the batch; the report warns).
 SEQ_FIRST_INPUT = {"qmha_sf", "graph_attn_sf"}
 #: What the crossbar lowering refuses in the corpus, with one line: a zero point on an operand
 #: written at run time (onnxruntime's uint8 attention) and a weight whose integers minus their
@@ -117,6 +117,21 @@ def test_corpus_descriptors_from_the_graph(name: str) -> None:
     want = derive(path, n)
     assert got == {k: want[k] for k in got}, name
     assert reported(result.module, batch=3) == got  # a run of 3 inputs: the same per inference
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SEQ_FIRST_INPUT) + ["qmha_bf", "graph_attn_bf"])
+def test_sequence_first_input_is_warned_not_silent(name: str) -> None:
+    """What cimc cannot derive is said: a sequence-first graph input makes the attention
+    products not split into axis 0's inferences, and the report warns, naming the layer; the
+    batch-first twin splits and gets no warning."""
+    result = import_onnx(corpus.build(name).path)
+    warnings = xbar_report(result.module, baseline=False)["warnings"]
+    odd = [w for w in warnings if "do not split into" in w]
+    if name in SEQ_FIRST_INPUT:
+        assert len(odd) == 1 and '"/mha/MatMul"' in odd[0] and "[5, 2, 16]" in odd[0], warnings
+    else:
+        assert odd == [], warnings
 
 
 #: Corpus models whose graph takes another batch once its input's axis 0 is made symbolic (the
