@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from cimc.errors import CimcError
 from cimc.target.counters import COUNTER_NAMES, Counters
+from cimc.target.preset_file import preset_header
 
 if TYPE_CHECKING:
     from cimc.target.hw import Hardware
@@ -258,18 +259,7 @@ def _param(where: str, key: str, raw: Any) -> Param:
 
 def preset_from_dict(data: Any, where: str) -> EnergyPreset:
     """Check and build a preset from parsed YAML; errors name ``where`` (the file) and the key."""
-    if not isinstance(data, dict):
-        raise EnergyPresetError(f"{where}: expected a mapping with name and parameters, got {type(data).__name__}")
-    for key in data:
-        if key not in ("name", "description", "parameters"):
-            raise _fail(where, str(key), "unknown key (known: name, description, parameters)")
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise _fail(where, "name", "missing or not a string")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise _fail(where, "description", f"{description!r} is not a string")
-    params = data.get("parameters")
+    name, description, params = preset_header(data, where, EnergyPresetError)
     if not isinstance(params, dict):
         raise _fail(where, "parameters", "missing or not a mapping")
     for key in params:

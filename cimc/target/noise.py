@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cimc.errors import CimcError
+from cimc.target.preset_file import preset_header
 
 if TYPE_CHECKING:
     from cimc.target.hw import Hardware
@@ -123,15 +124,8 @@ def _fail(where: str, key: str, problem: str) -> NoisePresetError:
 
 def noise_from_dict(data: Any, where: str) -> NoiseModel:
     """Check and build a noise model from parsed YAML; errors name ``where`` and the key."""
-    if not isinstance(data, dict):
-        raise NoisePresetError(f"{where}: expected a mapping with name and parameters, got {type(data).__name__}")
-    for key in data:
-        if key not in ("name", "description", "parameters"):
-            raise _fail(where, str(key), "unknown key (known: name, description, parameters)")
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise _fail(where, "name", "missing or not a string")
-    params = data.get("parameters") or {}
+    name, _, params = preset_header(data, where, NoisePresetError)
+    params = params or {}
     if not isinstance(params, dict):
         raise _fail(where, "parameters", "not a mapping")
     values: dict[str, float] = {}
