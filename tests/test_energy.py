@@ -380,3 +380,20 @@ def test_energy_with_a_host_layer(tmp_path):
     run = add_energy(run_xbar(lower(module.clone(), "xbar", hw=hw), [x], hw=hw).report, hw, pre)
     assert run["host"]["host_elements"] == rep["host"]["host_elements"]
     assert run["host"]["energy_uj"] == pytest.approx(rep["host"]["energy_uj"])
+
+
+@pytest.mark.parametrize("kind", ["energy", "noise"])
+def test_preset_files_are_read_like_every_input(kind: str, tmp_path) -> None:
+    """A preset YAML whose aliases expand to millions of nodes is refused in one line (the
+    limit of cimc.safe_read), for energy and noise presets alike."""
+    from cimc.target.energy import EnergyPresetError, load_preset
+    from cimc.target.noise import NoisePresetError, load_noise
+
+    lines = ["name: x", "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nparameters: {}\n")
+    load, error = (load_preset, EnergyPresetError) if kind == "energy" else (load_noise, NoisePresetError)
+    with pytest.raises(error) as info:
+        load(bomb)
+    assert "aliases" in str(info.value) and "\n" not in str(info.value)

@@ -45,12 +45,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cimc.errors import CimcError
 from cimc.target.counters import COUNTER_NAMES, Counters
-from cimc.target.preset_file import preset_header
+from cimc.target.preset_file import preset_header, read_preset
 
 if TYPE_CHECKING:
     from cimc.target.hw import Hardware
@@ -290,33 +289,8 @@ DEFAULT_PRESET = "isaac-puma-32nm"
 
 def load_preset(spec: str | os.PathLike[str] | None = None) -> EnergyPreset:
     """A built-in preset by name (:func:`builtin_presets`) or a user's YAML file by path."""
-    import yaml
-    from importlib.resources import files
-
     spec = DEFAULT_PRESET if spec is None else spec
-    text_spec = os.fspath(spec)
-    is_path = Path(text_spec).suffix in (".yaml", ".yml") or os.sep in text_spec or Path(text_spec).exists()
-    if is_path:
-        where = text_spec
-        try:
-            text = Path(text_spec).read_text()
-        except FileNotFoundError:
-            raise EnergyPresetError(f"{where}: energy preset file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise EnergyPresetError(f"{where}: cannot read energy preset ({exc})") from None
-    else:
-        if text_spec not in builtin_presets():
-            raise EnergyPresetError(
-                f"unknown energy preset '{text_spec}' (built in: {', '.join(builtin_presets())}; "
-                "or give a .yaml file)")
-        where = f"{text_spec} (built-in preset)"
-        text = files("cimc.target").joinpath(*_PRESET_DIR, f"{text_spec}.yaml").read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise EnergyPresetError(f"{where}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    data, where = read_preset(os.fspath(spec), "energy", builtin_presets(), _PRESET_DIR, EnergyPresetError)
     return preset_from_dict(data, where)
 
 

@@ -37,13 +37,12 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cimc.errors import CimcError
-from cimc.target.preset_file import preset_header
+from cimc.target.preset_file import preset_header, read_preset
 
 if TYPE_CHECKING:
     from cimc.target.hw import Hardware
@@ -167,30 +166,7 @@ def builtin_noise_presets() -> list[str]:
 
 def load_noise(spec: str | os.PathLike[str]) -> NoiseModel:
     """A built-in noise preset by name (:func:`builtin_noise_presets`) or a YAML file by path."""
-    import yaml
-    from importlib.resources import files
-
-    text_spec = os.fspath(spec)
-    if Path(text_spec).suffix in (".yaml", ".yml") or os.sep in text_spec or Path(text_spec).exists():
-        where = text_spec
-        try:
-            text = Path(text_spec).read_text()
-        except FileNotFoundError:
-            raise NoisePresetError(f"{where}: noise preset file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise NoisePresetError(f"{where}: cannot read noise preset ({exc})") from None
-    else:
-        if text_spec not in builtin_noise_presets():
-            raise NoisePresetError(f"unknown noise preset '{text_spec}' (built in: "
-                                   f"{', '.join(builtin_noise_presets())}; or give a .yaml file)")
-        where = f"{text_spec} (built-in noise preset)"
-        text = files("cimc.target").joinpath(*_PRESET_DIR, f"{text_spec}.yaml").read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise NoisePresetError(f"{where}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    data, where = read_preset(os.fspath(spec), "noise", builtin_noise_presets(), _PRESET_DIR, NoisePresetError)
     return noise_from_dict(data, where)
 
 
