@@ -33,7 +33,9 @@ from cimc.analysis import check_hardware, host_layers, is_host_compute
 from cimc.dialects import xbar
 from cimc.exec.result import RunResult
 from cimc.exec.cimq_exec import CimqFunctions, check_inputs, find_main
-from cimc.exec.xbar_impls import FusedChunkLoops, LayerRecord, XbarFunctions
+from cimc.exec.xbar_impls import XbarFunctions
+from cimc.exec.xbar_records import LayerRecord
+from cimc.exec.xbar_tiles import FusedChunkLoops
 from cimc.target.counters import COUNTER_NAMES, Counters, latency_us
 from cimc.target.energy import EnergyPreset, energy_model, total_fields
 from cimc.target.hw import Hardware
