@@ -46,19 +46,15 @@ its lines are appended to ``episodes.jsonl``), ``K:mid`` in the round of episode
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import signal
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cimc.cli_util import atomic_output, atomic_write_bytes
+from cimc.cli_util import atomic_output
 from cimc.errors import CimcError
 from cimc.rl.costs import OBJECTIVE_FIGURE, ClosedFormCost, CostModel, FunctionCost  # noqa: F401  (re-exported)
 from cimc.rl.env import (
@@ -74,146 +70,27 @@ from cimc.rl.env import (
 )
 from cimc.rl.parallel import Executor, LocalExecutor
 from cimc.rl.plots import plot_search
-
-CHECKPOINT_VERSION = 2
-#: The pickled checkpoint of cimc before version 2; never loaded (unpickling can run code).
-LEGACY_CHECKPOINT = "checkpoint.pt"
-KILL_ENV = "CIMC_SEARCH_KILL_AT"
-
-AccuracyFn = Callable[[np.ndarray], Any]
-
-
-# --------------------------------------------------------------------------------------------
-# Spec and result
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """The layers the search walks over, plus labels for the outputs."""
-
-    layers: tuple[LayerInfo, ...]
-    model: str = ""
-    dataset: str = ""
-
-    @property
-    def names(self) -> list[str]:
-        return [layer.name or f"layer{i}" for i, layer in enumerate(self.layers)]
-
-
-def as_env_spec(spec: EnvSpec | Sequence[LayerInfo]) -> EnvSpec:
-    if isinstance(spec, EnvSpec):
-        return spec
-    return EnvSpec(layers=tuple(spec))
-
-
-@dataclass
-class SearchResult:
-    """The outcome of :func:`run_search`."""
-
-    best_policy: np.ndarray
-    best_reward: float
-    best_accuracy: float
-    best_latency_us: float
-    best_speedup: float
-    best_episode: int
-    acc_8bit: float
-    baseline_latency_us: float
-    episodes: int
-    out_dir: Path
-    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "best_policy": self.best_policy.tolist(),
-            "best_reward": self.best_reward,
-            "best_accuracy": self.best_accuracy,
-            "best_latency_us": self.best_latency_us,
-            "best_speedup": self.best_speedup,
-            "best_episode": self.best_episode,
-            "acc_8bit": self.acc_8bit,
-            "baseline_latency_us": self.baseline_latency_us,
-            "episodes": self.episodes,
-            "out_dir": str(self.out_dir),
-        }
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-
-def _dump_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True) + "\n"
-
-
-def read_episodes(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of an ``episodes.jsonl`` file."""
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    from cimc.state_file import save_state
-
-    save_state(path, payload)
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's payload; JSON and raw arrays only, nothing is unpickled."""
-    from cimc.state_file import load_state
-
-    ck = load_state(path, "search checkpoint")
-    if not isinstance(ck, dict):
-        raise CimcError(f"{path}: not a search checkpoint (top level is {type(ck).__name__})")
-    return ck
-
-
-def _write_best(out_dir: Path, best: dict[str, Any], names: list[str]) -> None:
-    pol = np.asarray(best["policy"], dtype=np.int64)
-    buf = io.BytesIO()
-    np.save(buf, pol)
-    atomic_write_bytes(out_dir / "best_policy.npy", buf.getvalue())
-    doc = dict(best)
-    doc["layers"] = names
-    with atomic_output(out_dir / "best_policy.json") as fh:
-        fh.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")  # type: ignore[attr-defined]
-
-
-def _rewrite_jsonl(path: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_output(path) as fh:
-        for rec in history:
-            fh.write(_dump_line(rec))  # type: ignore[attr-defined]
-
-
-def _kill_point() -> tuple[int, str] | None:
-    raw = os.environ.get(KILL_ENV, "").strip()
-    if not raw:
-        return None
-    num, _, where = raw.partition(":")
-    try:
-        return int(num), (where or "post")
-    except ValueError:
-        raise CimcError(f"{KILL_ENV}={raw!r}: expected K or K:mid") from None
-
-
-def _self_kill() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
+from cimc.rl.search_files import (  # noqa: F401  (KILL_ENV, read_episodes, time_split re-exported)
+    KILL_ENV,
+    LEGACY_CHECKPOINT,
+    TIME_KEYS,
+    dump_line,
+    kill_point,
+    load_checkpoint,
+    policy_key,
+    read_episodes,
+    rewrite_jsonl,
+    save_checkpoint,
+    self_kill,
+    time_split,
+    write_best,
+)
+from cimc.rl.search_state import restore_search, search_payload
+from cimc.rl.search_types import AccuracyFn, EnvSpec, SearchResult, as_env_spec  # noqa: F401  (re-exported)
 
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
-
-
-def _policy_key(policy: np.ndarray) -> str:
-    return ",".join(f"{int(w)}/{int(a)}" for w, a in np.asarray(policy))
-
-
-def _comparable_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    out = dict(cfg)
-    out.pop("episodes", None)
-    return out
 
 
 Step = tuple[np.ndarray, float, np.ndarray, bool]
@@ -252,7 +129,7 @@ class _Search:
     def evaluate(self, policies: list[np.ndarray]) -> list[tuple[float, float, bool]]:
         """``(accuracy, accuracy_s, cached)`` per policy; the uncached ones (each distinct policy
         once) go to the executor together, and their measured costs into the cost model."""
-        keys = [_policy_key(p) for p in policies]
+        keys = [policy_key(p) for p in policies]
         use_cache = self.config.cache_accuracy
         todo: dict[str, np.ndarray] = {}
         for k, p in zip(keys, policies):
@@ -280,64 +157,8 @@ class _Search:
 
     # ---- checkpoint -----------------------------------------------------------------------------
 
-    def payload(self) -> dict[str, Any]:
-        import torch
-
-        return {
-            "version": CHECKPOINT_VERSION,
-            "config": self.config.to_dict(),
-            "layers": self.spec.names,
-            "next_episode": self.next_episode,
-            "agent": self.agent.state_dict(),
-            "history": self.history,
-            "best": self.best,
-            "acc_cache": self.acc_cache,
-            "cost_cache": self.cost_cache,
-            "acc_8bit": self.acc_8bit,
-            "baseline_us": self.baseline_us,
-            **({"objective": self.objective} if self.objective != "latency" else {}),
-            "global_torch_rng": torch.get_rng_state(),
-            "global_numpy_rng": np.random.get_state(),
-        }
-
     def save(self) -> None:
-        _save_checkpoint(self.ckpt_path, self.payload())
-
-    def restore(self, ck: dict[str, Any]) -> None:
-        try:
-            self._restore(ck)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
-            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}" if str(exc) else type(exc).__name__
-            raise CimcError(f"{self.ckpt_path}: damaged search checkpoint ({detail})") from None
-
-    def _restore(self, ck: dict[str, Any]) -> None:
-        import torch
-
-        if ck.get("version") != CHECKPOINT_VERSION:
-            raise CimcError(f"{self.ckpt_path}: checkpoint version {ck.get('version')} is not supported")
-        if _comparable_config(ck["config"]) != _comparable_config(self.config.to_dict()):
-            raise CimcError(f"{self.ckpt_path}: the checkpoint was written with a different search "
-                            "configuration; resume with the same options or use another --out")
-        if list(ck["layers"]) != self.spec.names:
-            raise CimcError(f"{self.ckpt_path}: the checkpoint is for other layers "
-                            f"({len(ck['layers'])} vs {len(self.spec.names)})")
-        self.agent.load_state_dict(ck["agent"])
-        self.history = list(ck["history"])
-        self.best = ck["best"]
-        self.acc_cache = dict(ck["acc_cache"])
-        self.cost_cache = dict(ck.get("cost_cache") or {})
-        for k, lat in self.cost_cache.items():
-            self.cost.note(_key_policy(k), lat)  # type: ignore[attr-defined]
-        self.acc_8bit = ck["acc_8bit"]
-        self.baseline_us = float(ck["baseline_us"])
-        if ck.get("objective", "latency") != self.objective:
-            raise CimcError(f"{self.ckpt_path}: the checkpoint is of a search for "
-                            f"{ck.get('objective', 'latency')}, not {self.objective}; resume with "
-                            "the same --objective or use another --out")
-        self.baseline_value = self.objective_baseline()
-        self.next_episode = int(ck["next_episode"])
-        torch.set_rng_state(ck["global_torch_rng"])
-        np.random.set_state(ck["global_numpy_rng"])
+        save_checkpoint(self.ckpt_path, search_payload(self))
 
     # ---- setup ----------------------------------------------------------------------------------
 
@@ -428,7 +249,7 @@ class _Search:
         cost_s = (time.perf_counter() - tc) / len(eps)
         evals = self.evaluate(policies)
         if kill is not None and kill[1] == "mid" and kill[0] in eps:
-            _self_kill()
+            self_kill()
         recs = []
         for ep, steps, raw, pol, lat, (acc, acc_s, cached), t_a in zip(
                 eps, rolls, raws, policies, static, evals, agent_s):
@@ -522,15 +343,15 @@ class _Search:
 
         prefill(self.cost, self.env.n_layers, self.config)  # fresh or resumed: no episode compiles
         if resume and self.ckpt_path.exists():
-            self.restore(_load_checkpoint(self.ckpt_path))
-            _rewrite_jsonl(self.jsonl_path, self.history)
+            restore_search(self, load_checkpoint(self.ckpt_path))
+            rewrite_jsonl(self.jsonl_path, self.history)
         else:
-            _rewrite_jsonl(self.jsonl_path, [])
+            rewrite_jsonl(self.jsonl_path, [])
             self.start_fresh()
         with atomic_output(self.out_dir / "config.json") as fh:
             fh.write(self.config.to_json() + "\n")  # type: ignore[attr-defined]
         if self.best is not None:
-            _write_best(self.out_dir, self.best, self.spec.names)
+            write_best(self.out_dir, self.best, self.spec.names)
 
     def commit(self, recs: list[dict[str, Any]], kill: tuple[int, str] | None) -> None:
         """Record a finished round: history, best, checkpoint, then the ``episodes.jsonl`` lines."""
@@ -538,20 +359,20 @@ class _Search:
         self.history.extend(recs)
         improved = [self.note_best(rec) for rec in recs]
         if any(improved):
-            _write_best(self.out_dir, self.best, self.spec.names)  # type: ignore[arg-type]
+            write_best(self.out_dir, self.best, self.spec.names)  # type: ignore[arg-type]
         self.next_episode = recs[-1]["episode"] + 1
         self.save()
         if kill is not None and kill[1] == "post" and first < kill[0] <= self.next_episode:
-            _self_kill()
+            self_kill()
         with open(self.jsonl_path, "a") as fh:
             for rec in recs:
-                fh.write(_dump_line(rec))
+                fh.write(dump_line(rec))
 
     def run(self, resume: bool, progress: bool) -> SearchResult:
         from tqdm import tqdm
 
         self.open(resume)
-        kill = _kill_point()
+        kill = kill_point()
         k = self.config.workers
         bar = tqdm(total=self.config.episodes, initial=self.next_episode, disable=not progress,
                    desc=f"search[{self.config.method}]", unit="ep", dynamic_ncols=True)
@@ -592,21 +413,6 @@ class _Search:
 
 OBJECTIVE_KEYS = ("objective", "energy_uj", "edp_uj_us", "objective_gain")
 """What a record of an energy / EDP search holds beyond a latency search's."""
-
-TIME_KEYS = ("accuracy_s", "cost_s", "agent_s")
-"""The time split of an episode, in this order in every printout."""
-
-
-def _key_policy(key: str) -> np.ndarray:
-    return np.array([[int(x) for x in pair.split("/")] for pair in key.split(",")], dtype=np.int64)
-
-
-def time_split(history: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Mean seconds per episode of accuracy, cost, agent and wall time over ``history``."""
-    if not history:
-        return {k: 0.0 for k in (*TIME_KEYS, "wall_s")}
-    keys = (*TIME_KEYS, "wall_s")
-    return {k: sum(r["time"].get(k, 0.0) for r in history) / len(history) for k in keys}
 
 
 def run_search(config: SearchConfig, env_spec: EnvSpec | Sequence[LayerInfo], cost_model: CostModel,

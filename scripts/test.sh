@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || { echo "run 'bash scripts/setup.sh' first" >&2; exit 2; }
 export NUMBA_THREADING_LAYER=workqueue
-.venv/bin/python scripts/lint_imports.py
+.venv/bin/lint-imports
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
