@@ -72,9 +72,11 @@ class LayerProgram:
     """The shared array its one tile is placed in (``xbar-pack``)."""
     shared: bool = False
     """That array is programmed by an earlier layer's write: no write of its own."""
+    w_zp: int = 0
+    """The stored operand's zero point, corrected digitally (``xbar.zp_correct``); 0: none."""
 
     def __getattr__(self, name: str) -> Any:  # descriptor and geometry fields read through
-        if name in ("geometry", "a_signed", "dynamic", "amortised", "skip_zero", "group", "shared"):
+        if name in ("geometry", "a_signed", "dynamic", "amortised", "skip_zero", "group", "shared", "w_zp"):
             raise AttributeError(name)
         for part in (self.geometry, self.geometry.desc):
             if hasattr(part, name):
@@ -95,7 +97,7 @@ class LayerProgram:
         """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless; no
         skipped cycles: the worst case of run-time skipping)."""
         return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic,
-                              amortised=self.amortised, shared=self.shared)
+                              amortised=self.amortised, shared=self.shared, zero_point=bool(self.w_zp))
 
 
 def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:
@@ -120,6 +122,7 @@ class _Facts:
     groups: set = field(default_factory=set)
     shared: set = field(default_factory=set)
     tile_list: tuple[tuple[int, int, int], ...] | None = None
+    w_zp: int = 0
 
 
 def _facts(layer: xbar.LayerOp) -> _Facts:
@@ -134,6 +137,8 @@ def _facts(layer: xbar.LayerOp) -> _Facts:
         elif isinstance(op, xbar.CycleOp):
             f.cycles += issue_count(op, layer)
             f.skip.add(op.skip_zero is not None)
+        elif isinstance(op, xbar.ZpCorrectOp):
+            f.w_zp = op.w_zp.value.data
         elif isinstance(op, xbar.TileAtOp):
             flat = cimq.ints(op.tiles)
             f.tile_list = tuple(tuple(flat[i : i + 3]) for i in range(0, len(flat), 3))  # type: ignore[misc]
@@ -172,7 +177,7 @@ def analyse_layer(layer: xbar.LayerOp) -> LayerProgram:
     if f.groups != {None} and tiles != 1:
         raise UnsupportedModelError(f"layer '{name}': only a layer of one tile can share an array")
     return LayerProgram(geom, bool(v("a_signed")), layer.is_dynamic, True in f.amortised, True in f.skip,
-                        next(iter(f.groups)), True in f.shared)
+                        next(iter(f.groups)), True in f.shared, f.w_zp)
 
 
 def module_layers(module: ModuleOp) -> list[xbar.LayerOp]:

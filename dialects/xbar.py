@@ -29,6 +29,7 @@ DAC input chunks)::
       }
     }
     %y = xbar.recombine %buf, %r, %k                                // slices, signs, offset
+    %z = xbar.zp_correct %y, %x {w_zp = 100}                        // a weight zero point
 
 Every op does a whole tile's or plane's work for all ``B * P`` vectors. Integer data are builtin
 integer tensors (``i32``); quantized operands keep their ``!cimq.q`` types (the weight of
@@ -292,6 +293,13 @@ def operand_bits(q: QuantType) -> int:
     return q.width if q.is_signed else q.width + 1
 
 
+def unsigned_cells(q: QuantType, bits: int) -> bool:
+    """Whether an operand of type ``q`` stored at ``bits`` is held as unsigned cells (values in
+    ``[0, 2^bits - 1]``): an unsigned operand at its own width. Otherwise the cells hold signed
+    ``bits``-bit integers (an unsigned operand needs one bit more)."""
+    return not q.is_signed and bits == q.width
+
+
 def _check_fits(q: QuantType, bits: int, what: str, op: str, *, as_signed: bool) -> None:
     """The operand's integers must fit the ``bits`` the crossbar streams / stores."""
     need = operand_bits(q) if as_signed else q.width
@@ -403,6 +411,10 @@ class UnpackOp(IRDLOperation):
 
 
 class _Product(IRDLOperation):
+    """Both operands' zero points are removed digitally: the product is ``(x - zx) @ (w - zw)``.
+    The stored operand holds its integers as they are: signed cells of ``w_bits`` bits, or
+    unsigned cells when it is unsigned at its own width (:func:`unsigned_cells`)."""
+
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
     output = result_def(TensorType)
@@ -429,10 +441,8 @@ class _Product(IRDLOperation):
             raise VerifyException(f"{op}: kind '{self.kind.data}' is not one of {', '.join(KINDS)}")
         wb, ab = _ival(self.w_bits), _ival(self.a_bits)
         _check_bits(wb, ab, op)
-        _check_fits(w, wb, "the weight", op, as_signed=True)
+        _check_fits(w, wb, "the weight", op, as_signed=False)  # unsigned at its width: unsigned cells
         _check_fits(x, ab, "the input", op, as_signed=False)
-        if w.zp:  # a streamed zero point is removed digitally: the product is (x - zp) @ w
-            raise VerifyException(f"{op}: the stored operand needs zero point 0 (store w - zp)")
         if len(xs) != 4 or len(ws) != rhs_rank or len(ys) != 4:
             raise VerifyException(
                 f"{op}: expected lhs [B, H, P, n], rhs of rank {rhs_rank}, result [B, H, P, m]"
@@ -545,6 +555,12 @@ class LayerOp(IRDLOperation):
     def is_dynamic(self) -> bool:
         return self.dynamic is not None
 
+    @property
+    def w_unsigned(self) -> bool:
+        """Whether the weight is stored as unsigned cells (:func:`unsigned_cells`)."""
+        q = _elem(self.weight.type)
+        return isinstance(q, QuantType) and unsigned_cells(q, self.value("w_bits"))
+
     def verify_(self) -> None:
         name = f"xbar.layer '{self.layer.data}'"
         v = self.value
@@ -581,6 +597,21 @@ class LayerOp(IRDLOperation):
         last = block.last_op
         if not isinstance(last, YieldOp) or [x.type for x in last.values] != [self.output.type]:
             raise VerifyException(f"{name}: the body must end in xbar.yield of the result type")
+        self._verify_zero_point(name)
+
+    def _verify_zero_point(self, name: str) -> None:
+        """A stored operand with zero point ``zw`` needs exactly one ``xbar.zp_correct {w_zp = zw}``
+        of the streamed input in the body; one without needs none."""
+        q = _elem(self.weight.type)
+        want = [q.zp] if isinstance(q, QuantType) and q.zp else []
+        block = self.body.block
+        ops = [op for op in block.ops if isinstance(op, ZpCorrectOp)]
+        if [_ival(op.w_zp) for op in ops] != want or any(op.input is not block.args[0] for op in ops):
+            raise VerifyException(
+                f"{name}: the weight's zero point {want[0] if want else 0} needs "
+                f"{'one xbar.zp_correct of the input with w_zp = ' + str(want[0]) if want else 'no xbar.zp_correct'}"
+                f", got {len(ops)}"
+            )
 
 
 @irdl_op_definition
@@ -644,6 +675,8 @@ class MapOp(IRDLOperation):
     """``k`` repeats per block-diagonal matrix: cells ``<ceil(H/k) x .. x ..>`` (``xbar-pack``)."""
     a_zp = opt_prop_def(IntegerAttr[I64])
     """The streamed input's zero point ``zx``: the correction also removes ``zx * colsum(w)``."""
+    w_unsigned = opt_prop_def(UnitAttr)
+    """The operand is stored as unsigned cells (:func:`unsigned_cells`)."""
     columns = opt_prop_def(DenseArrayBase)
     """The physical columns kept (ascending); the others hold only zero cells and are dropped
     (``xbar-skip-zero-weights``)."""
@@ -675,6 +708,13 @@ class MapOp(IRDLOperation):
                 )
         if self.mapping.data not in MAPPINGS:
             raise VerifyException(f"xbar.map: mapping '{self.mapping.data}' not one of dc, dr, of")
+        q = _elem(self.input.type)
+        if isinstance(q, QuantType) and unsigned_cells(q, _ival(self.w_bits)) != (self.w_unsigned is not None):
+            raise VerifyException(
+                f"xbar.map: a {q.spec()} operand at {_ival(self.w_bits)} bits is stored as "
+                f"{'unsigned' if unsigned_cells(q, _ival(self.w_bits)) else 'signed'} cells: "
+                f"w_unsigned must be {'set' if unsigned_cells(q, _ival(self.w_bits)) else 'absent'}"
+            )
         rs = _int_tensor(self.recomb.type, "xbar.map recomb")
         if tuple(rs) != (cells.cols.data, 2):
             raise VerifyException(f"xbar.map: recomb {list(rs)} must be [{cells.cols.data}, 2]")
@@ -939,6 +979,42 @@ class RecombineOp(IRDLOperation):
             raise VerifyException(f"xbar.recombine: result {list(ys)} is not [B, H={buf.repeats.data}, P, m]")
 
 
+@irdl_op_definition
+class ZpCorrectOp(IRDLOperation):
+    """Digital correction of the stored operand's zero point ``zw`` (the crossbar holds ``w`` as
+    it is): ``y[b, h, p, o] = acc[b, h, p, o] - w_zp * sum_k (x[b, h, p, k] - zx)``, so with
+    ``acc = (x - zx) @ w`` (the recombination already removed ``zx``) ``y = (x - zx) @ (w - zw)``.
+    ``x`` is the layer's streamed input (``[B, H, P, n]``, zero point ``zx`` in its type); one
+    row sum per vector, the same for every output.
+
+    ``%y = xbar.zp_correct %acc, %x {w_zp = 100 : i64} : (tensor<1x1x1x10xi32>,
+    tensor<1x1x1x256x!cimq.q<u8:0.01>>) -> tensor<1x1x1x10xi32>``
+    """
+
+    name = "xbar.zp_correct"
+    acc = operand_def(TensorType)
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    w_zp = prop_def(IntegerAttr[I64])
+    assembly_format = "$acc `,` $input attr-dict `:` functional-type(operands, results)"
+    irdl_options = (ParsePropInAttrDict(),)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        acc = _int_tensor(self.acc.type, "xbar.zp_correct accumulator")
+        _quant(self.input.type, "xbar.zp_correct input")
+        xs = _shape(self.input.type, "xbar.zp_correct input")
+        if self.output.type != self.acc.type:
+            raise VerifyException("xbar.zp_correct: the result has the accumulator's type")
+        if _ival(self.w_zp) == 0:
+            raise VerifyException("xbar.zp_correct: w_zp must be non-zero (no correction: no op)")
+        if len(acc) != 4 or len(xs) != 4 or not all(_same(a, b) for a, b in zip(acc[:3], xs[:3])):
+            raise VerifyException(
+                f"xbar.zp_correct: accumulator {list(acc)} and input {list(xs)} are not "
+                "[B, H, P, m] and [B, H, P, n]"
+            )
+
+
 XBAR = Dialect(
     "xbar",
     [
@@ -961,6 +1037,7 @@ XBAR = Dialect(
         CycleOp,
         ShiftAddOp,
         RecombineOp,
+        ZpCorrectOp,
     ],
     [CellsType, TileType, PlaneType, ColumnsType, BufType],
 )

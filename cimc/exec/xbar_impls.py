@@ -39,7 +39,7 @@ from cimc.exec.cimq_exec import const_value
 from cimc.exec.fast_path import fast_matmul
 from cimc.exec.host import im2col_grouped
 from cimc.exec.skipping import fast_path_skips, zero_plane_counts
-from cimc.target.counters import Counters, layer_counters
+from cimc.target.counters import Counters, layer_counters, zero_point_adds
 from cimc.target.geometry import LayerDesc, layer_geometry
 from cimc.target.hw import Hardware
 from cimc.target.kernels import (
@@ -189,7 +189,7 @@ class XbarFunctions(InterpreterFunctions):
         desc = LayerDesc(op.layer.data, int(m), int(n), int(p), int(h), op.kind.data)
         geom = layer_geometry(desc, op.w_bits.value.data, op.a_bits.value.data, self.hw)
         dyn = isinstance(op, xbar.MatMulDynOp)
-        c = layer_counters(geom, self.hw, batch=x.shape[0], dynamic=dyn)
+        c = layer_counters(geom, self.hw, batch=x.shape[0], dynamic=dyn, zero_point=bool(_zero_point(op.rhs)))
         return LayerRecord(None, op.layer.data, op.kind.data, c, path="formula")
 
     def _ideal_only(self, op: Operation) -> None:
@@ -202,14 +202,16 @@ class XbarFunctions(InterpreterFunctions):
         self._ideal_only(op)
         x, w = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(_centered(x, op.lhs), w, static_blob(op.rhs)),)
+        xc = _centered(x, op.lhs)
+        return (zp_corrected(fast_matmul(xc, w, static_blob(op.rhs)), xc, _zero_point(op.rhs)),)
 
     @impl(xbar.MatMulDynOp)
     def run_matmul_dyn(self, interp: Interpreter, op: xbar.MatMulDynOp, args: tuple[Any, ...]):
         self._ideal_only(op)
         x, r = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(_centered(x, op.lhs), r),)
+        xc = _centered(x, op.lhs)
+        return (zp_corrected(fast_matmul(xc, r), xc, _zero_point(op.rhs)),)
 
     # ---------------------------------------------------------------- xbar level
 
@@ -236,7 +238,8 @@ class XbarFunctions(InterpreterFunctions):
             raise ExecutionError(f"layer '{prog.name}': the fast path models an ideal device; "
                                  "run noise with fast=False")
         if self.fast or (self.fast is None and lossless and self.device is None):
-            y = fast_matmul(_centered(x, op.operands[0]), w, blob)
+            xc = _centered(x, op.operands[0])
+            y = zp_corrected(fast_matmul(xc, w, blob), xc, prog.w_zp)  # xbar.zp_correct's work
             record.counters = prog.counters(x.shape[0], self.hw)
             if prog.skip_zero:
                 self._fast_skips(record, prog, x)
@@ -286,22 +289,25 @@ class XbarFunctions(InterpreterFunctions):
         c, m = cells_t.cell_bits.data, w.shape[-1] * k
         a_bits, signed = op.a_bits.value.data, bool(op.a_signed.value.data)
         zx = op.a_zp.value.data if op.a_zp is not None else 0
-        recomb = recomb_table(m, wb, c, mapping, s)
+        w_signed = op.w_unsigned is None
+        recomb = recomb_table(m, wb, c, mapping, s, w_signed)
         recomb = recomb if cols is None else recomb[cols]
         if op.is_dynamic:
             r = np.asarray(w, dtype=np.int64)
             r = block_diagonal(r, k) if k > 1 else r
-            cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map") for b in range(r.shape[0])])
+            cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map", signed=w_signed)
+                              for b in range(r.shape[0])])
             return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed, zx)
         where = f"layer '{self.current.name}'" if self.current is not None else "xbar.map"
         blob = self.current.weight if self.current is not None else None
 
         def make(_: Any) -> tuple[np.ndarray, np.ndarray]:
             wk = block_diagonal(np.asarray(w), k) if k > 1 else w
-            cells = map_cells(wk, wb, c, mapping, s, where=where)
+            cells = map_cells(wk, wb, c, mapping, s, where=where, signed=w_signed)
             return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed, zx)
 
-        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, zx, k, None if cols is None else cols.tobytes())
+        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, zx, w_signed, k,
+               None if cols is None else cols.tobytes())
         cells, corr = blob.derived(key, make) if blob is not None else make(None)
         return cells, recomb, corr
 
@@ -501,6 +507,22 @@ class XbarFunctions(InterpreterFunctions):
         self._counters().recombine_adds += buf.data.size
         corr = corr[None, :, None, :] if corr.ndim == 2 else corr[:, :, None, :]
         return (np.ascontiguousarray(y - corr),)
+
+
+    @impl(xbar.ZpCorrectOp)
+    def run_zp_correct(self, interp: Interpreter, op: xbar.ZpCorrectOp, args: tuple[Any, ...]):
+        acc, x = args
+        b, h, p, m = acc.shape
+        self._counters().recombine_adds += zero_point_adds(h, p, x.shape[-1], m, b)
+        return (zp_corrected(acc, _centered(x, op.input), op.w_zp.value.data),)
+
+
+def zp_corrected(y: np.ndarray, xc: np.ndarray, w_zp: int) -> np.ndarray:
+    """``y - w_zp * rowsum(xc)`` (``xbar.zp_correct``: ``xc`` the centred streamed input
+    ``[B, H, P, n]``, ``y`` its product ``[B, H, P, m]``); ``y`` itself when ``w_zp`` is 0."""
+    if not w_zp:
+        return y
+    return y - w_zp * np.sum(xc, axis=-1, dtype=np.int64, keepdims=True)
 
 
 def fusable_chunks(loop: scf.ForOp) -> tuple[xbar.PlaneOp, xbar.ShiftAddOp] | None:
