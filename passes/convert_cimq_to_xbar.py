@@ -14,7 +14,8 @@
 
 ``B`` is the batch of one run. A module that runs at any batch carries it on axis 0 of every
 batched tensor. A module typed at one batch ``N`` (``cimq.fixed_batch``: the frontend saw the
-batch leave axis 0; ``N`` is its inputs' axis 0) may carry it anywhere
+batch leave axis 0, or an input carries it on another axis; ``N`` is the size of the inputs'
+batch axis, :func:`cimc.analysis.run_batch`) may carry it anywhere
 (sequence-first ``[tokens, N, dim]``, heads folded into it ``[N*heads, tokens, d]``): there
 ``P`` and ``H`` are the rows and written operands of the whole run divided by ``N``, whatever
 the layout (the products are row-wise, so regrouping the rows by inference is exact).
@@ -50,6 +51,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from cimc.analysis import run_batch
 from cimc.dialects import cimq, xbar
 from cimc.errors import UnsupportedModelError
 
@@ -161,25 +163,6 @@ def _hint(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-def run_batch(module: ModuleOp) -> int | None:
-    """The batch of one run of a module that runs at its typed batch only (``cimq.fixed_batch``:
-    axis 0 of ``@main``'s inputs, 1 without inputs); None for the others, whose batched
-    tensors all carry the batch on axis 0."""
-    from xdsl.dialects import func
-
-    for op in module.walk():
-        if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
-            if "cimq.fixed_batch" not in op.attributes:
-                return None
-            args = op.body.block.args if op.body.blocks else ()
-            for arg in args:
-                if isinstance(arg.type, TensorType) and arg.type.get_shape():
-                    d = arg.type.get_shape()[0]
-                    return None if d < 0 else d
-            return 1
-    return None
 
 
 def per_inference(lead: list[int], batch: int | None) -> tuple[int, int]:
