@@ -117,6 +117,11 @@ class ConstOp(IRDLOperation):
 
 
 
+# --------------------------------------------------------------------------------------------
+# Around a product: bias and requantize
+# --------------------------------------------------------------------------------------------
+
+
 @irdl_op_definition
 class BiasAddOp(IRDLOperation):
     """Add an int32 bias (same scale as the accumulator) along ``axis``: exact integer add."""

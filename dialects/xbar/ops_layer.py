@@ -46,10 +46,6 @@ from cimc.dialects.xbar.ops_tile import ZpCorrectOp
 from cimc.target.geometry import KINDS, ceil_div
 from cimc.target.hw import MAPPINGS
 
-# --------------------------------------------------------------------------------------------
-# xbar level: the crossbar program
-# --------------------------------------------------------------------------------------------
-
 
 @irdl_op_definition
 class YieldOp(IRDLOperation):

@@ -38,10 +38,6 @@ from cimc.dialects.xbar.helpers import (
 )
 from cimc.target.geometry import KINDS
 
-# --------------------------------------------------------------------------------------------
-# xbar-mm level
-# --------------------------------------------------------------------------------------------
-
 
 @irdl_op_definition
 class Im2ColOp(IRDLOperation):
