@@ -40,10 +40,6 @@ from cimc.dialects.cimq.attrs import (
     format_scale,
 )
 from cimc.dialects.cimq.helpers import (
-    check_accumulator,
-    check_operand_bits,
-    check_same_shape,
-    dims_compatible,
     float_elem,
     i64_array,
     ints,
@@ -171,12 +167,8 @@ __all__ = [
     "SqrtOp",
     "SubOp",
     "TransposeOp",
-    "check_accumulator",
-    "check_operand_bits",
-    "check_same_shape",
     "constant_array",
     "dense_to_numpy",
-    "dims_compatible",
     "float_elem",
     "format_scale",
     "i64_array",
