@@ -108,7 +108,7 @@ def compare(args: argparse.Namespace) -> None:
     from cimc.rl.compiler_cost import CompilerCost
     from cimc.rl.env import CIMAQ_DDPG, DDPGConfig, SearchConfig
     from cimc.rl.search import EnvSpec, read_episodes, run_search
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
     from cimc.target.hw import Hardware
 
     sens = json.loads(Path(args.sens).read_text())

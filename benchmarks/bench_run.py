@@ -34,7 +34,7 @@ def blas_bound_work(module) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     """Per (layer, repeat, row tile): stacked random 0/1 planes and the float tiles they drive."""
     from cimc.analysis import analyse_layer, module_layers
     from cimc.dialects import xbar
-    from cimc.exec.xbar_impls import static_blob
+    from cimc.exec.xbar_records import static_blob
     from cimc.target.mapping import map_cells
 
     rng = np.random.default_rng(0)

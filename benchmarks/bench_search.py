@@ -172,7 +172,7 @@ def main() -> None:
     from cimc.rl.costs import prefill
     from cimc.rl.env import SearchConfig
     from cimc.rl.search import EnvSpec
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
 
     torch.set_num_threads(1)
     out = Path(args.out)

@@ -38,15 +38,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     from cimc.context import make_context
+    from cimc.exec import xbar_tiles
     from cimc.exec.xbar_exec import run_xbar
     from cimc.passes.xbar_skip_zero_planes import XbarSkipZeroPlanesPass
     from cimc.pipeline import lower
     from cimc.target.hw import Hardware
 
-    from cimc.exec import xbar_impls
-
     spent = [0.0]
-    count = xbar_impls.zero_plane_counts
+    count = xbar_tiles.zero_plane_counts
 
     def timed(*a):
         t0 = time.process_time()
@@ -54,7 +53,7 @@ def main() -> None:
         spent[0] += time.process_time() - t0
         return out
 
-    xbar_impls.zero_plane_counts = timed
+    xbar_tiles.zero_plane_counts = timed
     hw = Hardware()
     print(f"{'model (CPU seconds)':32} {'plain s':>9} {'skipping s':>11} {'ratio':>7} {'cycles skipped':>15}")
     work = 0.0

@@ -48,7 +48,7 @@ def main() -> None:
     from cimc.rl.env import SearchConfig
     from cimc.rl.parallel import LocalExecutor, RayExecutor
     from cimc.rl.search import EnvSpec, read_episodes, run_search, time_split
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
     from cimc.target.hw import Hardware
 
     torch.set_num_threads(1)

@@ -72,9 +72,11 @@ class LayerProgram:
     """The shared array its one tile is placed in (``xbar-pack``)."""
     shared: bool = False
     """That array is programmed by an earlier layer's write: no write of its own."""
+    w_zp: int = 0
+    """The stored operand's zero point, corrected digitally (``xbar.zp_correct``); 0: none."""
 
     def __getattr__(self, name: str) -> Any:  # descriptor and geometry fields read through
-        if name in ("geometry", "a_signed", "dynamic", "amortised", "skip_zero", "group", "shared"):
+        if name in ("geometry", "a_signed", "dynamic", "amortised", "skip_zero", "group", "shared", "w_zp"):
             raise AttributeError(name)
         for part in (self.geometry, self.geometry.desc):
             if hasattr(part, name):
@@ -95,7 +97,7 @@ class LayerProgram:
         """The counters of running ``batch`` inferences on ``hw`` (no saturations: lossless; no
         skipped cycles: the worst case of run-time skipping)."""
         return layer_counters(self.geometry, hw, batch=batch, dynamic=self.dynamic,
-                              amortised=self.amortised, shared=self.shared)
+                              amortised=self.amortised, shared=self.shared, zero_point=bool(self.w_zp))
 
 
 def _loop_trips(layer: xbar.LayerOp) -> dict[str, int]:
@@ -120,6 +122,7 @@ class _Facts:
     groups: set = field(default_factory=set)
     shared: set = field(default_factory=set)
     tile_list: tuple[tuple[int, int, int], ...] | None = None
+    w_zp: int = 0
 
 
 def _facts(layer: xbar.LayerOp) -> _Facts:
@@ -134,6 +137,8 @@ def _facts(layer: xbar.LayerOp) -> _Facts:
         elif isinstance(op, xbar.CycleOp):
             f.cycles += issue_count(op, layer)
             f.skip.add(op.skip_zero is not None)
+        elif isinstance(op, xbar.ZpCorrectOp):
+            f.w_zp = op.w_zp.value.data
         elif isinstance(op, xbar.TileAtOp):
             flat = cimq.ints(op.tiles)
             f.tile_list = tuple(tuple(flat[i : i + 3]) for i in range(0, len(flat), 3))  # type: ignore[misc]
@@ -172,7 +177,7 @@ def analyse_layer(layer: xbar.LayerOp) -> LayerProgram:
     if f.groups != {None} and tiles != 1:
         raise UnsupportedModelError(f"layer '{name}': only a layer of one tile can share an array")
     return LayerProgram(geom, bool(v("a_signed")), layer.is_dynamic, True in f.amortised, True in f.skip,
-                        next(iter(f.groups)), True in f.shared)
+                        next(iter(f.groups)), True in f.shared, f.w_zp)
 
 
 def module_layers(module: ModuleOp) -> list[xbar.LayerOp]:
@@ -230,27 +235,62 @@ def host_warnings(module: ModuleOp, *, strict: bool = False) -> list[str]:
         batch_axis_warnings(module)
 
 
-def batch_axis_warnings(module: ModuleOp) -> list[str]:
-    """A warning when a layer's per-inference counts could not be derived: the model moves the
-    batch away from axis 0 (``cimq.fixed_batch``: one run is axis 0 of the inputs, ``N``) and a
-    crossbar layer's products of one run do not split into ``N`` inferences (its leading axis is
-    not ``N``). That happens when an input is not batch-first (``[tokens, batch, dim]``): the
-    file's shapes cannot say which axis is the batch, so that layer's P and H are per run."""
+def _main(module: ModuleOp) -> Any:
     from xdsl.dialects import func
 
-    mains = [op for op in module.walk() if isinstance(op, func.FuncOp) and op.sym_name.data == "main"]
-    if not mains or "cimq.fixed_batch" not in mains[0].attributes or not mains[0].body.blocks:
+    return next((op for op in module.walk() if isinstance(op, func.FuncOp) and op.sym_name.data == "main"),
+                None)
+
+
+def batch_axes(module: ModuleOp) -> tuple[int, ...]:
+    """Each input's batch axis as the importer recorded it (``cimq.batch_axes`` on ``@main``:
+    ``--batch-axis`` or a symbolic dim off axis 0); axis 0 for every input without it."""
+    main = _main(module)
+    if main is None or not main.body.blocks:
+        return ()
+    attr = main.attributes.get("cimq.batch_axes")
+    if attr is not None:
+        return tuple(cimq.ints(attr))  # type: ignore[arg-type]
+    return tuple(0 for _ in main.body.block.args)
+
+
+def run_batch(module: ModuleOp) -> int | None:
+    """The batch of one run of a module that runs at its typed batch only (``cimq.fixed_batch``):
+    the size of the inputs' batch axis (:func:`batch_axes`), 1 without inputs; None for the
+    others, whose batched tensors all carry the batch on axis 0."""
+    main = _main(module)
+    if main is None or "cimq.fixed_batch" not in main.attributes:
+        return None
+    args = main.body.block.args if main.body.blocks else ()
+    for arg, axis in zip(args, batch_axes(module)):
+        if isinstance(arg.type, TensorType) and arg.type.get_shape():
+            d = arg.type.get_shape()[axis]
+            return None if d < 0 else d
+    return 1
+
+
+def batch_axis_warnings(module: ModuleOp) -> list[str]:
+    """A warning when a layer's per-inference counts could not be derived: the model moves the
+    batch away from axis 0 (``cimq.fixed_batch``: one run is the inputs' batch axis, ``N``) and
+    a crossbar layer's products of one run do not split into ``N`` inferences (its leading axis
+    is not ``N``). That happens when an input is not batch-first (``[tokens, batch, dim]``) and
+    nobody said so (``--batch-axis``): the file's shapes cannot say which axis is the batch, so
+    that layer's P and H are per run."""
+    main = _main(module)
+    n = run_batch(module)
+    if n is None or not main.body.blocks:
         return []
-    shapes = [a.type.get_shape() for a in mains[0].body.block.args if isinstance(a.type, TensorType)]
-    n = shapes[0][0] if shapes and shapes[0] else 1
     odd = [layer for layer in module_layers(module)
            if isinstance(layer.results[0].type, TensorType) and layer.results[0].type.get_shape()[0] != n]
     if not odd:
         return []
+    shape = next((list(a.type.get_shape()) for a in main.body.block.args if isinstance(a.type, TensorType)), [])
+    axes = batch_axes(module)
+    axis = axes[0] if axes else 0
     return [f"warning: layer {odd[0].properties['layer']} (and {len(odd) - 1} more): its products do "
-            f"not split into the {n} inferences of axis 0 of input shape {list(shapes[0])}; if that "
-            "input is not batch-first (e.g. [tokens, batch, dim]), its P and H are per run, not per "
-            "inference"]
+            f"not split into the {n} inferences of axis {axis} of input shape {shape}; if that "
+            "input's batch is on another axis (e.g. [tokens, batch, dim]), give it with "
+            "--batch-axis AXIS (or NAME=AXIS), else its P and H are per run, not per inference"]
 
 
 def compiled_geometry(module: ModuleOp) -> dict[str, Any] | None:

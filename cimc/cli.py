@@ -17,7 +17,7 @@ from cimc import report_cli
 from cimc.cli_util import print_table, run_app
 from cimc.errors import CimcError
 from cimc.loaders import load_energy, load_hardware, load_model, model_inputs, preset_file
-from cimc.report_cli import EnergyOpt
+from cimc.report_cli import BatchAxisOpt, EnergyOpt
 
 app = typer.Typer(
     name="cimc",
@@ -76,6 +76,7 @@ def lower_cmd(
     hw: HwOpt = None,
     hw_set: HwSetOpt = None,
     strict: StrictOpt = False,
+    batch_axis: BatchAxisOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Import a model and lower it to an IR level; print the IR or write it with -o."""
@@ -91,7 +92,7 @@ def lower_cmd(
         if not outs.passthrough(output):
             outs.plan(sidecar_path(output), "the weights of -o")
     hardware = load_hardware(hw, hw_set) if (hw or hw_set or to.startswith("xbar")) else None
-    module = load_model(model)
+    module = load_model(model, batch_axis=batch_axis)
     lower(module, to, hw=hardware, print_between=print_between, stream=sys.stderr)
     _host_check(module, strict)
     if output is None:
@@ -217,6 +218,7 @@ def run_cmd(
         Optional[Path], typer.Option("--waterfall", help="--level xbar-opt: each optimisation's contribution (PNG).")
     ] = None,
     strict: StrictOpt = False,
+    batch_axis: BatchAxisOpt = None,
     energy: EnergyOpt = None,
     noise: NoiseOpt = None,
     noise_set: Annotated[Optional[str], typer.Option(
@@ -250,7 +252,7 @@ def run_cmd(
     if fast and hardware is not None and not hardware.lossless:
         raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
     preset, noise_model = _device_options(level, fast, compare_lossless, energy, noise, noise_set, repeat)
-    module = load_model(model)
+    module = load_model(model, batch_axis=batch_axis)
     inputs, y, names = _run_inputs(module, input, labels, batch, seed, allow_nonfinite, output)
     show = sys.stderr.isatty() if progress is None else progress
     result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless,

@@ -25,15 +25,44 @@ def load_energy(spec: str | Path | None) -> EnergyPreset:
     return load_preset(spec)
 
 
-def load_model(path: Path, *, weights: Path | None = None):
+def batch_axis_spec(values: list[str] | None) -> dict[str | None, int] | None:
+    """``--batch-axis`` values (``AXIS`` for every input, ``NAME=AXIS`` for one; repeatable) as
+    :func:`cimc.frontend.import_onnx` takes them (``None`` keys every input not named)."""
+    if not values:
+        return None
+    spec: dict[str | None, int] = {}
+    for value in values:
+        name, _, axis = value.rpartition("=")
+        key = name if "=" in value else None
+        try:
+            number = int(axis)
+        except ValueError:
+            raise InputFileError(f"--batch-axis '{value}': expected AXIS or NAME=AXIS with an "
+                                 "integer AXIS") from None
+        if key == "":
+            raise InputFileError(f"--batch-axis '{value}': the input name is empty")
+        if key in spec:
+            what = f"input '{key}'" if key is not None else "every input (AXIS)"
+            raise InputFileError(f"--batch-axis '{value}': {what} is given twice")
+        spec[key] = number
+    return spec
+
+
+def load_model(path: Path, *, weights: Path | None = None, batch_axis: list[str] | None = None):
     """An ONNX file is imported; a ``.mlir`` file is parsed (weights from its sidecar).
 
     The file must be a regular file within the size limit of its kind (no device, fifo or
     directory), and the graph must compute something (a ``@main`` with at least one output).
+    ``batch_axis``: the ``--batch-axis`` values (ONNX files only: an IR file keeps the axes it
+    was imported with).
     """
     from cimc.safe_read import LIMITS, check_regular
 
     kind = "mlir" if path.suffix == ".mlir" else "onnx"
+    spec = batch_axis_spec(batch_axis)
+    if spec is not None and kind == "mlir":
+        raise InputFileError(f"{path}: --batch-axis applies to ONNX files; an IR file keeps the "
+                             "batch axes it was imported with")
     check_regular(path, "model file (.onnx or .mlir)", LIMITS[kind])
     if kind == "mlir":
         from cimc.ir_io import read_module
@@ -42,7 +71,7 @@ def load_model(path: Path, *, weights: Path | None = None):
     else:
         from cimc.frontend import import_onnx
 
-        module = import_onnx(path).module
+        module = import_onnx(path, batch_axis=spec).module
     _check_graph(module, path)
     return module
 

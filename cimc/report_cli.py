@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -17,6 +17,12 @@ EnergyOpt = Annotated[
     Optional[str],
     typer.Option("--energy", help="Energy preset: a built-in name (isaac-puma-32nm, the default; "
                  "neurosim-22nm) or a YAML file."),
+]
+BatchAxisOpt = Annotated[
+    Optional[List[str]],
+    typer.Option("--batch-axis", metavar="[NAME=]AXIS",
+                 help="ONNX inputs' batch axis: AXIS for every input or NAME=AXIS for one (repeatable), "
+                 "e.g. 1 for [tokens, batch, dim]. Default: a symbolic dim, else axis 0."),
 ]
 
 
@@ -52,6 +58,7 @@ def report_command(
         Optional[Path], typer.Option("--waterfall", help="With --opt: each optimisation's contribution as a waterfall (PNG).")
     ] = None,
     energy: EnergyOpt = None,
+    batch_axis: BatchAxisOpt = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Refuse a model with host layers (a Conv/Gemm/MatMul that does not map to crossbars).")
     ] = False,
@@ -72,7 +79,7 @@ def report_command(
             outs.plan(path, what)
     hardware = load_hardware(hw, hw_set)
     preset = load_energy(energy)
-    module = load_model(model)
+    module = load_model(model, batch_axis=batch_axis)
     level = "xbar-opt" if opt else "xbar"
     report = xbar_report(module, hardware, level=level, baseline=baseline, stream=stream, batch=batch,
                          energy=preset, strict=strict)

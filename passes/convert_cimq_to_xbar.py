@@ -14,7 +14,8 @@
 
 ``B`` is the batch of one run. A module that runs at any batch carries it on axis 0 of every
 batched tensor. A module typed at one batch ``N`` (``cimq.fixed_batch``: the frontend saw the
-batch leave axis 0; ``N`` is its inputs' axis 0) may carry it anywhere
+batch leave axis 0, or an input carries it on another axis; ``N`` is the size of the inputs'
+batch axis, :func:`cimc.analysis.run_batch`) may carry it anywhere
 (sequence-first ``[tokens, N, dim]``, heads folded into it ``[N*heads, tokens, d]``): there
 ``P`` and ``H`` are the rows and written operands of the whole run divided by ``N``, whatever
 the layout (the products are row-wise, so regrouping the rows by inference is exact).
@@ -26,8 +27,11 @@ be signed integers on the crossbar). Everything else stays a cimq host op.
 Zero points: a streamed operand's integers are streamed as stored and its zero point ``zx`` is
 removed digitally with the signed-input offset (``xbar.map``'s ``a_zp``: the correction is
 ``(offset + zx) * colsum(w)``; ``xbar.im2col`` pads with ``zx``). A static weight with zero
-point ``zw`` is stored as ``w - zw`` (one signed bit more than its type). An operand written at
-run time with a zero point is refused with one line.
+point ``zw`` is stored as ``w - zw`` when that fits 8 signed bits (its type's width, or one bit
+more: no run-time work); otherwise, and for an operand written at run time, the crossbar holds
+the integers as they are (zero point kept in the type) and ``zw * rowsum(x - zx)`` is
+subtracted digitally (``xbar.zp_correct`` after ``xbar-tile``). An unsigned operand that would
+need 9 signed bits (uint8) is stored as unsigned cells at its own width.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from cimc.analysis import run_batch
 from cimc.dialects import cimq, xbar
 from cimc.errors import UnsupportedModelError
 
@@ -68,19 +73,18 @@ def weight_array(value: SSAValue, where: str) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def centered_weight(W: np.ndarray, qt: cimq.QuantType, name: str) -> tuple[np.ndarray, cimq.QuantType]:
+def centered_weight(W: np.ndarray, qt: cimq.QuantType) -> tuple[np.ndarray, cimq.QuantType]:
     """A static weight with zero point ``zw`` as the signed integers ``W - zw`` the crossbar
     stores, scale 1: the type's width when they fit it, else one bit more (the span keeps its
-    size but moves)."""
+    size but moves). When that would need 9 bits the weight stays as it is, with its zero point
+    (scale 1), corrected digitally (``xbar.zp_correct``)."""
     if not qt.zp:
         return W, qt.with_scales(1.0)
     c = np.asarray(W, dtype=np.int64) - qt.zp
     lo, hi = (int(c.min()), int(c.max())) if c.size else (0, 0)
     fits = -(1 << (qt.width - 1)) <= lo and hi < (1 << (qt.width - 1))
     if not fits and qt.width >= 8:
-        raise UnsupportedModelError(
-            f"layer '{name}': the weight minus its zero point {qt.zp} spans [{lo}, {hi}], which "
-            f"needs {qt.width + 1} signed bits (at most 8; run it with --level cimq)")
+        return W, qt.with_scales(1.0)
     return c, cimq.QuantType(qt.width if fits else qt.width + 1, True, 1.0)
 
 
@@ -120,19 +124,28 @@ def _reshape(value: SSAValue, shape: list[int], onnx_shape: list[int]) -> cimq.R
     )
 
 
-def _product(cls, x: SSAValue, w: SSAValue, out_shape: list[int], name: str, kind: str):
-    """An ``xbar.matmul``/``xbar.matmul_dyn`` with bits taken from the operand types."""
-    if _qtype(w).zp:  # a static weight's is folded (weight_operand); a written one is not
-        raise UnsupportedModelError(
-            f"layer '{name}': the operand written at run time has zero point {_qtype(w).zp}, "
-            "which is not mapped to crossbars yet (run it with --level cimq)"
-        )
-    wb = xbar.operand_bits(_qtype(w))
+def _dims(shape: list[int]) -> str:
+    """A shape for a message: ``[?, 2, 3]`` (a dynamic dimension as ``?``)."""
+    return "[" + ", ".join("?" if d < 0 else str(d) for d in shape) + "]"
+
+
+def _where(op: Operation, kind: str, name: str) -> str:
+    """How a refusal names a product: kind, layer (the ONNX node) and cimq op."""
+    return f"{kind} '{name}' ({op.name})"
+
+
+def _product(cls, x: SSAValue, w: SSAValue, out_shape: list[int], name: str, kind: str, where: str):
+    """An ``xbar.matmul``/``xbar.matmul_dyn`` with bits taken from the operand types: the
+    stored operand's signed width, or an unsigned one's own width where signed cells would need
+    9 bits (unsigned cells)."""
+    wq = _qtype(w)
+    wb = xbar.operand_bits(wq)
+    if wb > 8 and not wq.is_signed:
+        wb = wq.width
     ab = _qtype(x).width
     if wb > 8:
         raise UnsupportedModelError(
-            f"layer '{name}': the crossbar operand is {_qtype(w).spec()}, which needs {wb} signed "
-            "bits (at most 8)"
+            f"{where}: the crossbar operand is {wq.spec()}, which needs {wb} signed bits (at most 8)"
         )
     return cls.create(
         operands=[x, w],
@@ -150,25 +163,6 @@ def _hint(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-def run_batch(module: ModuleOp) -> int | None:
-    """The batch of one run of a module that runs at its typed batch only (``cimq.fixed_batch``:
-    axis 0 of ``@main``'s inputs, 1 without inputs); None for the others, whose batched
-    tensors all carry the batch on axis 0."""
-    from xdsl.dialects import func
-
-    for op in module.walk():
-        if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
-            if "cimq.fixed_batch" not in op.attributes:
-                return None
-            args = op.body.block.args if op.body.blocks else ()
-            for arg in args:
-                if isinstance(arg.type, TensorType) and arg.type.get_shape():
-                    d = arg.type.get_shape()[0]
-                    return None if d < 0 else d
-            return 1
-    return None
 
 
 def per_inference(lead: list[int], batch: int | None) -> tuple[int, int]:
@@ -206,11 +200,12 @@ class ConvToXbar(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: cimq.ConvOp, rewriter: PatternRewriter) -> None:
         name = self.namer.name(op, "conv")
-        W = weight_array(op.weight, f"conv layer '{name}'")
+        where = _where(op, "conv layer", name)
+        W = weight_array(op.weight, where)
         o, cg, kh, kw = W.shape
         g = op.group.value.data
         mg, ng = o // g, cg * kh * kw
-        W, wq = centered_weight(W, _qtype(op.weight), name)
+        W, wq = centered_weight(W, _qtype(op.weight))
         wx = W.reshape(g, mg, ng).transpose(0, 2, 1)  # [G, n_g, m_g]
         wconst = blob_const(wx, f"{name}.xbar_weight", TensorType(wq, [g, ng, mg]))
         wconst.output.name_hint = f"{_hint(name)}_w"
@@ -229,7 +224,7 @@ class ConvToXbar(RewritePattern):
             },
         )
         kind = "depthwise" if g > 1 and cg == 1 else "conv"
-        mm = _product(xbar.MatMulOp, patches.output, wconst.output, [xs[0], g, p, mg], name, kind)
+        mm = _product(xbar.MatMulOp, patches.output, wconst.output, [xs[0], g, p, mg], name, kind, where)
         patches.output.name_hint, mm.output.name_hint = f"{_hint(name)}_patches", f"{_hint(name)}_mm"
         back = xbar.Col2ImOp.create(operands=[mm.output], result_types=[op.output.type])
         weight = op.weight
@@ -237,20 +232,20 @@ class ConvToXbar(RewritePattern):
         _erase_if_dead(weight, rewriter)
 
 
-def _weight_batch(name: str, xs: list[int], lead: list[int]) -> tuple[int, int]:
+def _weight_batch(where: str, xs: list[int], lead: list[int]) -> tuple[int, int]:
     """``(B, P)`` of an input ``xs`` times a batch of constant weights ``[*lead, K, N]``: the
     input's leading dims must end with ``lead`` (weight ``h`` multiplies rows of head ``h``, as
     the ``H`` repeats of a grouped convolution); the dims before it are the batch."""
     xl = xs[:-2]
     if len(xl) < len(lead) or xl[len(xl) - len(lead):] != lead:
         raise UnsupportedModelError(
-            f"linear layer '{name}': input {xs} against the weight batch {lead} broadcasts the "
+            f"{where}: input {_dims(xs)} against the weight batch {lead} broadcasts the "
             "input, which is not mapped to crossbars (run it with --level cimq)")
     prefix = xl[: len(xl) - len(lead)]
     if prefix and prefix[0] < 0:
         if math.prod(prefix[1:]) != 1:
             raise UnsupportedModelError(
-                f"linear layer '{name}': input {xs} has several batch dims before the weight "
+                f"{where}: input {_dims(xs)} has several batch dims before the weight "
                 f"batch {lead}, which is not mapped to crossbars (run it with --level cimq)")
         return prefix[0], xs[-2]
     return math.prod(prefix), xs[-2]
@@ -264,19 +259,20 @@ class MatMulToXbar(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: cimq.MatMulOp, rewriter: PatternRewriter) -> None:
         name = self.namer.name(op, "linear")
-        W = weight_array(op.weight, f"linear layer '{name}'")
+        where = _where(op, "linear layer", name)
+        W = weight_array(op.weight, where)
         xs = _shape(op.input)
         k, n_out = (W.shape[0], 1) if W.ndim == 1 else W.shape[-2:]
         h = math.prod(W.shape[:-2])
         if h == 1:  # [K, N], a vector [K] (one output column), or leading ones
             b, p = per_inference(xs[:-1], self.batch)
         else:
-            b, p = _weight_batch(name, xs, list(W.shape[:-2]))
-        W, wq = centered_weight(W.reshape(h, k, n_out), _qtype(op.weight), name)
+            b, p = _weight_batch(where, xs, list(W.shape[:-2]))
+        W, wq = centered_weight(W.reshape(h, k, n_out), _qtype(op.weight))
         wconst = blob_const(W, f"{name}.xbar_weight", TensorType(wq, [h, k, n_out]))
         wconst.output.name_hint = f"{_hint(name)}_w"
         rows = _reshape(op.input, [b, h, p, k], [_first(b, xs), h, p, k])
-        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, h, p, n_out], name, "linear")
+        mm = _product(xbar.MatMulOp, rows.output, wconst.output, [b, h, p, n_out], name, "linear", where)
         rows.output.name_hint, mm.output.name_hint = f"{_hint(name)}_rows", f"{_hint(name)}_mm"
         back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
         weight = op.weight
@@ -295,7 +291,7 @@ class MatMulActToXbar(RewritePattern):
         a_s, b_s = _shape(op.lhs), _shape(op.rhs)
         if a_s[:-2] != b_s[:-2]:
             raise UnsupportedModelError(
-                f"attention matmul '{name}': batch dims {a_s[:-2]} and {b_s[:-2]} differ (no "
+                f"{_where(op, 'attention matmul', name)}: batch dims {_dims(a_s[:-2])} and {_dims(b_s[:-2])} differ (no "
                 "broadcasting on the crossbar)"
             )
         b, h = per_inference(a_s[:-2], self.batch)
@@ -307,7 +303,8 @@ class MatMulActToXbar(RewritePattern):
             rb = _reshape(op.rhs, [b, h, d, m], [_first(b, b_s), h, d, m])
             new += [ra, rb]
             lhs, rhs = ra.output, rb.output
-        mm = _product(xbar.MatMulDynOp, lhs, rhs, [b, h, t, m], name, "matmul")
+        mm = _product(xbar.MatMulDynOp, lhs, rhs, [b, h, t, m], name, "matmul",
+                      _where(op, "attention matmul", name))
         mm.output.name_hint = f"{_hint(name)}_mm"
         back = xbar.UnpackOp.create(operands=[mm.output], result_types=[op.output.type])
         rewriter.replace(op, [*new, mm, back], [back.output])

@@ -48,7 +48,8 @@ class SkipZeroWeights(RewritePattern):
         if plan.blocks > 1:
             W = block_diagonal(W, plan.blocks)
         hw = layer_crossbar(op)
-        occ = column_occupancy(W, op.value("w_bits"), hw.cell_bits, hw.mapping, op.value("slices"), hw.rows)
+        occ = column_occupancy(W, op.value("w_bits"), hw.cell_bits, hw.mapping, op.value("slices"), hw.rows,
+                               signed=not op.w_unsigned)
         keep = kept_columns(occ)
         tiles = present_tiles(occ, keep, hw.cols)
         all_cols = occ.shape[2]

@@ -14,6 +14,11 @@ pipeline fills them from the :class:`cimc.target.hw.Hardware` given to ``lower``
 trip counts are exactly the paper's ``X = row_tiles * col_tiles`` writes and ``P * X * ceil(a/d)``
 cycles per repeat (``S = ceil(w/c)`` slices, or ``ceil((w-1)/c)`` after ``xbar-narrow-slices``).
 
+Zero points: the streamed input's ``zx`` is removed by the recombination's correction
+(``xbar.map``'s ``a_zp``); a stored operand's ``zw`` by ``xbar.zp_correct`` after it (the
+crossbar holds the operand's integers as they are; an unsigned operand at its own width in
+unsigned cells, ``xbar.map``'s ``w_unsigned``).
+
 The ADC resolution is not compiled in: the executor applies the hardware's ADC at run time, so
 one program can be run lossless and lossy.
 
@@ -152,6 +157,7 @@ def build_layer(
     except CimcError as exc:
         raise UnsupportedModelError(exc.message) from None
     signed = xq.is_signed
+    wq = _quant(w)
     hp = geo.repeats
     cells_t = xbar.CellsType(hp, geo.phys_rows, geo.phys_cols, hw.cell_bits)
     corr_t = TensorType(i64, [ws[0], hp, k * m] if dynamic else [hp, k * m])
@@ -172,6 +178,8 @@ def build_layer(
             map_props["blocks"] = xbar.i64_attr(k)
         if xq.zp:
             map_props["a_zp"] = xbar.i64_attr(xq.zp)
+        if xbar.unsigned_cells(wq, w_bits):
+            map_props["w_unsigned"] = UnitAttr()
         if plan.columns is not None:
             map_props["columns"] = cimq.i64_array(plan.columns)
         mapped = xbar.MapOp.create(
@@ -201,6 +209,10 @@ def build_layer(
             acc = xbar.UnpackBlocksOp.create(operands=[acc], result_types=[out_t],
                                              properties={"blocks": xbar.i64_attr(k)}).output
             acc.name_hint = "y"
+        if wq.zp:
+            acc = xbar.ZpCorrectOp.create(operands=[acc, xa], result_types=[out_t],
+                                          properties={"w_zp": xbar.i64_attr(wq.zp)}).output
+            acc.name_hint = "yz"
         xbar.YieldOp.create(operands=[acc])
 
     props = {

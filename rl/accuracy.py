@@ -13,7 +13,7 @@
 
 Every step is deterministic (seeded fine-tune, fixed slices), so the accuracy of a policy does not
 depend on when, where or by which worker it is asked for; the search caches it per policy. The
-final fine-tune of the best policy (``cimc.rl.search_cli.final_qat``) is separate and kept.
+final fine-tune of the best policy (``cimc.rl.search_final.final_qat``) is separate and kept.
 """
 
 from __future__ import annotations

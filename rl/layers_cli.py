@@ -19,7 +19,7 @@ from cimc.rl.train_cli import JsonOpt, ModelOpt
 def layers_rows(model: str) -> list[dict[str, object]]:
     """One dict per policy row: ``index, name, kind, module, m, n, P, H``."""
     from cimc.models.user import is_user_model, load_user_model
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
 
     _, descs = describe_model(model)
     modules = ([r.module_type for r in load_user_model(model).layers] if is_user_model(model)

@@ -1,20 +1,12 @@
-"""``cimc-rl search``: the bit-width search on a zoo model, wired to the real modules.
+"""``cimc-rl search``: the bit-width search on a model, wired to the real modules.
 
-The pieces, each usable on its own:
-
-- :func:`describe_model`: the crossbar layers of a zoo model as search states
-  (:class:`~cimc.rl.env.LayerInfo`) and cost descriptors (:class:`cimc.target.LayerDesc`), read from
-  the model itself with forward hooks (one batch-1 pass of the float twin);
-- :class:`cimc.rl.accuracy.PolicyEvaluator` (built from an
-  :class:`~cimc.rl.accuracy.EvaluatorFactory`, in this process or on each Ray worker): rebuild at
-  the policy, load the 8-bit QAT checkpoint, calibrate / fine-tune, evaluate on a fixed subset
-  of the ``val`` split;
-- :func:`make_cost_model`: the compiler's cost (``cimc.rl.compiler_cost.CompilerCost``, or a
-  factory plugged in as :data:`COMPILER_COST_FACTORY`), the closed form (cimc.target.cost), or the
-  counted cycles of the executed program (``--cost measured``);
-- :func:`search_command`: the whole command; :func:`finalize`: after the search, a full QAT at
-  the best policy (:func:`final_qat`), the ONNX QCDQ export (``best_model.onnx``) and its
-  ``cimc report`` (``best_report.json`` / ``best_report.png``), computed from the exported file.
+The command (:func:`search_command`) checks every option before anything is loaded, builds the
+search's view of the model and its cost model (:mod:`cimc.rl.search_model`), the accuracy
+evaluator (:class:`cimc.rl.accuracy.PolicyEvaluator`, in this process or on each Ray worker:
+rebuild at the policy, load the 8-bit QAT checkpoint, calibrate / fine-tune, evaluate on a fixed
+subset of the ``val`` split), runs :func:`cimc.rl.search.run_search` and then
+:func:`cimc.rl.search_final.finalize` (a full QAT at the best policy, the ONNX QCDQ export
+``best_model.onnx`` and its ``cimc report``, computed from the exported file).
 
 Heavy imports (torch, brevitas) happen inside functions so ``cimc-rl --help`` stays fast.
 """
@@ -23,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -32,140 +23,9 @@ import typer
 from cimc.cli_util import atomic_output
 from cimc.errors import CimcError, InputFileError
 from cimc.rl.inputs import DATASET_HELP, MODEL_HELP
+from cimc.rl.search_final import finalize, objective_summary
+from cimc.rl.search_model import COST_KINDS, describe_model, make_cost_model
 
-#: ``factory(model_name, hw) -> cost_fn(policy) -> latency_us``: when set, replaces
-#: :class:`cimc.rl.compiler_cost.CompilerCost` for ``--cost compiler`` (a hook for other compilers).
-COMPILER_COST_FACTORY: Callable[[str, Any], Callable[[Any], float]] | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# Model description
-# --------------------------------------------------------------------------------------------
-
-
-def describe_model(name: str) -> tuple[list[Any], list[Any]]:
-    """``(layer_infos, layer_descs)`` of zoo model ``name`` in policy row order.
-
-    Conv2d: ``m = C_out``, ``n = C_in * kh * kw / groups``, ``P = H_out * W_out``, ``H = groups``
-    (kind ``depthwise`` when groups == C_in > 1). Linear on ``T`` tokens: ``(out, in, T, 1)``.
-    Attention matmul ``a @ w`` (``w`` written to the crossbar): ``m = w.shape[-1]``,
-    ``n = w.shape[-2]``, ``P = a.shape[-2]``, ``H`` = heads. A user's model: :func:`describe_user_model`.
-    """
-    from cimc.models.user import is_user_model
-
-    if is_user_model(name):
-        return describe_user_model(name)
-    import math
-
-    import torch
-
-    from cimc.target import LayerDesc
-    from cimc.models import build, input_shape, layer_names
-    from cimc.rl.env import LAYER_ATTENTION, LAYER_CONV, LAYER_DEPTHWISE, LAYER_LINEAR, LayerInfo
-
-    names = layer_names(name)
-    model = build(name, None, quant=False).eval()
-    modules = dict(model.named_modules())
-    missing = [n for n in names if n not in modules]
-    if missing:
-        raise CimcError(f"model '{name}': crossbar layer '{missing[0]}' is not a module path")
-    seen: dict[str, tuple[Any, ...]] = {}
-    hooks = []
-    for n in names:
-        def hook(mod, args, out, _n=n):
-            seen.setdefault(_n, (mod, tuple(a.shape for a in args), tuple(out.shape)))
-        hooks.append(modules[n].register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape(name)))
-    finally:
-        for h in hooks:
-            h.remove()
-
-    infos, descs = [], []
-    for i, n in enumerate(names):
-        if n not in seen:
-            raise CimcError(f"model '{name}': crossbar layer '{n}' did not run in the forward pass")
-        mod, in_shapes, out_shape = seen[n]
-        if isinstance(mod, torch.nn.Conv2d):
-            kh, kw = mod.kernel_size
-            g = mod.groups
-            dw = g > 1 and g == mod.in_channels
-            p = int(out_shape[-1] * out_shape[-2])
-            descs.append(LayerDesc(n, mod.out_channels // g, mod.in_channels // g * kh * kw, p, g,
-                                   "depthwise" if dw else "conv"))
-            infos.append(LayerInfo(LAYER_DEPTHWISE if dw else LAYER_CONV, mod.in_channels,
-                                   mod.out_channels, int(mod.stride[0]), int(kh),
-                                   int(mod.weight.numel()), int(in_shapes[0][-1] * in_shapes[0][-2]),
-                                   i, n))
-        elif isinstance(mod, torch.nn.Linear):
-            tokens = math.prod(in_shapes[0][1:-1]) if len(in_shapes[0]) > 2 else 1
-            descs.append(LayerDesc(n, mod.out_features, mod.in_features, int(tokens), 1, "linear"))
-            infos.append(LayerInfo(LAYER_LINEAR, mod.in_features, mod.out_features, 1, 1,
-                                   int(mod.weight.numel()), int(tokens), i, n))
-        elif len(in_shapes) == 2:  # activation-activation matmul a @ w
-            a, w = in_shapes
-            heads = math.prod(w[1:-2]) if len(w) > 2 else 1
-            m, k, p = int(w[-1]), int(w[-2]), int(a[-2])
-            descs.append(LayerDesc(n, m, k, p, int(heads), "matmul"))
-            infos.append(LayerInfo(LAYER_ATTENTION, k, m, 1, 1, m * k * int(heads), p, i, n))
-        else:
-            raise CimcError(f"model '{name}': cannot describe crossbar layer '{n}' "
-                            f"({type(mod).__name__})")
-    return infos, descs
-
-
-def describe_user_model(name: str) -> tuple[list[Any], list[Any]]:
-    """:func:`describe_model` of a user's ``FILE.py:FUNCTION``: the rows and shapes read when it
-    was loaded (:class:`cimc.models.user.UserLayer`)."""
-    from cimc.models.user import load_user_model
-    from cimc.rl.env import LAYER_TYPES, LayerInfo
-
-    rows = load_user_model(name).layers
-    infos = [LayerInfo(LAYER_TYPES[r.desc.kind], r.c_in, r.c_out, r.stride, r.kernel, r.n_weights,
-                       r.in_fmap, i, r.name) for i, r in enumerate(rows)]
-    return infos, [r.desc for r in rows]
-
-
-# --------------------------------------------------------------------------------------------
-# Accuracy and cost
-# --------------------------------------------------------------------------------------------
-
-
-COST_KINDS = ("compiler", "closed-form", "measured")
-
-
-def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any, *, energy: Any = None,
-                    objective: str = "latency"):
-    """``closed-form`` (cimc.target.cost over ``descs``), ``compiler`` (:data:`COMPILER_COST_FACTORY`
-    when set, else ``cimc.rl.compiler_cost.CompilerCost``) or ``measured`` (counted by the
-    interpreter in the evaluations, ``cimc.rl.measured_cost``). An ``energy`` / ``edp``
-    ``objective`` needs the compiler's cost with an :class:`~cimc.target.energy.EnergyModel`."""
-    from cimc.rl.costs import ClosedFormCost, FunctionCost
-
-    if objective != "latency":
-        if kind != "compiler":
-            raise CimcError(f"--objective {objective}: needs --cost compiler (the energy of the "
-                            f"compiled program), not --cost {kind}")
-        if COMPILER_COST_FACTORY is not None or energy is None:
-            raise CimcError(f"--objective {objective}: needs cimc's compiler cost and an energy model")
-
-    if kind == "closed-form":
-        return ClosedFormCost(descs, hw)
-    if kind == "measured":
-        from cimc.rl.measured_cost import MeasuredCost
-
-        return MeasuredCost(len(descs))
-    if kind == "compiler":
-        if COMPILER_COST_FACTORY is not None:
-            return FunctionCost(COMPILER_COST_FACTORY(model, hw), n_layers=len(descs))
-        try:
-            from cimc.rl.compiler_cost import CompilerCost
-        except ImportError:
-            raise CimcError("--cost compiler: the compiler cost is not available; "
-                            "use --cost closed-form") from None
-        return CompilerCost(model, hw, energy=energy, objective=objective)
-    raise CimcError(f"--cost: expected one of {', '.join(COST_KINDS)}, got '{kind}'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,95 +109,6 @@ def warn_short_search(cfg: Any) -> None:
         print(f"warning: {cfg.episodes} episode(s) with a warm-up of {cfg.warmup}: every episode is "
               "random warm-up and the DDPG agent never acts; raise --episodes or lower --warmup",
               file=sys.stderr)
-
-
-def final_qat(model: str, policy: Any, state_dict: dict[str, Any], *, dataset: str,
-              epochs: float | None = None, steps: int | None = None, train_limit: int | None = None,
-              seed: int = 0, lr: float = 2e-4, progress: bool = False) -> tuple[Any, float]:
-    """QAT at ``policy`` from the 8-bit QAT weights (``steps`` if given, else ``epochs``, default
-    1); returns ``(model, top-1 % on the test split)``."""
-    from cimc.data import load_dataset
-    from cimc.training import evaluate, finetune
-
-    train_data = load_dataset(dataset, "train", limit=train_limit)
-    if steps is None and epochs is None:
-        epochs = 1.0
-    net = finetune(model, policy, state_dict, train_data, steps=steps,
-                   epochs=None if steps is not None else epochs, lr=lr, seed=seed,
-                   progress=progress)
-    return net, float(evaluate(net, dataset, "test"))
-
-
-def finalize(out_dir: Path, model: str, best_policy: Any, state_dict: dict[str, Any], *,
-             dataset: str, hw: Any, final_epochs: float | None = 1.0,
-             final_steps: int | None = None, train_limit: int | None = None, seed: int = 0,
-             progress: bool = False, show: bool = True, energy: Any = None,
-             objective: str = "latency") -> dict[str, Any]:
-    """After the search: full QAT at the best policy, ONNX QCDQ export and ``cimc report``.
-
-    Writes ``out_dir/best_model.onnx``, ``best_policy_model.json`` (the policy with its model),
-    ``best_report.json`` and ``best_report.png``. The report is computed from the exported file
-    (``xbar_report(import_onnx(path).module, hw)``) on the search's hardware, so its latency is
-    the compiled program's, not the search's estimate. Returns the numbers for ``summary.json``:
-    ``best_model_onnx``, ``final_test_accuracy``, ``final_epochs``/``final_steps``,
-    ``report_latency_us``, ``report_baseline_latency_us``, ``report_speedup``; with an energy
-    preset (``energy``) the report has energy, and ``report_energy_uj``, ``report_edp_uj_us``,
-    ``report_energy_saving``, ``report_edp_gain`` are added.
-    """
-    from cimc.frontend import import_onnx
-    from cimc.models import export_onnx
-    from cimc.models.policy import save_policy
-    from cimc.report import plot_report, report_table, xbar_report
-
-    from cimc.safe_write import OutputSet
-
-    net, test_acc = final_qat(model, best_policy, state_dict, dataset=dataset, epochs=final_epochs,
-                              steps=final_steps, train_limit=train_limit, seed=seed,
-                              progress=progress)
-    save_policy(out_dir / "best_policy_model.json", best_policy, model=model)
-    onnx_path = export_onnx(net, out_dir / "best_model.onnx")
-    report = xbar_report(import_onnx(onnx_path).module, hw, energy=energy)
-    report["model"] = str(onnx_path)
-    if objective != "latency":
-        report["objective"] = objective
-    with OutputSet() as outs:
-        outs.put(out_dir / "best_report.json", json.dumps(report, indent=2) + "\n")
-        outs.put(out_dir / "best_report.png", plot_report(report))
-    if show:
-        from cimc.cli_util import print_table
-
-        print_table(report_table(report))
-    return {
-        "best_model_onnx": str(onnx_path),
-        "final_test_accuracy": test_acc,
-        "final_epochs": None if final_steps is not None else final_epochs,
-        "final_steps": final_steps,
-        "report_latency_us": float(report["total"]["latency_us"]),
-        "report_baseline_latency_us": float(report["baseline"]["latency_us"]),
-        "report_speedup": float(report["speedup"]),
-        **({} if energy is None else {
-            "report_energy_uj": float(report["total"]["energy_uj"]),
-            "report_edp_uj_us": float(report["total"]["edp_uj_us"]),
-            "report_energy_saving": float(report["energy_saving"]),
-            "report_edp_gain": float(report["edp_gain"])}),
-    }
-
-
-def objective_summary(cost_model: Any, objective: str, best_policy: Any) -> dict[str, Any]:
-    """An energy / EDP search's figures for ``summary.json``: the best policy's and W8A8's
-    energy and EDP (the compiled programs', as ``cimc report --energy`` gives them) and
-    ``best_objective_gain`` (W8A8's figure over the best policy's); nothing for latency."""
-    if objective == "latency":
-        return {}
-    import numpy as np
-
-    from cimc.rl.env import uniform_policy
-
-    best = cost_model.figures(np.asarray(best_policy))
-    base = cost_model.figures(uniform_policy(len(best_policy), 8))
-    return {"best_energy_uj": best["energy_uj"], "best_edp_uj_us": best["edp_uj_us"],
-            "baseline_energy_uj": base["energy_uj"], "baseline_edp_uj_us": base["edp_uj_us"],
-            "best_objective_gain": cost_model.baseline_value() / cost_model.value(np.asarray(best_policy))}
 
 
 def _print_report(res: Any, names: list[str], cost_model: Any, uniform: list[Any],

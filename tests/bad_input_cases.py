@@ -148,6 +148,10 @@ def _two_inputs(model, d) -> None:
     model.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1, 4]))
 
 
+def _symbolic_batch(model, d) -> None:
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+
+
 def _opset(model, d) -> None:
     model.opset_import[0].version = 3
 
@@ -313,6 +317,16 @@ add("run-unknown-option", "cimc", ["run", "{d}/m.mlir", "--bogus"], small(), "--
 add("run-no-model", "cimc", ["run"], None, "model")
 add("unknown-command", "cimc", ["frobnicate"], None, "frobnicate")
 add("report-opt-flag-value", "cimc", ["report", "{d}/m.mlir", "--opt=maybe"], small(), "--opt")
+# cimc: --batch-axis (which input axis is the batch)
+add("report-batch-axis-unknown-input", "cimc", ["report", str(ONNX), "--batch-axis", "foo=1"], None, "no input 'foo'")
+add("lower-batch-axis-out-of-range", "cimc", ["lower", str(ONNX), "--batch-axis", "4"], None, "axis 4 is out of range")
+add("run-batch-axis-word", "cimc", ["run", str(ONNX), "--batch-axis", "x"], None, "--batch-axis 'x'")
+add("report-batch-axis-twice", "cimc", ["report", str(ONNX), "--batch-axis", "1", "--batch-axis", "0"], None, "twice")
+add("report-batch-axis-sizes-differ", "cimc", ["report", "{d}/two.onnx", "--batch-axis", "extra=1"],
+    onnx_variant("two.onnx", _two_inputs), "one size on every input")
+add("lower-batch-axis-symbolic-elsewhere", "cimc", ["lower", "{d}/s.onnx", "--batch-axis", "1"],
+    onnx_variant("s.onnx", _symbolic_batch), "dim 0 is dynamic")
+add("lower-batch-axis-mlir", "cimc", ["lower", "{d}/m.mlir", "--batch-axis", "0"], small(), "applies to ONNX files")
 # cimc: inputs and labels
 X = np.zeros((2, 4), np.float32)
 add("run-input-missing", "cimc", ["run", "{d}/m.mlir", "--input", "{d}/x.npy"], small(), "x.npy")

@@ -48,6 +48,12 @@ class CorpusModel:
     host: tuple[str, ...] = ()
     #: inputs are images in [0, 1] (else standard normal)
     unit_input: bool = False
+    #: the input axis that is the batch (1: sequence-first ``[tokens, batch, dim]``)
+    batch_axis: int = 0
+
+    @property
+    def batch(self) -> int:
+        return self.input_shape[self.batch_axis]
 
 
 def cache_dir() -> Path:
@@ -55,6 +61,16 @@ def cache_dir() -> Path:
     path = Path(base) / VERSION
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _at(shape: tuple[int, ...], batch: int | None, axis: int = 0) -> tuple[int, ...]:
+    """``shape`` with ``batch`` on ``axis`` (unchanged for None)."""
+    return shape if batch is None else (*shape[:axis], batch, *shape[axis + 1:])
+
+
+def _file(name: str, batch: int | None) -> Path:
+    """The cached file of ``name`` (``name_b3.onnx``: the same model exported at batch 3)."""
+    return cache_dir() / (f"{name}.onnx" if batch is None else f"{name}_b{batch}.onnx")
 
 
 def _cached(path: Path, make: Callable[[Path], None]) -> Path:
@@ -103,7 +119,9 @@ def _randomize_bn(module, seed: int) -> None:
                 m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
-def bnn_pynq(name: str, shape: tuple[int, ...]) -> CorpusModel:
+def bnn_pynq(name: str, shape: tuple[int, ...], batch: int | None = None) -> CorpusModel:
+    shape = _at(shape, batch)
+
     def make(path: Path) -> None:
         import torch
         from brevitas_examples.bnn_pynq.models import model_with_cfg
@@ -113,13 +131,15 @@ def bnn_pynq(name: str, shape: tuple[int, ...]) -> CorpusModel:
         _randomize_bn(model, 0)
         _brevitas_export(model, torch.rand(*shape), path)
 
-    path = _cached(cache_dir() / f"{name}.onnx", make)
+    path = _cached(_file(name, batch), make)
     return CorpusModel(name, "brevitas_examples", path, shape, unit_input=True)
 
 
-def brevitas_example_float_input(name: str, cfg: str, shape: tuple[int, ...], host: str
-                                 ) -> CorpusModel:
+def brevitas_example_float_input(name: str, cfg: str, shape: tuple[int, ...], host: str,
+                                 batch: int | None = None) -> CorpusModel:
     """Brevitas example networks whose first layer takes the float image (host fallback)."""
+    shape = _at(shape, batch)
+
     def make(path: Path) -> None:
         import torch
 
@@ -135,13 +155,14 @@ def brevitas_example_float_input(name: str, cfg: str, shape: tuple[int, ...], ho
         _randomize_bn(model, 0)
         _brevitas_export(model, torch.rand(*shape), path)
 
-    path = _cached(cache_dir() / f"{name}.onnx", make)
+    path = _cached(_file(name, batch), make)
     return CorpusModel(name, "brevitas_examples", path, shape, unit_input=True, host=(host,))
 
 
-def qmha(batch_first: bool) -> CorpusModel:
+def qmha(batch_first: bool, batch: int | None = None) -> CorpusModel:
     """Brevitas' QuantMultiheadAttention with quantized input, 4-bit projections."""
-    shape = (2, 5, 16) if batch_first else (5, 2, 16)
+    axis = 0 if batch_first else 1
+    shape = _at((2, 5, 16) if batch_first else (5, 2, 16), batch, axis)
 
     def make(path: Path) -> None:
         import brevitas.nn as qnn
@@ -161,8 +182,8 @@ def qmha(batch_first: bool) -> CorpusModel:
         _brevitas_export(Block().eval(), torch.randn(*shape), path)
 
     tag = "bf" if batch_first else "sf"
-    path = _cached(cache_dir() / f"qmha_{tag}.onnx", make)
-    return CorpusModel(f"qmha_{tag}", "brevitas_mha", path, shape)
+    path = _cached(_file(f"qmha_{tag}", batch), make)
+    return CorpusModel(f"qmha_{tag}", "brevitas_mha", path, shape, batch_axis=axis)
 
 
 def ort_quantized(model: onnx.ModelProto | Path, dst: Path, input_shape: list[int], *,
@@ -204,19 +225,26 @@ def _qonnx_data(rel: str) -> Path:
     return Path(qonnx.__file__).parent / "data" / "onnx" / rel
 
 
-def ort_mnist_conv() -> CorpusModel:
+def ort_mnist_conv(batch: int | None = None) -> CorpusModel:
     """The ONNX model zoo's MNIST CNN (float, opset 8, shipped by qonnx) through onnxruntime."""
-    shape = (1, 1, 28, 28)
+    shape = _at((1, 1, 28, 28), batch)
 
     def make(path: Path) -> None:
         from onnx import version_converter
 
         model = version_converter.convert_version(onnx.load(str(_qonnx_data(
             "mnist-conv/model.onnx"))), 13)
-        _ort_quantize_model(model, path, shape, unit=True)
+        _ort_quantize_model(_rebatched(model, batch), path, shape, unit=True)
 
-    path = _cached(cache_dir() / "ort_mnist_conv.onnx", make)
+    path = _cached(_file("ort_mnist_conv", batch), make)
     return CorpusModel("ort_mnist_conv", "onnxruntime", path, shape, unit_input=True)
+
+
+def _rebatched(model: onnx.ModelProto, batch: int | None) -> onnx.ModelProto:
+    """The float ``model`` at ``batch`` (as it is for None: the corpus' own file)."""
+    from corpus_rebatch import rebatch
+
+    return model if batch is None else rebatch(model, batch)
 
 
 def _ort_quantize_model(model: onnx.ModelProto, path: Path, shape, *, unit: bool = False) -> None:
@@ -226,15 +254,15 @@ def _ort_quantize_model(model: onnx.ModelProto, path: Path, shape, *, unit: bool
     src.unlink()
 
 
-def ort_residual_block() -> CorpusModel:
+def ort_residual_block(batch: int | None = None) -> CorpusModel:
     """qonnx's float residual block (Conv, Relu, Add, MaxPool) through onnxruntime."""
-    shape = (1, 1, 200, 200)
+    shape = _at((1, 1, 200, 200), batch)
 
     def make(path: Path) -> None:
         model = onnx.load(str(_qonnx_data("residual_block_clean.onnx")))
-        _ort_quantize_model(model, path, shape)
+        _ort_quantize_model(_rebatched(model, batch), path, shape)
 
-    path = _cached(cache_dir() / "ort_residual_block.onnx", make)
+    path = _cached(_file("ort_residual_block", batch), make)
     return CorpusModel("ort_residual_block", "onnxruntime", path, shape)
 
 
@@ -271,13 +299,14 @@ def _light_with_weights(name: str, seed: int) -> onnx.ModelProto:
     return version_converter.convert_version(model, 13)
 
 
-def ort_light(name: str) -> CorpusModel:
-    shape = (1, 3, 224, 224)
+def ort_light(name: str, batch: int | None = None) -> CorpusModel:
+    shape = _at((1, 3, 224, 224), batch)
 
     def make(path: Path) -> None:
-        _ort_quantize_model(_light_with_weights(name, 0), path, shape, unit=True)
+        model = _rebatched(_light_with_weights(name, 0), batch)
+        _ort_quantize_model(model, path, shape, unit=True)
 
-    path = _cached(cache_dir() / f"ort_light_{name}.onnx", make)
+    path = _cached(_file(f"ort_light_{name}", batch), make)
     return CorpusModel(f"ort_light_{name}", "onnxruntime", path, shape, unit_input=True)
 
 
@@ -295,11 +324,11 @@ def _torch_float_export(module, x, path: Path) -> None:
         torch.backends.mha.set_fastpath_enabled(fast)
 
 
-def ort_torch(name: str) -> CorpusModel:
+def ort_torch(name: str, batch: int | None = None) -> CorpusModel:
     """torch's own modules exported as float ONNX (an attention block of LayerNorm,
     MultiheadAttention and Linear; a CNN), then onnxruntime's quantizer."""
     shapes = {"transformer": (1, 6, 16), "cnn": (1, 3, 16, 16)}
-    shape = shapes[name]
+    shape = _at(shapes[name], batch)
 
     def make(path: Path) -> None:
         import torch
@@ -318,17 +347,25 @@ def ort_torch(name: str) -> CorpusModel:
         ort_quantized(src, path, list(shape))
         src.unlink()
 
-    path = _cached(cache_dir() / f"ort_torch_{name}.onnx", make)
+    path = _cached(_file(f"ort_torch_{name}", batch), make)
     return CorpusModel(f"ort_torch_{name}", "onnxruntime", path, shape)
 
 
-def qonnx_espcn(converted: bool, variant: str = "nn_resize") -> CorpusModel:
+def qonnx_espcn(converted: bool, variant: str = "nn_resize", batch: int | None = None
+                ) -> CorpusModel:
     """qonnx's pretrained ESPCN (BSD300, x3): the QONNX file, or qonnx's own QCDQ conversion
-    (``cleanup_model``, ``InferShapes``, ``QuantToQCDQ``)."""
-    shape = (1, 3, 128, 128)
+    (``cleanup_model``, ``InferShapes``, ``QuantToQCDQ``). At another batch: the file with that
+    batch on its input and output, every other shape re-derived (qonnx's conversion infers them;
+    the QCDQ file is checked by onnx shape inference)."""
+    shape = _at((1, 3, 128, 128), batch)
     src = _qonnx_data(f"bsd300x3-espcn/{variant}/quant_model.onnx")
     host = () if variant == "nn_resize" else ("Conv_5",)  # subpixel: a float conv
     if not converted:
+        if batch is not None:
+            from corpus_rebatch import rebatch
+
+            src = _cached(_file(f"qonnx_espcn_{variant}", batch), lambda p: onnx.save(
+                rebatch(onnx.load(str(src)), batch, float_model=False, check=False), str(p)))
         return CorpusModel(f"qonnx_espcn_{variant}", "qonnx", src, shape, host=host,
                            unit_input=True)
 
@@ -342,9 +379,14 @@ def qonnx_espcn(converted: bool, variant: str = "nn_resize") -> CorpusModel:
             warnings.simplefilter("ignore")
             wrapper = cleanup_model(ModelWrapper(str(src)))
             wrapper = wrapper.transform(InferShapes()).transform(QuantToQCDQ())
-        onnx.save(wrapper.model, str(path))
+        model = wrapper.model
+        if batch is not None:
+            from corpus_rebatch import rebatch
 
-    path = _cached(cache_dir() / f"qonnx_espcn_{variant}_qcdq.onnx", make)
+            model = rebatch(model, batch, float_model=False)
+        onnx.save(model, str(path))
+
+    path = _cached(_file(f"qonnx_espcn_{variant}_qcdq", batch), make)
     return CorpusModel(f"qonnx_espcn_{variant}_qcdq", "qonnx", path, shape, host=host,
                        unit_input=True)
 
@@ -372,11 +414,12 @@ def _attention_block(batch_first: bool, need_weights: bool = False):
     return Block()
 
 
-def brevitas_graph(name: str) -> CorpusModel:
+def brevitas_graph(name: str, batch: int | None = None) -> CorpusModel:
     """Plain torch modules quantized by Brevitas' graph utilities: ``quantize`` of the traced
     CNN, ``layerwise_quantize`` (MultiheadAttention -> QuantMultiheadAttention, Linear ->
     QuantLinear) of an attention block in both layouts."""
-    shape = {"cnn": (1, 3, 16, 16), "attn_bf": (2, 5, 16), "attn_sf": (5, 2, 16)}[name]
+    axis = 1 if name == "attn_sf" else 0
+    shape = _at({"cnn": (1, 3, 16, 16), "attn_bf": (2, 5, 16), "attn_sf": (5, 2, 16)}[name], batch, axis)
 
     def make(path: Path) -> None:
         import torch
@@ -398,41 +441,46 @@ def brevitas_graph(name: str) -> CorpusModel:
             model = layerwise_quantize(_attention_block(name == "attn_bf").eval()).eval()
         _brevitas_export(model, torch.randn(*shape), path, opset=17)
 
-    path = _cached(cache_dir() / f"graph_{name}.onnx", make)
-    return CorpusModel(f"graph_{name}", "brevitas_graph", path, shape)
+    path = _cached(_file(f"graph_{name}", batch), make)
+    return CorpusModel(f"graph_{name}", "brevitas_graph", path, shape, batch_axis=axis)
 
 
-#: name -> builder of every corpus model, in a stable order
-ENTRIES: dict[str, Callable[[], CorpusModel]] = {
-    "cnv_2w2a": lambda: bnn_pynq("cnv_2w2a", (1, 3, 32, 32)),
-    "sfc_2w2a": lambda: bnn_pynq("sfc_2w2a", (1, 1, 28, 28)),
-    "tfc_2w2a": lambda: bnn_pynq("tfc_2w2a", (1, 1, 28, 28)),
-    "qmha_bf": lambda: qmha(batch_first=True),
-    "qmha_sf": lambda: qmha(batch_first=False),
-    "graph_cnn": lambda: brevitas_graph("cnn"),
-    "graph_attn_bf": lambda: brevitas_graph("attn_bf"),
-    "graph_attn_sf": lambda: brevitas_graph("attn_sf"),
+#: name -> builder of every corpus model, in a stable order; ``batch``: the same model
+#: exported at that batch (None: the corpus' own file)
+ENTRIES: dict[str, Callable[..., CorpusModel]] = {
+    "cnv_2w2a": lambda batch=None: bnn_pynq("cnv_2w2a", (1, 3, 32, 32), batch),
+    "sfc_2w2a": lambda batch=None: bnn_pynq("sfc_2w2a", (1, 1, 28, 28), batch),
+    "tfc_2w2a": lambda batch=None: bnn_pynq("tfc_2w2a", (1, 1, 28, 28), batch),
+    "qmha_bf": lambda batch=None: qmha(True, batch),
+    "qmha_sf": lambda batch=None: qmha(False, batch),
+    "graph_cnn": lambda batch=None: brevitas_graph("cnn", batch),
+    "graph_attn_bf": lambda batch=None: brevitas_graph("attn_bf", batch),
+    "graph_attn_sf": lambda batch=None: brevitas_graph("attn_sf", batch),
     "ort_mnist_conv": ort_mnist_conv,
     "ort_residual_block": ort_residual_block,
-    "ort_light_squeezenet": lambda: ort_light("squeezenet"),
-    "ort_light_shufflenet": lambda: ort_light("shufflenet"),
-    "ort_torch_transformer": lambda: ort_torch("transformer"),
-    "ort_torch_cnn": lambda: ort_torch("cnn"),
-    "qonnx_espcn_nn_resize": lambda: qonnx_espcn(converted=False),
-    "qonnx_espcn_nn_resize_qcdq": lambda: qonnx_espcn(converted=True),
+    "ort_light_squeezenet": lambda batch=None: ort_light("squeezenet", batch),
+    "ort_light_shufflenet": lambda batch=None: ort_light("shufflenet", batch),
+    "ort_torch_transformer": lambda batch=None: ort_torch("transformer", batch),
+    "ort_torch_cnn": lambda batch=None: ort_torch("cnn", batch),
+    "qonnx_espcn_nn_resize": lambda batch=None: qonnx_espcn(False, batch=batch),
+    "qonnx_espcn_nn_resize_qcdq": lambda batch=None: qonnx_espcn(True, batch=batch),
     # the first layer takes the float image: it runs on the host (issue 11's host fallback)
-    "resnet18_4w4a": lambda: brevitas_example_float_input("resnet18_4w4a", "resnet18_4w4a",
-                                                          (1, 3, 32, 32), "/conv1/Conv"),
-    "mobilenet_v1_4b": lambda: brevitas_example_float_input(
+    "resnet18_4w4a": lambda batch=None: brevitas_example_float_input(
+        "resnet18_4w4a", "resnet18_4w4a", (1, 3, 32, 32), "/conv1/Conv", batch),
+    "mobilenet_v1_4b": lambda batch=None: brevitas_example_float_input(
         "mobilenet_v1_4b", "quant_mobilenet_v1_4b", (1, 3, 224, 224),
-        "/features/init_block/conv/Conv"),
-    "qonnx_espcn_subpixel": lambda: qonnx_espcn(converted=False, variant="subpixel"),
+        "/features/init_block/conv/Conv", batch),
+    "qonnx_espcn_subpixel": lambda batch=None: qonnx_espcn(False, "subpixel", batch),
 }
 
 
-def build(name: str) -> CorpusModel:
-    """One corpus model (built and cached on first use)."""
-    return ENTRIES[name]()
+def build(name: str, batch: int | None = None) -> CorpusModel:
+    """One corpus model (built and cached on first use); ``batch``: the same model exported at
+    that batch (the corpus' own file when it already has it)."""
+    model = ENTRIES[name]()
+    if batch is None or batch == model.batch:
+        return model
+    return ENTRIES[name](batch)
 
 
 def models() -> list[CorpusModel]:
@@ -449,5 +497,6 @@ def reference_path(model: CorpusModel) -> Path:
     loaded = onnx.load(str(model.path))
     if not is_qonnx(loaded):
         return model.path
-    return _cached(cache_dir() / f"{model.name}.ref.onnx",
+    tag = "" if model.batch == 1 else f"_b{model.batch}"
+    return _cached(cache_dir() / f"{model.name}{tag}.ref.onnx",
                    lambda p: onnx.save(to_qcdq(loaded, model.path), str(p)))

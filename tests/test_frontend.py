@@ -462,7 +462,8 @@ def test_clip_not_power_of_two(tmp_path: Path, bounds) -> None:
 def test_dynamic_non_batch_dim(tmp_path: Path) -> None:
     path = save(conv_qdq(x_dims=["N", 2, "h", 5]), tmp_path / "m.onnx")
     msg = expect_error(path, UnsupportedModelError)
-    assert msg == "input 'x' dim 2 is dynamic ('h'); only the batch dimension may be symbolic"
+    assert msg == ("input 'x' dim 2 is dynamic ('h'); only the batch dimension (axis 0; see "
+                   "--batch-axis) may be symbolic")
 
 
 def test_float_conv_in_qdq_model_runs_on_the_host(tmp_path: Path) -> None:

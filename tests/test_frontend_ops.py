@@ -272,22 +272,24 @@ def test_broadcast_input_against_weight_batch_refused(tmp_path: Path) -> None:
     onnx.save(model, str(tmp_path / "m.onnx"))
     with pytest.raises(UnsupportedModelError) as info:
         lower(import_onnx(tmp_path / "m.onnx").module, "xbar-mm")
-    assert str(info.value).startswith("linear layer 'mm': input [4, 5] against the weight batch [3]")
+    assert str(info.value).startswith("linear layer 'mm' (cimq.matmul): input [4, 5] against the weight batch [3]")
 
 
-def test_written_operand_zero_point_refused(tmp_path: Path) -> None:
-    """MatMul of two activations whose right operand (written at run time) has a zero point:
-    one line naming the layer."""
-    from cimc.pipeline import lower
+def test_written_operand_zero_point_on_crossbars(tmp_path: Path) -> None:
+    """MatMul of two activations whose right operand (written at run time) is uint8 with a zero
+    point: stored as is (unsigned cells), its zero point corrected digitally; xbar == cimq."""
+    from cimc.exec import run_at_level
+    from cimc.target.hw import Hardware
 
     body = [n("Transpose", ["a"], ["t"], "tr", perm=[0, 1, 3, 2]), n("MatMul", ["a", "t"], ["y"], "mm")]
     model = model_of(body, [], [1, 2, 6, 6], x_zp=128, x_type=np.uint8)
     onnx.save(model, str(tmp_path / "m.onnx"))
     module = import_onnx(tmp_path / "m.onnx").module
-    with pytest.raises(UnsupportedModelError) as info:
-        lower(module, "xbar-mm")
-    assert str(info.value) == ("layer 'mm': the operand written at run time has zero point 128, "
-                               "which is not mapped to crossbars yet (run it with --level cimq)")
+    x = (np.random.default_rng(2).standard_normal((1, 2, 6, 6)) * 3).astype(np.float32)
+    ref = run_at_level(module, "cimq", [x]).outputs
+    for fast in (True, False):
+        out = run_at_level(module, "xbar", [x], hw=Hardware(rows=8, cols=16), fast=fast).outputs
+        np.testing.assert_array_equal(out[0], ref[0])
 
 
 def test_onnxruntime_quantize_static(tmp_path: Path) -> None:

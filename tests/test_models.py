@@ -79,7 +79,7 @@ def test_resnet20_layout(tmp_path) -> None:
     """ResNet-20 for 28x28: stride-2 stem, three stages of three basic blocks at 14x14 / 7x7 /
     4x4, 1x1 shortcuts where the shape changes; 19 3x3 convs + 2 shortcuts + fc; its policy
     survives the export."""
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
 
     names = models.layer_names("resnet20")
     assert len(names) == 22 and names[0] == "conv1" and names[-1] == "fc"

@@ -20,7 +20,7 @@ from cimc.target.hw import Hardware
 from cimc.rl.compiler_cost import CompilerCost
 from cimc.rl.env import SearchConfig
 from cimc.rl.search import ClosedFormCost, CostModel, EnvSpec, read_episodes, run_search
-from cimc.rl.search_cli import describe_model
+from cimc.rl.search_model import describe_model
 
 
 def _random_policy(rng: np.random.Generator, n: int) -> np.ndarray:

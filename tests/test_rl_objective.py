@@ -118,7 +118,8 @@ def test_compiler_cost_edp_is_the_reports(tmp_path: Path) -> None:
 
 
 def test_objective_option_errors() -> None:
-    from cimc.rl.search_cli import check_search_options, make_cost_model
+    from cimc.rl.search_cli import check_search_options
+    from cimc.rl.search_model import make_cost_model
 
     common = dict(episodes=3, warmup=1, acc_drop=1.0, budget=None, finetune_steps=0, eval_limit=None,
                   train_limit=None, final_steps=None, final_epochs=None, method=None)

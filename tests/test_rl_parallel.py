@@ -220,7 +220,7 @@ def test_cli_search_with_two_workers(tmp_path: Path) -> None:
     assert ray.returncode == 0, ray.stderr
     assert "2 workers" in ray.stdout
     from cimc.rl.accuracy import EvalSettings, EvaluatorFactory
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
 
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     state = {k: v for k, v in model.state_dict().items()}

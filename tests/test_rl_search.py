@@ -250,7 +250,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
 
 
 def test_describe_model_lenet() -> None:
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
 
     infos, descs = describe_model("lenet")
     assert [d.name for d in descs] == [i.name for i in infos]
@@ -264,7 +264,7 @@ def test_describe_model_lenet() -> None:
 
 
 def test_describe_model_vit_small_attention() -> None:
-    from cimc.rl.search_cli import describe_model
+    from cimc.rl.search_model import describe_model
 
     infos, descs = describe_model("vit_small")
     qk = next(d for d in descs if d.name.endswith(".qk"))

@@ -69,11 +69,11 @@ func.func @main(%x: tensor<1x4xf32>, %v: tensor<4x2xf32>) -> tensor<1x2x!cimq.q<
   %a = cimq.matmul %q, %w {layer = "fc"} : (tensor<1x4x!cimq.q<u4:0.5>>, tensor<4x2x!cimq.q<s4n:0.25>>) -> tensor<1x2x!cimq.q<s32:0.125>>
   func.return %a : tensor<1x2x!cimq.q<s32:0.125>>
 }"""
-    with pytest.raises(UnsupportedModelError, match="linear layer 'fc': the weight is computed at run time"):
+    with pytest.raises(UnsupportedModelError, match=r"linear layer 'fc' \(cimq.matmul\): the weight is computed at run time"):
         lower(parse_module_text(text), "xbar-mm")
 
 
-def test_convert_rejects_unsigned_8bit_written_operand():
+def test_unsigned_8bit_written_operand_in_unsigned_cells():
     text = """
 func.func @main(%a: tensor<1x3x4xf32>, %b: tensor<1x4x3xf32>) -> tensor<1x3x3x!cimq.q<s32:0.125>> {
   %qa = cimq.quantize %a : (tensor<1x3x4xf32>) -> tensor<1x3x4x!cimq.q<s8:0.5>>
@@ -81,16 +81,19 @@ func.func @main(%a: tensor<1x3x4xf32>, %b: tensor<1x4x3xf32>) -> tensor<1x3x3x!c
   %y = cimq.matmul_act %qa, %qb {layer = "av"} : (tensor<1x3x4x!cimq.q<s8:0.5>>, tensor<1x4x3x!cimq.q<u8:0.25>>) -> tensor<1x3x3x!cimq.q<s32:0.125>>
   func.return %y : tensor<1x3x3x!cimq.q<s32:0.125>>
 }"""
-    with pytest.raises(UnsupportedModelError, match="layer 'av': the crossbar operand is u8, which needs 9"):
-        lower(parse_module_text(text), "xbar-mm")
-    # a u7 written operand is stored as 8-bit signed and stays exact
-    module = parse_module_text(text.replace("u8:0.25", "u7:0.25"))
+    """A u8 written operand (9 bits as signed cells) is stored as unsigned cells at 8 bits; a u7
+    one as 8-bit signed cells; both exact (bit-serial)."""
     rng = np.random.default_rng(0)
-    ins = [rng.standard_normal((1, 3, 4)).astype(np.float32) * 5, np.abs(rng.standard_normal((1, 4, 3))).astype(np.float32) * 9]
-    ref, _ = run_cimq(module, ins)
+    ins = [rng.standard_normal((1, 3, 4)).astype(np.float32) * 5, np.abs(rng.standard_normal((1, 4, 3))).astype(np.float32) * 90]
     hw = Hardware(rows=4, cols=8)
-    res = run_xbar(_lowered(module, "xbar", hw), ins, hw=hw, fast=False)
-    assert np.array_equal(ref[0], res.outputs[0])
+    for spec, unsigned in (("u8", True), ("u7", False)):
+        module = parse_module_text(text.replace("u8:0.25", f"{spec}:0.25"))
+        ref, _ = run_cimq(module, ins)
+        lowered = _lowered(module, "xbar", hw)
+        (layer,) = [op for op in lowered.walk() if isinstance(op, xbar.LayerOp)]
+        assert layer.value("w_bits") == 8 and layer.w_unsigned == unsigned
+        res = run_xbar(lowered, ins, hw=hw, fast=False)
+        assert np.array_equal(ref[0], res.outputs[0])
 
 
 @pytest.mark.parametrize("bad", [dict(rows=0), dict(cell_bits=9), dict(dac_bits=0), dict(mapping="xy")])

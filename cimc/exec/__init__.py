@@ -1,7 +1,8 @@
 """Execution of every cimc IR level in xDSL's interpreter.
 
 What lives here: the interpreter functions per dialect (:mod:`cimc.exec.cimq_exec` for the cimq
-host ops, :mod:`cimc.exec.xbar_impls` for the crossbar program), the exact fast path
+host ops, :mod:`cimc.exec.xbar_impls` for the xbar ops with the tile loop in
+:mod:`cimc.exec.xbar_tiles` and per-run records in :mod:`cimc.exec.xbar_records`), the exact fast path
 (:mod:`cimc.exec.fast_path`), host kernels (:mod:`cimc.exec.host`), the xbar driver with its
 counters report (:mod:`cimc.exec.xbar_exec`) and :func:`run_at_level`, which lowers a copy of a
 module to a level and runs it. Program analysis (counts read off the IR) is

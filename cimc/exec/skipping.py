@@ -6,7 +6,7 @@ code (0 lies in every ADC range): the controller sees it on the digital DAC inpu
 run the cycle. The result is unchanged, bit for bit, on any ADC.
 
 The bit-serial interpreter counts the skipped cycles where it drives the planes
-(:mod:`cimc.exec.xbar_impls`). The exact fast path never builds planes, so
+(:mod:`cimc.exec.xbar_tiles`). The exact fast path never builds planes, so
 :func:`plane_skips` counts the same from the inputs: per vector, the OR of its inputs over the
 rows of each row tile, and per chunk whether that OR has a bit set; :func:`measured_counters`
 then gives the layer's counters from the one per-tile closed form with the cycles that ran.

@@ -29,11 +29,13 @@ from xdsl.interpreters.func import FuncFunctions
 from xdsl.interpreters.scf import ScfFunctions
 from xdsl.ir import Operation
 
-from cimc.analysis import check_hardware, host_layers, is_host_compute
+from cimc.analysis import check_hardware, host_layers, is_host_compute, run_batch
 from cimc.dialects import xbar
 from cimc.exec.result import RunResult
 from cimc.exec.cimq_exec import CimqFunctions, check_inputs, find_main
-from cimc.exec.xbar_impls import FusedChunkLoops, LayerRecord, XbarFunctions
+from cimc.exec.xbar_impls import XbarFunctions
+from cimc.exec.xbar_records import LayerRecord
+from cimc.exec.xbar_tiles import FusedChunkLoops
 from cimc.target.counters import COUNTER_NAMES, Counters, latency_us
 from cimc.target.energy import EnergyPreset, energy_model, total_fields
 from cimc.target.hw import Hardware
@@ -123,7 +125,7 @@ def run_xbar(
     finally:
         if bar is not None:
             bar.close()
-    batch = int(args[0].shape[0]) if args else 1
+    batch = run_batch(module) or (int(args[0].shape[0]) if args and args[0].ndim else 1)
     report = build_report(fns.layers, hw, batch, timer.seconds, Counters(host_elements=timer.elements))
     report["host_layers"] = [{"name": h.name, "op": h.op, "reason": h.reason} for h in host_layers(module)]
     if device is not None:

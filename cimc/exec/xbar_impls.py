@@ -7,24 +7,24 @@ write per ``xbar.program``, per vector a cycle, its row drives and column conver
 ``xbar.cycle``, and every ADC clip. The crossbar arithmetic is the target's
 (:mod:`cimc.target.kernels`, :mod:`cimc.target.mapping`); this module only moves values between
 ops. A tile's chunk loop (``plane; cycle; shift_add``) runs fused, with all chunks of all vectors
-in one BLAS call (:class:`FusedChunkLoops`); that is bit-identical to the op-by-op loop (tested).
+in one BLAS call (:class:`cimc.exec.xbar_tiles.FusedChunkLoops`); that is bit-identical to the op-by-op loop (tested).
 
 State lives in the function-table instance of one run and in the module's blobs (cells and
 float32 weights derived once per blob); nothing is global.
+
+The tile loop lives in :mod:`cimc.exec.xbar_tiles` (the base class), the per-run records and
+shared value helpers in :mod:`cimc.exec.xbar_records`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import scf
-from xdsl.dialects.builtin import StringAttr, TensorType
+from xdsl.dialects.builtin import TensorType
 from xdsl.interpreter import (
     Interpreter,
-    InterpreterFunctions,
     ReturnedValues,
     impl,
     impl_terminator,
@@ -32,72 +32,22 @@ from xdsl.interpreter import (
 )
 from xdsl.ir import Operation
 
-from cimc.analysis import LOOP_ATTR, LayerProgram, analyse_layer
+from cimc.analysis import LayerProgram, analyse_layer
 from cimc.dialects import cimq, xbar
 from cimc.errors import ExecutionError
 from cimc.exec.cimq_exec import const_value
 from cimc.exec.fast_path import fast_matmul
 from cimc.exec.host import im2col_grouped
-from cimc.exec.skipping import fast_path_skips, zero_plane_counts
-from cimc.target.counters import Counters, layer_counters
+from cimc.exec.skipping import fast_path_skips
+from cimc.exec.xbar_records import LayerRecord, PhysAcc, centered, static_blob, zero_point, zp_corrected
+from cimc.exec.xbar_tiles import TileFunctions
+from cimc.target.counters import layer_counters, zero_point_adds
 from cimc.target.geometry import LayerDesc, layer_geometry
 from cimc.target.hw import Hardware
-from cimc.target.kernels import (
-    adc_convert,
-    build_planes,
-    plane_dtype,
-    program_tile,
-    read_noise_std,
-    tile_cycles,
-    vector_block,
-)
-from cimc.target.noise import Device
+from cimc.target.kernels import plane_dtype
 from cimc.target.mapping import correction, map_cells, recomb_table, recombine
+from cimc.target.noise import Device
 from cimc.target.packing import block_diagonal, pack_inputs, unpack_outputs
-from cimc.weights import Blob
-
-
-@dataclass
-class PhysAcc:
-    """``!xbar.buf``: int64 accumulators ``[H, B, P, phys_cols]``, allocated on first use."""
-
-    repeats: int
-    cols: int
-    data: np.ndarray | None = None
-
-
-@dataclass
-class LayerRecord:
-    """Counters and timing of one layer during a run."""
-
-    program: LayerProgram | None
-    name: str
-    kind: str
-    counters: Counters = field(default_factory=Counters)
-    seconds: float = 0.0
-    path: str = ""
-    weight: Blob | None = None
-    """The static weight's blob (cells are derived from it once)."""
-    batch: int = 1
-    tile_cycles: dict[tuple[int, int, int], int] = field(default_factory=dict)
-    """Cycles executed per tile ``(h, rt, ct)`` (kept where cycles were skipped)."""
-    skipped_by_plane: np.ndarray | None = None
-    """Skipped cycles per DAC chunk (bit-plane) index, over all tiles and vectors."""
-
-    def count_skips(self, executed: int, skipped_per_chunk: np.ndarray, tile: tuple[int, int, int]) -> None:
-        """Record a tile's executed cycles and the skipped ones per chunk."""
-        self.tile_cycles[tile] = self.tile_cycles.get(tile, 0) + executed
-        if self.skipped_by_plane is None:
-            self.skipped_by_plane = np.zeros(len(skipped_per_chunk), dtype=np.int64)
-        self.skipped_by_plane += skipped_per_chunk
-
-
-def static_blob(value: Any) -> Blob | None:
-    """The blob of a static crossbar weight (the ``cimq.const`` it comes from), else None."""
-    owner = value.owner
-    if isinstance(owner, cimq.ConstOp) and isinstance(owner.value, cimq.BlobAttr):
-        return owner.value.blob.data
-    return None
 
 
 def _feeds_static_layers_only(op: cimq.ConstOp) -> bool:
@@ -133,7 +83,7 @@ def _run_const(op: cimq.ConstOp) -> np.ndarray:
 
 
 @register_impls
-class XbarFunctions(InterpreterFunctions):
+class XbarFunctions(TileFunctions):
     """numpy implementations of the xbar ops, counting hardware activity."""
 
     def __init__(self, hw: Hardware, fast: bool | None, progress: Any = None, device: Device | None = None):
@@ -165,7 +115,7 @@ class XbarFunctions(InterpreterFunctions):
             im2col_grouped(
                 args[0], op.groups.value.data, cimq.ints(op.kernel), cimq.ints(op.strides),  # type: ignore[arg-type]
                 cimq.ints(op.pads), cimq.ints(op.dilations), dtype,  # type: ignore[arg-type]
-                _zero_point(op.input),
+                zero_point(op.input),
             ),
         )
 
@@ -189,7 +139,7 @@ class XbarFunctions(InterpreterFunctions):
         desc = LayerDesc(op.layer.data, int(m), int(n), int(p), int(h), op.kind.data)
         geom = layer_geometry(desc, op.w_bits.value.data, op.a_bits.value.data, self.hw)
         dyn = isinstance(op, xbar.MatMulDynOp)
-        c = layer_counters(geom, self.hw, batch=x.shape[0], dynamic=dyn)
+        c = layer_counters(geom, self.hw, batch=x.shape[0], dynamic=dyn, zero_point=bool(zero_point(op.rhs)))
         return LayerRecord(None, op.layer.data, op.kind.data, c, path="formula")
 
     def _ideal_only(self, op: Operation) -> None:
@@ -202,14 +152,16 @@ class XbarFunctions(InterpreterFunctions):
         self._ideal_only(op)
         x, w = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(_centered(x, op.lhs), w, static_blob(op.rhs)),)
+        xc = centered(x, op.lhs)
+        return (zp_corrected(fast_matmul(xc, w, static_blob(op.rhs)), xc, zero_point(op.rhs)),)
 
     @impl(xbar.MatMulDynOp)
     def run_matmul_dyn(self, interp: Interpreter, op: xbar.MatMulDynOp, args: tuple[Any, ...]):
         self._ideal_only(op)
         x, r = args
         self._finish(self._formula_layer(op, x))
-        return (fast_matmul(_centered(x, op.lhs), r),)
+        xc = centered(x, op.lhs)
+        return (zp_corrected(fast_matmul(xc, r), xc, zero_point(op.rhs)),)
 
     # ---------------------------------------------------------------- xbar level
 
@@ -236,7 +188,8 @@ class XbarFunctions(InterpreterFunctions):
             raise ExecutionError(f"layer '{prog.name}': the fast path models an ideal device; "
                                  "run noise with fast=False")
         if self.fast or (self.fast is None and lossless and self.device is None):
-            y = fast_matmul(_centered(x, op.operands[0]), w, blob)
+            xc = centered(x, op.operands[0])
+            y = zp_corrected(fast_matmul(xc, w, blob), xc, prog.w_zp)  # xbar.zp_correct's work
             record.counters = prog.counters(x.shape[0], self.hw)
             if prog.skip_zero:
                 self._fast_skips(record, prog, x)
@@ -286,22 +239,25 @@ class XbarFunctions(InterpreterFunctions):
         c, m = cells_t.cell_bits.data, w.shape[-1] * k
         a_bits, signed = op.a_bits.value.data, bool(op.a_signed.value.data)
         zx = op.a_zp.value.data if op.a_zp is not None else 0
-        recomb = recomb_table(m, wb, c, mapping, s)
+        w_signed = op.w_unsigned is None
+        recomb = recomb_table(m, wb, c, mapping, s, w_signed)
         recomb = recomb if cols is None else recomb[cols]
         if op.is_dynamic:
             r = np.asarray(w, dtype=np.int64)
             r = block_diagonal(r, k) if k > 1 else r
-            cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map") for b in range(r.shape[0])])
+            cells = np.stack([map_cells(r[b], wb, c, mapping, s, where="xbar.map", signed=w_signed)
+                              for b in range(r.shape[0])])
             return (cells if cols is None else cells[..., cols]), recomb, correction(r, a_bits, signed, zx)
         where = f"layer '{self.current.name}'" if self.current is not None else "xbar.map"
         blob = self.current.weight if self.current is not None else None
 
         def make(_: Any) -> tuple[np.ndarray, np.ndarray]:
             wk = block_diagonal(np.asarray(w), k) if k > 1 else w
-            cells = map_cells(wk, wb, c, mapping, s, where=where)
+            cells = map_cells(wk, wb, c, mapping, s, where=where, signed=w_signed)
             return (cells if cols is None else np.ascontiguousarray(cells[..., cols])), correction(wk, a_bits, signed, zx)
 
-        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, zx, k, None if cols is None else cols.tobytes())
+        key = ("cells", w.shape, wb, c, mapping, s, a_bits, signed, zx, w_signed, k,
+               None if cols is None else cols.tobytes())
         cells, corr = blob.derived(key, make) if blob is not None else make(None)
         return cells, recomb, corr
 
@@ -336,160 +292,6 @@ class XbarFunctions(InterpreterFunctions):
         assert isinstance(t, xbar.BufType)
         return (PhysAcc(t.repeats.data, t.cols.data),)
 
-    def _counters(self) -> Counters:
-        if self.current is None:
-            raise ExecutionError("xbar tile ops must run inside an xbar.layer")
-        return self.current.counters
-
-    def _count_cycles(self, vectors: int, rows: int, cols: int, saturations: int) -> None:
-        c = self._counters()
-        c.executes += vectors
-        c.adc_conversions += vectors * cols
-        c.dac_activations += vectors * rows
-        c.cell_reads += vectors * rows * cols
-        c.shift_adds += vectors * cols
-        c.adc_slots += vectors * self.hw.adc_slots(cols)
-        c.adc_saturations += saturations
-
-    @impl(xbar.ProgramOp)
-    def run_program(self, interp: Interpreter, op: xbar.ProgramOp, args: tuple[Any, ...]):
-        cells, h, rt, ct = args
-        t = op.tile.type
-        assert isinstance(t, xbar.TileType)
-        rs, cs = slice(rt * t.rows.data, (rt + 1) * t.rows.data), slice(ct * t.cols.data, (ct + 1) * t.cols.data)
-        levels = cells[:, h, rs, cs] if cells.ndim == 4 else cells[h, rs, cs]
-        c = self._counters()
-        # run-time cells: one stack per batch element; static ones: every inference programs
-        # the tile again unless the program is amortised over the batch
-        copies = cells.shape[0] if cells.ndim == 4 else (1 if op.amortised else self.current.batch)
-        self._tile = (h, rt, ct)
-        group = op.group.data if op.group is not None else None
-        if op.shared is not None and self.array_group != group:
-            raise ExecutionError(f"layer '{self.current.name}': its shared array '{group}' was "
-                                 f"overwritten (it holds {self.array_group!r})")
-        self.array_group = group
-        c.writes += 0 if op.shared is not None else copies
-        c.cells_written += copies * levels.shape[-2] * levels.shape[-1]
-        return (program_tile(levels, self.fdtype, self.device),)
-
-    def _row_sources(self, plane_op: xbar.PlaneOp, n: int, rt: int) -> np.ndarray:
-        t = plane_op.plane.type
-        assert isinstance(t, xbar.PlaneType)
-        phys = 2 * n if plane_op.dual is not None else n
-        return np.arange(rt * t.rows.data, min((rt + 1) * t.rows.data, phys), dtype=np.int64) % n
-
-    def _planes_of(self, key: tuple, xv: np.ndarray, src: np.ndarray, n_chunks: int, d: int,
-                   keep: bool) -> np.ndarray:
-        """The stacked planes of ``xv`` (reused by the column tiles of one row tile)."""
-        planes = self._planes.get(key)
-        if planes is None:
-            if not any(k[:3] == key[:3] for k in self._planes):
-                self._planes.clear()  # keep the planes of one (repeat, row tile) only
-            planes = np.empty((n_chunks * xv.shape[0], len(src)), dtype=self.fdtype)
-            build_planes(np.ascontiguousarray(xv, dtype=np.int64), src, 0, len(src), n_chunks, d, planes)
-            if keep:
-                self._planes[key] = planes
-        return planes
-
-    def run_chunks_fused(self, interp: Interpreter, loop: scf.ForOp, plane_op: xbar.PlaneOp,
-                         shift_op: xbar.ShiftAddOp, n_chunks: int) -> None:
-        """The ``chunks`` loop of one tile (``plane; cycle; shift_add`` per DAC chunk) in one go
-        (:func:`cimc.target.kernels.tile_cycles`); results and counters equal the loop's."""
-        xu, h, rt = interp.get_values(plane_op.operands[:3])
-        (tile,) = interp.get_values((loop.body.block.ops.first.next_op.operands[0],))  # type: ignore[union-attr]
-        buf, h2, ct = interp.get_values(shift_op.operands[:3])
-        n = xu.shape[-1]
-        src = self._row_sources(plane_op, n, rt)
-        d = plane_op.plane.type.dac_bits.data  # type: ignore[union-attr]
-        rows, cols = tile.shape[-2], tile.shape[-1]
-        lo, hi = self.hw.adc_range(rows)
-        b_sz, p_sz = xu.shape[0], xu.shape[2]
-        if buf.data is None:
-            buf.data = np.zeros((buf.repeats, b_sz, p_sz, buf.cols), dtype=np.int64)
-        c0 = ct * shift_op.columns.type.cols.data  # type: ignore[union-attr]
-        if tile.ndim == 3:  # a dynamic tile per batch element
-            groups = [(b, xu[b, h], tile[b], buf.data[h2, b]) for b in range(b_sz)]
-        else:
-            groups = [(-1, xu[:, h].reshape(b_sz * p_sz, n), tile, buf.data[h2].reshape(b_sz * p_sz, -1))]
-        block = vector_block(n_chunks, rows, cols, tile.dtype.itemsize)
-        skip = loop.body.block.ops.first.next_op.skip_zero is not None  # type: ignore[union-attr]
-        sat = 0
-        skipped = np.zeros(n_chunks, dtype=np.int64)
-        for b, xv, g, out in groups:
-            n_vec = xv.shape[0]
-            for v0 in range(0, n_vec, block):
-                v1 = min(v0 + block, n_vec)
-                key = (id(xu), h, rt, b, v0)
-                planes = self._planes_of(key, xv[v0:v1], src, n_chunks, d, keep=v0 == 0 and v1 == n_vec)
-                if skip:
-                    skipped += self._zero_planes(key, xv[v0:v1], src, n_chunks, d)
-                sat += tile_cycles(planes, g, v1 - v0, n_chunks, d, lo, hi, out, v0, c0, self.device, skip)
-        total = b_sz * p_sz * n_chunks
-        ran = total - int(skipped.sum())
-        self._count_cycles(ran, rows, cols, sat)
-        if skip:
-            self._counters().skipped_cycles += total - ran
-            self.current.count_skips(ran, skipped, (h, rt, ct))  # type: ignore[union-attr]
-
-    def _zero_planes(self, key: tuple, xv: np.ndarray, src: np.ndarray, n_chunks: int, d: int) -> np.ndarray:
-        """Per chunk, how many vectors' planes are zero on every row of the tile (kept with the
-        planes of the row tile, so its column tiles do not count again)."""
-        zk = ("zero", *key)
-        zeros = self._planes.get(zk)
-        if zeros is None:
-            zeros = zero_plane_counts(np.ascontiguousarray(xv, dtype=np.int64), src, n_chunks, d)
-            if key in self._planes:
-                self._planes[zk] = zeros
-        return zeros
-
-    @impl(xbar.PlaneOp)
-    def run_plane(self, interp: Interpreter, op: xbar.PlaneOp, args: tuple[Any, ...]):
-        xu, h, rt, i = args
-        key = (id(xu), h, rt, i)  # the same plane drives every column tile of a row tile
-        if key in self._planes:
-            return (self._planes[key],)
-        if not any(k[:3] == key[:3] for k in self._planes):
-            self._planes.clear()
-        src = self._row_sources(op, xu.shape[-1], rt)
-        d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
-        plane = (((xu[:, h][..., src]) >> (i * d)) & ((1 << d) - 1)).astype(self.fdtype)
-        self._planes[key] = plane
-        self._chunk_of[id(plane)] = i
-        return (plane,)
-
-    @impl(xbar.CycleOp)
-    def run_cycle(self, interp: Interpreter, op: xbar.CycleOp, args: tuple[Any, ...]):
-        tile, plane = args  # tile [r, c] or [B, r, c]; plane [B, P, r]
-        rows, cols = tile.shape[-2], tile.shape[-1]
-        lo, hi = self.hw.adc_range(rows)
-        if self.device is None:
-            codes, sat = adc_convert(plane @ tile, lo, hi)  # [B, P, c]
-        else:  # a skipped cycle converts nothing: its codes stay 0 on a noisy device too
-            d = op.plane.type.dac_bits.data  # type: ignore[union-attr]
-            active = plane.any(axis=-1).reshape(-1) if op.skip_zero is not None else None
-            codes, sat = adc_convert(plane @ tile, lo, hi, self.device, read_noise_std(plane, d, self.device),
-                                     active)
-        total = plane.shape[0] * plane.shape[1]
-        if op.skip_zero is None:
-            self._count_cycles(total, rows, cols, sat)
-            return (codes,)
-        zero = int((~plane.any(axis=-1)).sum())  # their codes are zero: no cycle ran
-        self._count_cycles(total - zero, rows, cols, sat)
-        self._counters().skipped_cycles += zero
-        per_chunk = np.zeros(self.current.program.chunks, dtype=np.int64)  # type: ignore[union-attr]
-        per_chunk[self._chunk_of[id(plane)]] = zero
-        self.current.count_skips(total - zero, per_chunk, self._tile)  # type: ignore[union-attr]
-        return (codes,)
-
-    @impl(xbar.ShiftAddOp)
-    def run_shift_add(self, interp: Interpreter, op: xbar.ShiftAddOp, args: tuple[Any, ...]):
-        buf, h, ct, codes, i = args
-        width = op.columns.type.cols.data  # type: ignore[union-attr]
-        if buf.data is None:
-            buf.data = np.zeros((buf.repeats, *codes.shape[:2], buf.cols), dtype=np.int64)
-        c0 = ct * width
-        buf.data[h, :, :, c0 : c0 + codes.shape[-1]] += codes << (i * op.dac_bits.value.data)
-        return ()
 
     @impl(xbar.RecombineOp)
     def run_recombine(self, interp: Interpreter, op: xbar.RecombineOp, args: tuple[Any, ...]):
@@ -503,55 +305,9 @@ class XbarFunctions(InterpreterFunctions):
         return (np.ascontiguousarray(y - corr),)
 
 
-def fusable_chunks(loop: scf.ForOp) -> tuple[xbar.PlaneOp, xbar.ShiftAddOp] | None:
-    """``(plane, shift_add)`` if ``loop`` is a tile's canonical chunk loop (as built by
-    ``xbar-tile``: ``plane(iv); cycle(tile, plane); shift_add(cycle, iv); yield``), else None."""
-    role = loop.attributes.get(LOOP_ATTR)
-    if not isinstance(role, StringAttr) or role.data != "chunks" or loop.iter_args:
-        return None
-    ops = list(loop.body.block.ops)
-    if len(ops) != 4 or not isinstance(ops[3], scf.YieldOp) or ops[3].operands:
-        return None
-    plane, cycle, shift = ops[:3]
-    if not (isinstance(plane, xbar.PlaneOp) and isinstance(cycle, xbar.CycleOp)
-            and isinstance(shift, xbar.ShiftAddOp)):
-        return None
-    iv = loop.body.block.args[0]
-    if (cycle.operands[1] is not plane.plane or shift.operands[3] is not cycle.output
-            or plane.operands[3] is not iv or shift.operands[4] is not iv
-            or any(v is iv for v in (*plane.operands[:3], cycle.operands[0], *shift.operands[:3]))):
-        return None
-    return plane, shift
-
-
-@register_impls
-class FusedChunkLoops(InterpreterFunctions):
-    """``scf.for`` with the chunk loops of crossbar tiles fused (:meth:`XbarFunctions.run_chunks_fused`)."""
-
-    def __init__(self, fns: XbarFunctions):
-        self.fns = fns
-
-    @impl(scf.ForOp)
-    def run_for(self, interp: Interpreter, op: scf.ForOp, args: tuple[Any, ...]):
-        lb, ub, step, *loop_args = args
-        fused = fusable_chunks(op) if self.fns.current is not None and lb == 0 and step == 1 else None
-        if fused is not None:
-            if ub > 0:
-                self.fns.run_chunks_fused(interp, op, *fused, ub)
-            return ()
-        values = tuple(loop_args)
-        for i in range(lb, ub, step):
-            values = interp.run_ssacfg_region(op.body, (i, *values), "for_loop")
-        return values
-
-
-def _zero_point(value: Any) -> int:
-    """The zero point of a quantized value's type (0 for anything else)."""
-    t = value.type
-    return t.element_type.zp if isinstance(t, TensorType) and isinstance(t.element_type, cimq.QuantType) else 0
-
-
-def _centered(x: np.ndarray, value: Any) -> np.ndarray:
-    """The streamed integers minus their zero point (what the crossbar's correction leaves)."""
-    zp = _zero_point(value)
-    return np.asarray(x, dtype=np.int64) - zp if zp else x
+    @impl(xbar.ZpCorrectOp)
+    def run_zp_correct(self, interp: Interpreter, op: xbar.ZpCorrectOp, args: tuple[Any, ...]):
+        acc, x = args
+        b, h, p, m = acc.shape
+        self._counters().recombine_adds += zero_point_adds(h, p, x.shape[-1], m, b)
+        return (zp_corrected(acc, centered(x, op.input), op.w_zp.value.data),)

@@ -17,12 +17,14 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
     ModuleOp,
     StringAttr,
     TensorType,
     UnitAttr,
     f32,
+    i64,
 )
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.rewriter import Rewriter
@@ -30,6 +32,7 @@ from xdsl.rewriter import Rewriter
 from cimc.errors import UnsupportedModelError
 from cimc.frontend.context import ImportContext
 from cimc.frontend.load import (
+    BatchAxis,
     BatchInfo,
     check_inputs,
     check_qdq,
@@ -122,11 +125,15 @@ def _check_batch(batch: BatchInfo, batch_lost: str | None) -> bool:
     )
 
 
-def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
+def import_onnx(path: str | Path, *, batch: int | None = None,
+                batch_axis: BatchAxis = None) -> ImportResult:
     """Import an ONNX QDQ/QCDQ file as a verified ``cimq`` module.
 
     ``batch`` fixes the batch dimension of the module's types (default: the file's, ``?`` when
-    the file's batch is symbolic). Raises :class:`~cimc.errors.CimcError` for every problem of
+    the file's batch is symbolic). ``batch_axis`` names the inputs' batch axis (one axis for
+    all, or ``{name: axis}`` with ``None`` for the others; default: a symbolic dim, else 0); a
+    batch off axis 0 types the module at one batch and marks ``@main`` with
+    ``cimq.batch_axes`` (layer descriptors are then per inference along those axes). Raises :class:`~cimc.errors.CimcError` for every problem of
     the file (missing, not ONNX, not quantized, unsupported op, bit width, zero point, shape).
     """
     p = Path(path)
@@ -134,7 +141,7 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     if is_qonnx(model):
         model = to_qcdq(model, p)
     opset = opset_of(model, p)
-    info = check_inputs(model.graph, p, batch)
+    info = check_inputs(model.graph, p, batch, batch_axis)
     check_qdq(model.graph, p)
     shapes = infer_shapes(model, p, info.infer)
     inputs_vi = graph_inputs(model.graph)
@@ -145,11 +152,12 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     ctx = ImportContext(info, shapes, used, block)
     for init in model.graph.initializer:
         ctx.values[init.name] = init_const(init)
-    for vi, dims in zip(inputs_vi, dims_of):
+    for vi, dims, axis in zip(inputs_vi, dims_of, info.axes):
         shapes[vi.name] = tuple(dims)
-        arg = block.insert_arg(ctx.ttype(dims, f32, bool(dims)), len(block.args))
+        batched = axis == 0  # a batch on another axis: typed as it is (the module at one batch)
+        arg = block.insert_arg(ctx.ttype(dims, f32, batched and bool(dims)), len(block.args))
         arg.name_hint = _ssa_name(vi.name)
-        ctx.values[vi.name] = Tensor("float", tuple(dims), True, ssa=arg)
+        ctx.values[vi.name] = Tensor("float", tuple(dims), batched, ssa=arg)
 
     batch_lost = _visit_graph(ctx, live, opset)
     results, outputs = _outputs(ctx, model.graph)
@@ -167,8 +175,10 @@ def import_onnx(path: str | Path, *, batch: int | None = None) -> ImportResult:
     res_attrs = ArrayAttr([DictionaryAttr({"cimq.name": StringAttr(o.name)}) for o in outputs])
     fn = func.FuncOp("main", (arg_types, res_types), Region(block),
                      arg_attrs=arg_attrs, res_attrs=res_attrs)
-    if batch_lost is not None:  # the batch leaves axis 0: the module runs at its typed batch only
+    if batch_lost is not None or info.moved:  # the batch is off axis 0: one typed batch only
         fn.attributes["cimq.fixed_batch"] = UnitAttr()
+    if info.moved:
+        fn.attributes["cimq.batch_axes"] = DenseArrayBase.from_list(i64, info.axes)
     module = ModuleOp([fn])
     module.verify()
-    return ImportResult(module, layers, inputs, outputs, batch_lost is None)
+    return ImportResult(module, layers, inputs, outputs, batch_lost is None and not info.moved)

@@ -2,14 +2,21 @@
 
 The file must exist and parse, import a supported standard opset, contain QDQ nodes, and take
 float32 inputs whose only symbolic dimension is the batch. :class:`BatchInfo` records the batch
-sizes the import works with; :func:`live_nodes` orders the nodes that reach an output.
+sizes the import works with and each input's batch axis; :func:`live_nodes` orders the nodes
+that reach an output.
+
+The batch axis of an input (:func:`batch_axes`) is the one the caller names (``batch_axis``:
+``--batch-axis``), else its symbolic dimension (the file says it), else axis 0 (a file with fixed
+shapes does not say which axis is the batch; ``cimc report`` warns when axis 0 does not split a
+layer into inferences). Every input's batch axis must have the same size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Union
 
 import onnx
 from xdsl.dialects.builtin import DYNAMIC_INDEX
@@ -18,6 +25,10 @@ from cimc.errors import InputFileError, UnsupportedModelError
 
 MIN_OPSET = 11
 MAX_OPSET = 25
+
+#: The caller's batch axes: one axis for every input, or ``{input name: axis}`` (the key ``None``:
+#: every input not named); ``None``: from the file.
+BatchAxis = Union[int, Mapping[Union[str, None], int], None]
 
 
 def load_model(path: Path) -> onnx.ModelProto:
@@ -119,44 +130,105 @@ class BatchInfo:
 
     ``infer``: the batch shapes are inferred and folded with (the file's when it has one);
     ``type``: the batch written into the module's types (``DYNAMIC_INDEX`` for ``?``);
-    ``symbolic``: the file's batch is symbolic; ``requested``: the caller's ``batch``.
+    ``symbolic``: the file's batch is symbolic; ``requested``: the caller's ``batch``;
+    ``axes``: each graph input's batch axis (the module is typed at ``infer`` when one is not 0).
     """
 
     infer: int
     type: int
     symbolic: bool
     requested: int | None
+    axes: tuple[int, ...] = ()
+
+    @property
+    def moved(self) -> bool:
+        """Whether some input carries the batch on another axis than 0."""
+        return any(self.axes)
 
 
-def check_inputs(graph: onnx.GraphProto, path: Path, batch: int | None) -> BatchInfo:
-    """Only float inputs, only the batch dimension symbolic; fixes the batch sizes."""
-    file_batch: int | None = None
-    symbolic = False
-    for vi in graph_inputs(graph):
-        tt = vi.type.tensor_type
-        if not vi.type.HasField("tensor_type"):
-            raise UnsupportedModelError(f"input '{vi.name}' is not a tensor")
-        if tt.elem_type != onnx.TensorProto.FLOAT:
-            dtype = onnx.TensorProto.DataType.Name(tt.elem_type).lower()
+def _spec(batch_axis: BatchAxis) -> tuple[dict[str, int], int | None]:
+    if batch_axis is None:
+        return {}, None
+    if isinstance(batch_axis, int):
+        return {}, batch_axis
+    named = {k: v for k, v in batch_axis.items() if k is not None}
+    return named, batch_axis.get(None)
+
+
+def batch_axes(inputs: list[onnx.ValueInfoProto], batch_axis: BatchAxis) -> list[int]:
+    """Each input's batch axis: the caller's, else its symbolic dim, else 0 (one-line errors
+    for an unknown input name, an axis out of range, a symbolic dim on another axis)."""
+    named, default = _spec(batch_axis)
+    names = [vi.name for vi in inputs]
+    for name in named:
+        if name not in names:
             raise UnsupportedModelError(
-                f"input '{vi.name}' has element type {dtype}; cimc takes float32 inputs"
-            )
-        if not tt.HasField("shape"):
-            raise UnsupportedModelError(f"input '{vi.name}' has no shape")
+                f"--batch-axis {name}=...: the model has no input '{name}' (its inputs: "
+                f"{', '.join(names) or 'none'})")
+    axes = []
+    for vi in inputs:
         dims = input_dims(vi)
-        for i, d in enumerate(dims):
-            if d == 0:
+        symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
+        given = named.get(vi.name, default)
+        if given is None:
+            axis = symbolic[0] if symbolic else 0
+        elif not -len(dims) <= given < len(dims):
+            raise UnsupportedModelError(
+                f"--batch-axis: axis {given} is out of range for input '{vi.name}' of shape "
+                f"{['?' if d is None else d for d in dims]}")
+        else:
+            axis = given % len(dims)
+        for i in symbolic:
+            if i != axis:
                 raise UnsupportedModelError(
-                    f"input '{vi.name}' dim {i} has size 0; cimc takes non-empty inputs")
-            if i > 0 and not isinstance(d, int):
-                raise UnsupportedModelError(
-                    f"input '{vi.name}' dim {i} is dynamic ('{d or '?'}'); only the batch "
-                    "dimension may be symbolic"
-                )
-        if dims and isinstance(dims[0], int):
-            file_batch = dims[0] if file_batch is None else file_batch
-        elif dims:
+                    f"input '{vi.name}' dim {i} is dynamic ('{dims[i] or '?'}'); only the batch "
+                    f"dimension (axis {axis}; see --batch-axis) may be symbolic")
+        axes.append(axis)
+    return axes
+
+
+def _check_tensor(vi: onnx.ValueInfoProto) -> list[int | str | None]:
+    """The dims of a float32 tensor input with a shape and no zero dim, or a one-line error."""
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedModelError(f"input '{vi.name}' is not a tensor")
+    if tt.elem_type != onnx.TensorProto.FLOAT:
+        dtype = onnx.TensorProto.DataType.Name(tt.elem_type).lower()
+        raise UnsupportedModelError(
+            f"input '{vi.name}' has element type {dtype}; cimc takes float32 inputs"
+        )
+    if not tt.HasField("shape"):
+        raise UnsupportedModelError(f"input '{vi.name}' has no shape")
+    dims = input_dims(vi)
+    for i, d in enumerate(dims):
+        if d == 0:
+            raise UnsupportedModelError(
+                f"input '{vi.name}' dim {i} has size 0; cimc takes non-empty inputs")
+    return dims
+
+
+def check_inputs(graph: onnx.GraphProto, path: Path, batch: int | None,
+                 batch_axis: BatchAxis = None) -> BatchInfo:
+    """Only float inputs, only the batch dimension symbolic, one batch size on every input's
+    batch axis; fixes the batch sizes."""
+    inputs = graph_inputs(graph)
+    dims_of = [_check_tensor(vi) for vi in inputs]
+    axes = batch_axes(inputs, batch_axis)
+    file_batch: int | None = None
+    first = ""
+    symbolic = False
+    for vi, dims, axis in zip(inputs, dims_of, axes):
+        if not dims:
+            continue
+        d = dims[axis]
+        if not isinstance(d, int):
             symbolic = True
+        elif file_batch is None:
+            file_batch, first = d, f"input '{vi.name}' axis {axis}"
+        elif d != file_batch and (batch_axis is not None or any(axes)):
+            raise UnsupportedModelError(
+                f"--batch-axis: input '{vi.name}' axis {axis} has size {d} but {first} has size "
+                f"{file_batch}; the batch axis must have one size on every input")
     if batch is not None and batch < 1:
         raise UnsupportedModelError(f"batch size must be positive, got {batch}")
     infer = file_batch or batch or 1
@@ -165,11 +237,15 @@ def check_inputs(graph: onnx.GraphProto, path: Path, batch: int | None) -> Batch
             f"{path}: some inputs have a fixed batch size and others a symbolic one")
     if batch is not None:
         typed = batch
-    elif symbolic:
+    elif symbolic and not any(axes):
         typed = DYNAMIC_INDEX
     else:
         typed = infer
-    return BatchInfo(infer=infer, type=typed, symbolic=symbolic, requested=batch)
+    if any(axes) and file_batch is not None and batch is not None and batch != file_batch:
+        raise UnsupportedModelError(
+            f"{path}: {first} fixes the batch at {file_batch}; it cannot be imported with "
+            f"batch {batch}")
+    return BatchInfo(infer=infer, type=typed, symbolic=symbolic, requested=batch, axes=tuple(axes))
 
 
 def _toposort(graph: onnx.GraphProto) -> list[tuple[int, onnx.NodeProto]]:

@@ -189,6 +189,15 @@ def conv(ctx: ImportContext, node: Node) -> Entry:
     return add_bias(ctx, acc, node.input(2), 1, lambda b: b.reshape(-1, 1, 1))
 
 
+def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``a @ b`` by numpy's matmul rules (for a result shape inference left open)."""
+    if len(b) == 1:
+        return tuple(a[:-1])
+    if len(a) == 1:
+        return (*b[:-2], b[-1])
+    return (*np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])), a[-2], b[-1])
+
+
 def _linear(ctx: ImportContext, node: Node, xq: Tensor, w: QConst, bias: Entry | None) -> Entry:
     """``xq @ w`` with a constant weight ``[K, N]`` (a batch of them ``[..., K, N]``, or a
     vector ``[K]``), with numpy's matmul rules."""
@@ -197,7 +206,7 @@ def _linear(ctx: ImportContext, node: Node, xq: Tensor, w: QConst, bias: Entry |
         raise NodeError(f"input {list(xq.shape)} and weight {list(w.ints.shape)} do not multiply")
     if w.qtype.per_channel and (w.ints.ndim < 2 or w.qtype.channel_axis != w.ints.ndim - 1):
         raise NodeError("per-channel weight scales must be along the output features")
-    out_shape = ctx.shape_of(node.outputs[0])
+    out_shape = ctx.shape_of(node.outputs[0], lambda: matmul_shape(xq.shape, w.ints.shape))
     # A weight batch as long as the input ties the input's first axis to the weights.
     batched = xq.batched and len(xq.shape) > 1 and (w.ints.ndim <= 2 or w.ints.ndim < len(xq.shape))
     axis = len(out_shape) - 1
@@ -290,9 +299,7 @@ def matmul(ctx: ImportContext, node: Node) -> Entry:
         return _linear(ctx, node, quant_input(node, 0), rhs, None)
     lhs_q = quant_input(node, 0)
     rhs_q = quant_input(node, 1)
-    out_shape = ctx.shape_of(node.outputs[0], lambda: (
-        *np.broadcast_shapes(lhs_q.shape[:-2], rhs_q.shape[:-2]), lhs_q.shape[-2],
-        rhs_q.shape[-1]))
+    out_shape = ctx.shape_of(node.outputs[0], lambda: matmul_shape(lhs_q.shape, rhs_q.shape))
     assert lhs_q.qtype is not None and rhs_q.qtype is not None
     acc_q = acc_type(lhs_q.qtype, rhs_q.qtype, -1)
     batched = lhs_q.batched or rhs_q.batched

@@ -72,10 +72,10 @@ def infer_shapes(model: onnx.ModelProto, path: Path, batch: int) -> dict[str, tu
     for vi in graph_inputs(graph):
         new = g.input.add()
         new.CopyFrom(vi)
-        dims = new.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].Clear()
-            dims[0].dim_value = batch
+        for dim in new.type.tensor_type.shape.dim:  # the batch, the only symbolic dim
+            if not dim.HasField("dim_value"):
+                dim.Clear()
+                dim.dim_value = batch
     for init in graph.initializer:
         # Large initializers only matter through their type: pass them as typed inputs.
         if init.data_type != onnx.TensorProto.INT64 and numel(init.dims) > 64:

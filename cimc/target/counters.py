@@ -23,7 +23,11 @@ chunk) contributes (:func:`tile_counters`)::
     adc_saturations : counted at run time only (0 with a lossless ADC)
 
 and once per layer, after its tiles, ``recombine_adds = H * P * B * cols`` (each physical column
-value weighted into its output, :func:`layer_counters`). ``host_elements`` (elements produced by
+value weighted into its output, :func:`layer_counters`). A stored operand with a zero point
+``zw`` (``xbar.zp_correct``) adds ``H * P * B * (n + m)`` more (:func:`zero_point_adds`: per
+vector, ``n`` to sum the centred input row, ``m`` to subtract ``zw`` times it from the outputs);
+like the signed-input / input zero point correction (a constant per output, folded into the
+recombination) it is digital work outside the paper's latency. ``host_elements`` (elements produced by
 the host compute ops) is counted apart from the crossbar layers (:mod:`cimc.analysis`).
 
 Summed over a full ``row_tiles x col_tiles`` grid of ``H`` repeats this is the paper's
@@ -149,6 +153,11 @@ def layer_tiles(geom: LayerGeometry) -> Iterable[tuple[int, int, int, int, int]]
                 yield h, rt, ct, r1 - r0, c1 - c0
 
 
+def zero_point_adds(h: int, p: int, n: int, m: int, batch: int = 1) -> int:
+    """Digital adds of ``xbar.zp_correct`` for ``batch`` inferences: ``H * P * B * (n + m)``."""
+    return h * p * batch * (n + m)
+
+
 def writes_per_run(batch: int, *, dynamic: bool = False, amortised: bool = False) -> int:
     """Writes of a tile in a run of ``batch`` inferences: one per inference (the paper; run-time
     written tiles always), or one for the whole batch when amortised (``xbar-batch-amortise``)."""
@@ -156,17 +165,22 @@ def writes_per_run(batch: int, *, dynamic: bool = False, amortised: bool = False
 
 
 def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: int = 1,
-                   dynamic: bool = False, amortised: bool = False, shared: bool = False) -> Counters:
+                   dynamic: bool = False, amortised: bool = False, shared: bool = False,
+                   zero_point: bool = False) -> Counters:
     """The closed-form counters of ``batch`` inferences of a layer (no saturations, no skips).
 
     Every inference programs every tile (:func:`writes_per_run`). ``shared``: its one tile sits
     in an array programmed by an earlier layer's write (``xbar-pack``): its cells are counted,
     the write is not. ``hw`` gives the ADCs per array (one per column if None).
+    ``zero_point``: the stored operand's zero point is corrected digitally (:func:`zero_point_adds`).
     """
     cycles = batch * geom.desc.P * geom.chunks
     wmul = writes_per_run(batch, dynamic=dynamic, amortised=amortised)
     adcs = _adcs(hw, geom.tile_cols)
     recombine = geom.repeats * batch * geom.desc.P * geom.phys_cols  # once per layer, after its tiles
+    if zero_point:
+        d = geom.desc
+        recombine += zero_point_adds(d.H, d.P, d.n, d.m, batch)
     if geom.tile_list is not None or shared:
         total = Counters(recombine_adds=recombine)
         for *_, rows_t, cols_t in layer_tiles(geom):

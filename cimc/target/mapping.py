@@ -13,7 +13,10 @@ signed integers and activations ``X`` of ``a`` bits, exactly:
     level-1 cells.
 
   Any ``w``-bit value in ``[-2^(w-1), 2^(w-1) - 1]`` maps as long as its stored magnitude fits
-  ``S`` slices (narrow slicing stores ``w - 1`` bits of narrow-range weights).
+  ``S`` slices (narrow slicing stores ``w - 1`` bits of narrow-range weights). **Unsigned
+  cells** (``signed=False``: an unsigned operand stored at its own width, e.g. uint8 with a zero
+  point) take ``[0, 2^w - 1]``: ``dc`` / ``dr`` leave the minus part zero, ``of`` stores the value
+  itself (its reference column's coefficient is 0).
 * **Recombination** (:func:`recomb_table`, :func:`recombine`): ``[cols, 2]`` rows
   ``(output, coefficient)``: physical column ``k`` adds ``coef * value`` to output ``output``
   (``-1``: to every output; the offset mapping's reference column, ``coef = -2^(w-1)``).
@@ -72,7 +75,13 @@ def encode_activations(X: np.ndarray, a_bits: int, signed: bool) -> np.ndarray:
 # ---------------------------------------------------------------------------- recombination
 
 
-def recomb_table(m: int, w_bits: int, cell_bits: int, mapping: str, n_slices: int) -> np.ndarray:
+def weight_offset(w_bits: int, signed: bool = True) -> int:
+    """The first stored value: ``-2^(w-1)`` for signed cells, 0 for unsigned ones."""
+    return -(1 << (w_bits - 1)) if signed else 0
+
+
+def recomb_table(m: int, w_bits: int, cell_bits: int, mapping: str, n_slices: int,
+                 signed: bool = True) -> np.ndarray:
     """``[cols, 2]`` int64 ``(output, coefficient)`` of every physical column (module docstring)."""
     shifts = np.int64(1) << (cell_bits * np.arange(n_slices, dtype=np.int64))
     if mapping == "dc":
@@ -83,7 +92,7 @@ def recomb_table(m: int, w_bits: int, cell_bits: int, mapping: str, n_slices: in
     coefs = np.tile(shifts, m)
     if mapping == "of":
         outs = np.append(outs, -1)
-        coefs = np.append(coefs, -(1 << (w_bits - 1)))
+        coefs = np.append(coefs, weight_offset(w_bits, signed))
     return np.stack([outs, coefs], axis=1)
 
 
@@ -107,19 +116,22 @@ def recombine(phys: np.ndarray, recomb: np.ndarray, m: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- cells
 
 
-def level_table(w_bits: int, cell_bits: int, mapping: str, n_slices: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell levels of every ``w_bits`` signed value: ``(table [2^w, width] int16, bad [2^w])``.
+def level_table(w_bits: int, cell_bits: int, mapping: str, n_slices: int,
+                signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Cell levels of every ``w_bits`` value: ``(table [2^w, width] int16, bad [2^w])``.
 
-    Row ``v + 2^(w-1)`` holds the levels value ``v`` writes: ``dc`` ``[+s0, -s0, +s1, -s1, ...]``,
+    Row ``v - weight_offset`` (``v + 2^(w-1)`` signed, ``v`` unsigned) holds the levels value
+    ``v`` writes: ``dc`` ``[+s0, -s0, +s1, -s1, ...]``,
     ``dr`` the ``S`` plus-row levels then the ``S`` (negated) minus-row levels, ``of`` the ``S``
-    slices of ``v + 2^(w-1)``. ``bad[v]`` is the stored magnitude that does not fit (0: fits).
+    slices of ``v - weight_offset``. ``bad[v]`` is the stored magnitude that does not fit (0: fits).
     """
-    values = np.arange(-(1 << (w_bits - 1)), 1 << (w_bits - 1), dtype=np.int64)
+    lo = weight_offset(w_bits, signed)
+    values = np.arange(lo, lo + (1 << w_bits), dtype=np.int64)
     mask = (1 << cell_bits) - 1
     cap = 1 << (cell_bits * n_slices)
     shifts = cell_bits * np.arange(n_slices, dtype=np.int64)
     if mapping == "of":
-        mags = [values + (1 << (w_bits - 1))]
+        mags = [values - lo]
     else:
         mags = [np.maximum(values, 0), np.maximum(-values, 0)]
     lv = [(mg[:, None] >> shifts[None, :]) & mask for mg in mags]  # [V, S] each
@@ -169,21 +181,24 @@ def _map_cells_kernel(W, half, table, bad, mode, n_slices, out):  # pragma: no c
 
 
 def _mapping_error(W: np.ndarray, w_bits: int, cell_bits: int, mapping: str, n_slices: int,
-                   where: str) -> ExecutionError:
-    lo, hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
-    if int(W.min()) < lo or int(W.max()) > hi:  # the range is checked before the capacity
-        return ExecutionError(f"{where}: values in [{W.min()}, {W.max()}] exceed {w_bits}-bit signed integers")
+                   where: str, signed: bool) -> ExecutionError:
+    lo = weight_offset(w_bits, signed)
+    if int(W.min()) < lo or int(W.max()) > lo + (1 << w_bits) - 1:  # range before capacity
+        kind = "signed" if signed else "unsigned"
+        return ExecutionError(f"{where}: values in [{W.min()}, {W.max()}] exceed {w_bits}-bit {kind} integers")
     W64 = W.astype(np.int64)
-    top = int((W64 + (1 << (w_bits - 1))).max()) if mapping == "of" else int(np.abs(W64).max())
+    top = int((W64 - lo).max()) if mapping == "of" else int(np.abs(W64).max())
     return ExecutionError(
         f"{where}: {n_slices} slice(s) of {cell_bits}-bit cells cannot hold the stored values (up to {top})"
     )
 
 
 def map_cells(
-    W: np.ndarray, w_bits: int, cell_bits: int, mapping: str, n_slices: int, *, where: str = "layer"
+    W: np.ndarray, w_bits: int, cell_bits: int, mapping: str, n_slices: int, *, where: str = "layer",
+    signed: bool = True,
 ) -> np.ndarray:
-    """The cell levels of ``W [H, n, m]`` (or ``[n, m]``): ``[H, rows, cols]`` (or ``[rows, cols]``).
+    """The cell levels of ``W [H, n, m]`` (or ``[n, m]``): ``[H, rows, cols]`` (or ``[rows, cols]``);
+    ``signed=False``: unsigned cells (values in ``[0, 2^w - 1]``).
 
     One numba pass per repeat writes straight into the result: no temporaries, so VGG-size layers
     map at memory speed with the cells as the only allocation.
@@ -200,13 +215,13 @@ def map_cells(
     h, n, m = W3.shape
     rows, cols = physical_shape(n, m, n_slices, mapping)
     out = np.empty((h, rows, cols), dtype=cell_dtype(cell_bits))
-    table, bad = level_table(w_bits, cell_bits, mapping, n_slices)
+    table, bad = level_table(w_bits, cell_bits, mapping, n_slices, signed)
     table = table.astype(out.dtype)
     for hh in range(h):
-        status, _ = _map_cells_kernel(W3[hh], 1 << (w_bits - 1), table, bad, _MODES[mapping],
+        status, _ = _map_cells_kernel(W3[hh], -weight_offset(w_bits, signed), table, bad, _MODES[mapping],
                                       n_slices, out[hh])
         if status:
-            raise _mapping_error(W3[hh], w_bits, cell_bits, mapping, n_slices, where)
+            raise _mapping_error(W3[hh], w_bits, cell_bits, mapping, n_slices, where, signed)
     return out[0] if flat else out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from cimc.target.geometry import physical_shape, tile_bounds
-from cimc.target.mapping import level_table
+from cimc.target.mapping import level_table, weight_offset
 
 
 def _group_nonzero(block: np.ndarray, levels_nz: np.ndarray, half: int) -> np.ndarray:
@@ -42,20 +42,21 @@ def _row_parts(r0: int, r1: int, n: int, mapping: str) -> list[tuple[int, int, s
 
 
 def column_occupancy(W: np.ndarray, w_bits: int, cell_bits: int, mapping: str, n_slices: int,
-                     tile_rows: int) -> np.ndarray:
+                     tile_rows: int, signed: bool = True) -> np.ndarray:
     """``[H, row_tiles, phys_cols]`` bool: physical column ``k`` holds a non-zero cell among the
     rows of row tile ``rt`` of repeat ``h`` (``W [H, n, m]``, or ``[n, m]`` as ``H = 1``).
 
     The ``of`` reference column (level 1 in every row) always counts as occupied.
+    ``signed=False``: unsigned cells (:func:`cimc.target.mapping.map_cells`).
     """
     W3 = np.asarray(W)
     W3 = W3[None] if W3.ndim == 2 else W3
     h_sz, n, m = W3.shape
     rows, cols = physical_shape(n, m, n_slices, mapping)
-    table, _ = level_table(w_bits, cell_bits, mapping, n_slices)
+    table, _ = level_table(w_bits, cell_bits, mapping, n_slices, signed)
     nz = table != 0
     parts = {"all": nz, "plus": nz[:, :n_slices], "minus": nz[:, n_slices:]}
-    half = 1 << (w_bits - 1)
+    half = -weight_offset(w_bits, signed)
     bounds = tile_bounds(rows, tile_rows)
     out = np.zeros((h_sz, len(bounds), cols), dtype=bool)
     for h in range(h_sz):

@@ -57,3 +57,14 @@ func.func @host(%q: tensor<1x2x4x4x!cimq.q<s3:0.5>>, %w: tensor<2x9x2x!cimq.q<s4
   %y = xbar.col2im %m : (tensor<1x2x16x2xi32>) -> tensor<1x4x4x4x!cimq.q<s32:0.125>>
   func.return %y : tensor<1x4x4x4x!cimq.q<s32:0.125>>
 }
+
+// A stored operand with a zero point: xbar.matmul_dyn of a uint8 written operand (unsigned
+// cells at 8 bits) and the correction op of the xbar level.
+// CHECK-LABEL: func.func @zero_points
+func.func @zero_points(%q: tensor<1x2x3x4x!cimq.q<u8:0.5:zp=7>>, %k: tensor<1x2x4x3x!cimq.q<u8:0.25:zp=125>>, %a: tensor<1x2x3x3xi32>) -> tensor<1x2x3x3xi32> {
+  // CHECK: xbar.matmul_dyn %{{.*}}, %{{.*}} layer "qk" kind "matmul" w 8 a 8 : (tensor<1x2x3x4x!cimq.q<u8:0.5:zp=7>>, tensor<1x2x4x3x!cimq.q<u8:0.25:zp=125>>) -> tensor<1x2x3x3xi32>
+  %s = xbar.matmul_dyn %q, %k layer "qk" kind "matmul" w 8 a 8 : (tensor<1x2x3x4x!cimq.q<u8:0.5:zp=7>>, tensor<1x2x4x3x!cimq.q<u8:0.25:zp=125>>) -> tensor<1x2x3x3xi32>
+  // CHECK: xbar.zp_correct %{{.*}}, %{{.*}} {w_zp = 125 : i64} : (tensor<1x2x3x3xi32>, tensor<1x2x3x4x!cimq.q<u8:0.5:zp=7>>) -> tensor<1x2x3x3xi32>
+  %y = xbar.zp_correct %a, %q {w_zp = 125 : i64} : (tensor<1x2x3x3xi32>, tensor<1x2x3x4x!cimq.q<u8:0.5:zp=7>>) -> tensor<1x2x3x3xi32>
+  func.return %y : tensor<1x2x3x3xi32>
+}
