@@ -104,14 +104,8 @@ def lower_cmd(
     typer.echo(f"wrote {output}{extra}", err=True)
 
 
-def _top1(out, labels=None):
-    """Predicted classes of ``out [B, ...]`` and (with labels) the top-1 accuracy in percent."""
-    pred = out.reshape(out.shape[0], -1).argmax(axis=1)
-    return pred, (None if labels is None else float(100.0 * (pred == labels).mean()))
-
-
 def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: bool, compare: bool,
-                strict: bool = False, noise=None, seeds=(0,), labels=None):
+                strict: bool = False, noise=None, seeds=(0,), labels=None, samples=None):
     """Run at ``level`` (host layers warned about, or refused with ``strict``); xbar levels go
     through :func:`cimc.exec.xbar_exec.run_xbar` with ``fast``, with ``compare`` also lossless
     (:func:`compare_lossy`), with ``noise`` once ideal and once per seed on the device
@@ -124,7 +118,7 @@ def _run_module(module, level: str, inputs, hw, *, fast: bool | None, progress: 
     if noise is not None:
         from cimc.exec.noise_runs import compare_noise
 
-        cmp = compare_noise(prog, inputs, hw, noise, seeds, labels=labels)
+        cmp = compare_noise(prog, inputs, hw, noise, seeds, labels=labels, samples=samples)
         return cmp.pop("result"), cmp
     if not compare:
         return run_at_level(prog, level, inputs, hw=hw, progress=progress, fast=fast), None
@@ -170,7 +164,8 @@ def run_cmd(
         Optional[Path], typer.Option("--input", help=".npy input (random seeded input if absent).")
     ] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="Write the output .npy here.")] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch of the random input.")] = 1,
+    batch: Annotated[Optional[int], typer.Option(
+        "--batch", min=1, help="Batch of the random input (default 1; a model typed at one batch: that one).")] = None,
     seed: Annotated[int, typer.Option(
         "--seed", help="Seed of the random input and of the device noise (--noise).")] = 0,
     hw: HwOpt = None,
@@ -253,15 +248,16 @@ def run_cmd(
         raise CimcError(f"--fast needs a lossless ADC (adc_bits={hardware.adc_bits}); use --bit-serial")
     preset, noise_model = _device_options(level, fast, compare_lossless, energy, noise, noise_set, repeat)
     module = load_model(model, batch_axis=batch_axis)
-    inputs, y, names = _run_inputs(module, input, labels, batch, seed, allow_nonfinite, output)
+    inputs, y, names, samples = _run_inputs(module, input, labels, batch, seed, allow_nonfinite, output)
     show = sys.stderr.isatty() if progress is None else progress
     result, cmp = _run_module(module, level, inputs, hardware, fast=fast, progress=show, compare=compare_lossless,
-                              strict=strict, noise=noise_model, seeds=range(seed, seed + repeat), labels=y)
+                              strict=strict, noise=noise_model, seeds=range(seed, seed + repeat), labels=y,
+                              samples=samples)
     if preset is not None and result.report:
         from cimc.exec.xbar_exec import add_energy
 
         add_energy(result.report, hardware, preset)
-    extra = _print_run(level, result, cmp if noise_model is None else None, y)
+    extra = _print_run(level, result, cmp if noise_model is None else None, y, samples)
     if noise_model is not None:
         extra["noise"] = _noise_summary(cmp)
         print_table(_noise_table(extra["noise"]))
@@ -270,40 +266,48 @@ def run_cmd(
     _write_run(outs, output, report, level, result, extra, names)
 
 
-def _run_inputs(module, input: Path | None, labels: Path | None, batch: int, seed: int,
+def _run_inputs(module, input: Path | None, labels: Path | None, batch: int | None, seed: int,
                 allow_nonfinite: bool, output: Path | None):
     """The checked inputs (and labels) of ``cimc run``; refuses what cannot run before it runs."""
+    from cimc.analysis import batch_axes
     from cimc.exec.cimq_exec import check_inputs, find_main
-    from cimc.run_inputs import check_memory, classes_of, load_inputs, load_labels, output_names
+    from cimc.run_inputs import check_memory, classes_of, load_inputs, load_labels, output_names, random_batch
 
     main = find_main(module)
     names = output_names(main)
     if output is not None and len(names) > 1 and output.suffix != ".npz":
         raise CimcError(f"--output: the model has {len(names)} outputs ({', '.join(names)}); "
                         "give an .npz file to get one array per output")
+    axes = batch_axes(module)
     if input is None:
+        batch = random_batch(module, main, batch)
         check_memory(module, batch, "--batch")
-    inputs = check_inputs(main, load_inputs(input, main, batch, seed, allow_nonfinite=allow_nonfinite))
+    inputs = check_inputs(main, load_inputs(input, main, batch or 1, seed, allow_nonfinite=allow_nonfinite))
+    axis = axes[0] if axes else 0
+    n = int(inputs[0].shape[axis]) if inputs and inputs[0].ndim > axis else 1
     if input is not None:
-        check_memory(module, int(inputs[0].shape[0]), str(input))
-    y = load_labels(labels, int(inputs[0].shape[0]), classes_of(main)) if labels is not None else None
-    return inputs, y, names
+        check_memory(module, n, str(input))
+    y = load_labels(labels, n, classes_of(main)) if labels is not None else None
+    return inputs, y, names, (n, axis)
 
 
-def _print_run(level: str, result, cmp, y) -> dict:
-    """Print the run's tables; returns the extra JSON fields (accuracy, comparison)."""
+def _print_run(level: str, result, cmp, y, samples) -> dict:
+    """Print the run's tables; returns the extra JSON fields (accuracy, comparison).
+    ``samples``: the number of inputs and their batch axis (:mod:`cimc.exec.predict`)."""
     from rich.table import Table
+
+    from cimc.exec.predict import accuracy, top1
 
     outs = result.outputs
     table = Table(title=f"cimc run --level {level}")
     for col in ("output", "shape", "dtype", "top-1 (first 8)"):
         table.add_column(col)
     for i, o in enumerate(outs):
-        top = o.reshape(o.shape[0], -1).argmax(axis=1)[:8].tolist() if o.ndim >= 1 and o.size else []
-        table.add_row(str(i), str(list(o.shape)), str(o.dtype), str(top))
+        top = top1(o, *samples) if o.size else None
+        table.add_row(str(i), str(list(o.shape)), str(o.dtype), "-" if top is None else str(top[:8].tolist()))
     extra: dict = {}
     if y is not None:
-        _, acc = _top1(outs[0], y)
+        acc = accuracy(outs[0], y, samples[1])
         extra["accuracy_top1"] = acc
         table.caption = f"top-1 accuracy {acc:.2f}% ({int(round(acc * len(y) / 100))}/{len(y)})"
     print_table(table)
@@ -314,7 +318,7 @@ def _print_run(level: str, result, cmp, y) -> dict:
 
         print_table(energy_table(result.report))
     if cmp is not None:
-        extra["compare_lossless"] = _comparison(cmp, y)
+        extra["compare_lossless"] = _comparison(cmp, y, samples)
         print_table(_comparison_table(extra["compare_lossless"]))
     return extra
 
@@ -362,22 +366,23 @@ def _chip(outs, model: Path, module, level: str, result, hw, paths) -> dict:
     return part
 
 
-def _comparison(cmp: dict, labels) -> dict:
+def _comparison(cmp: dict, labels, samples) -> dict:
     """The JSON part of a lossy-vs-lossless comparison, with top-1 changes (and accuracies)."""
+    from cimc.exec.predict import accuracy, changed, top1
+
     exact, lossy = cmp["lossless_outputs"][0], cmp["lossy_outputs"][0]
-    p_exact, a_exact = _top1(exact, labels)
-    p_lossy, a_lossy = _top1(lossy, labels)
+    count, fraction = changed(top1(exact, *samples), top1(lossy, *samples))
     out = {
         "adc_bits": cmp["adc_bits"],
         "saturations": cmp["saturations"],
         "layers": cmp["layers"],
         "outputs": cmp["outputs"],
-        "top1_changed": int((p_exact != p_lossy).sum()),
-        "top1_changed_fraction": float((p_exact != p_lossy).mean()),
+        "top1_changed": count,
+        "top1_changed_fraction": fraction,
     }
     if labels is not None:
-        out["accuracy_top1_lossless"] = a_exact
-        out["accuracy_top1_lossy"] = a_lossy
+        out["accuracy_top1_lossless"] = accuracy(exact, labels, samples[1])
+        out["accuracy_top1_lossy"] = accuracy(lossy, labels, samples[1])
     return out
 
 
@@ -393,9 +398,10 @@ def _comparison_table(c: dict):
     o = c["outputs"][0]
     caption = (
         f"output: max abs error {o['max_abs_error']:g}, mean abs error {o['mean_abs_error']:.3g}, "
-        f"{100 * o['changed_fraction']:.1f}% of values changed; top-1 changed for "
-        f"{c['top1_changed']} input(s) ({100 * c['top1_changed_fraction']:.1f}%)"
+        f"{100 * o['changed_fraction']:.1f}% of values changed"
     )
+    if c["top1_changed"] is not None:
+        caption += f"; top-1 changed for {c['top1_changed']} input(s) ({100 * c['top1_changed_fraction']:.1f}%)"
     if "accuracy_top1_lossy" in c:
         caption += (f"; top-1 accuracy {c['accuracy_top1_lossless']:.2f}% lossless -> "
                     f"{c['accuracy_top1_lossy']:.2f}% lossy")
@@ -419,9 +425,10 @@ def _noise_table(c: dict):
     for r in c["layers"]:
         table.add_row(r["name"], f"{r['rel_error']['mean']:.3g}", f"{r['rel_error']['std']:.2g}",
                       f"{r['max_abs_error']:g}", f"{r['adc_saturations']['mean']:,.0f}")
-    changed = [run["top1_changed"] for run in c["runs"]]
-    caption = (", ".join(f"{k}={v:g}" for k, v in n.items() if k not in ("name", "origin")) +
-               f"; top-1 changed for {min(changed)}..{max(changed)} input(s) per seed")
+    moved = [run["top1_changed"] for run in c["runs"] if run["top1_changed"] is not None]
+    caption = ", ".join(f"{k}={v:g}" for k, v in n.items() if k not in ("name", "origin"))
+    if moved:
+        caption += f"; top-1 changed for {min(moved)}..{max(moved)} input(s) per seed"
     if "accuracy_top1" in c:
         a = c["accuracy_top1"]
         caption += (f"; top-1 accuracy {c['accuracy_top1_ideal']:.2f}% ideal -> {a['mean']:.2f}% "

@@ -6,7 +6,8 @@
 - non-finite values (NaN, +-inf) are refused unless ``allow_nonfinite``: then, before the run,
   NaN becomes 0 and +-inf the largest finite float32 of that sign, so the model's input quantizer
   saturates them to its largest/smallest code (the same at every level);
-- labels are a 1-D integer array, one per input, each in ``0 .. classes - 1``;
+- labels are a 1-D integer array, one per input along the inputs' batch axis (``--batch-axis``),
+  each in ``0 .. classes - 1``;
 - the memory a run needs (inputs and the largest activation of the batch, a few copies) is
   estimated before anything runs and refused when it exceeds the memory available.
 """
@@ -50,6 +51,23 @@ def output_names(main: Any) -> list[str]:
 
 def _arg_shapes(main: Any) -> list[list[int]]:
     return [list(t.get_shape()) for t in main.function_type.inputs.data]
+
+
+def random_batch(module: Any, main: Any, batch: int | None) -> int:
+    """The batch of ``cimc run``'s random input: ``--batch`` (default 1); a model typed at one batch
+    (``cimq.fixed_batch``: its batch is off axis 0, or a Reshape fixes it) runs at that batch
+    only, and another ``--batch`` is refused with one line."""
+    from cimc.analysis import batch_axes, run_batch
+
+    typed = run_batch(module)
+    if typed is None:
+        return 1 if batch is None else batch
+    if batch is not None and batch != typed:
+        axes, names = batch_axes(module), input_names(main)
+        where = f" (axis {axes[0]} of input {names[0]})" if axes and names else ""
+        raise InputFileError(f"--batch {batch}: the model is typed at batch {typed}{where} and runs at "
+                             "that batch only; re-export it at the batch you want")
+    return typed
 
 
 def load_inputs(path: Path | None, main: Any, batch: int, seed: int, *,

@@ -124,3 +124,47 @@ def test_batch_axis_survives_an_ir_file(tmp_path: Path) -> None:
     assert "cimq.batch_axes" in out.read_text()
     assert _rows(xbar_report(read_module(out), baseline=False)) == \
         _rows(xbar_report(module, baseline=False))
+
+
+@pytest.mark.parametrize("sf", sorted(TWINS))
+def test_run_labels_count_along_the_batch_axis(sf: str, tmp_path: Path, capsys) -> None:
+    """``cimc run --batch-axis 1 --labels``: one label per input along axis 1, top-1 per input
+    equal to the batch-first twin's on the same data, and the same accuracy."""
+    pytest.importorskip("qonnx", reason="the corpus needs qonnx (pip install '.[qonnx]')")
+    from cimc.cli import run
+
+    model, twin = corpus.build(sf), corpus.build(TWINS[sf])
+    x = corpus.input_for(model)
+    batch = x.shape[1]
+    assert batch > 1 and x.shape[0] != batch  # the test needs the axes told apart
+    np.save(tmp_path / "x_sf.npy", x)
+    np.save(tmp_path / "x_bf.npy", np.ascontiguousarray(np.moveaxis(x, 1, 0)))
+    reports = {}
+    for name, path, extra in (("bf", twin.path, []), ("sf", model.path, ["--batch-axis", "1"])):
+        out = tmp_path / f"y_{name}.npy"
+        assert run(["run", str(path), "--level", "xbar", "--input", str(tmp_path / f"x_{name}.npy"),
+                    "--output", str(out), *extra]) == 0
+        reports[name] = np.load(out)
+    np.testing.assert_array_equal(np.moveaxis(reports["sf"], 1, 0), reports["bf"])
+    classes = reports["bf"].shape[-1]
+    pred = reports["bf"].reshape(batch, -1).argmax(axis=1)  # the twin's top-1, over (tokens, dim)
+    labels = np.where(np.arange(batch) == 0, (pred + 1) % classes, pred % classes)
+    np.save(tmp_path / "labels.npy", labels)
+    expect = 100.0 * float((labels == pred).mean())
+    acc = {}
+    for name, path, extra in (("bf", twin.path, []), ("sf", model.path, ["--batch-axis", "1"])):
+        rep = tmp_path / f"r_{name}.json"
+        assert run(["run", str(path), "--level", "xbar", "--input", str(tmp_path / f"x_{name}.npy"),
+                    "--labels", str(tmp_path / "labels.npy"), "--report", str(rep), *extra]) == 0
+        acc[name] = __import__("json").loads(rep.read_text())["accuracy_top1"]
+    assert acc["sf"] == acc["bf"] == pytest.approx(expect)
+    capsys.readouterr()
+    # labels counted along axis 0 (the tokens) are refused, as is a random batch the model is not typed at
+    np.save(tmp_path / "tokens.npy", np.zeros(x.shape[0], np.int64))
+    assert run(["run", str(model.path), "--batch-axis", "1", "--input", str(tmp_path / "x_sf.npy"),
+                "--labels", str(tmp_path / "tokens.npy")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'tokens.npy'}: {x.shape[0]} labels for a batch of {batch} inputs"]
+    assert run(["run", str(model.path), "--batch-axis", "1", "--batch", str(batch + 1)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --batch {batch + 1}: the model is typed at batch {batch}")

@@ -16,14 +16,10 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
+from cimc.exec.predict import accuracy, changed, top1
 from cimc.exec.xbar_exec import layer_errors, output_errors, run_xbar
 from cimc.target.hw import Hardware
 from cimc.target.noise import Device, NoiseModel
-
-
-def top1(out: np.ndarray) -> np.ndarray:
-    """Predicted classes of ``out [B, ...]``."""
-    return out.reshape(out.shape[0], -1).argmax(axis=1)
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -33,24 +29,26 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 def compare_noise(
     module: ModuleOp, inputs: Sequence[np.ndarray], hw: Hardware, noise: NoiseModel,
-    seeds: Sequence[int], *, labels: np.ndarray | None = None,
+    seeds: Sequence[int], *, labels: np.ndarray | None = None, samples: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Ideal run vs one noisy run per seed. Returns per-seed errors (``runs``), per-layer spread
-    over the seeds (``layers``), the noisy outputs per seed, and the first seed's run (``result``)."""
+    over the seeds (``layers``), the noisy outputs per seed, and the first seed's run (``result``).
+    ``samples``: the number of inputs and their batch axis (default: axis 0 of the output)."""
+    n, axis = samples if samples is not None else (None, 0)
     ideal = run_xbar(module, inputs, hw=hw, record_layers=True)
-    ideal_pred = top1(ideal.outputs[0])
+    ideal_pred = top1(ideal.outputs[0], n, axis)
     runs, noisy_outputs, first = [], [], None
     for seed in seeds:
         res = run_xbar(module, inputs, hw=hw, fast=False, record_layers=True, noise=noise, seed=seed)
-        pred = top1(res.outputs[0])
+        pred = top1(res.outputs[0], n, axis)
         run = {
             "seed": int(seed),
             "layers": layer_errors(ideal.report, res.report),
             "outputs": output_errors(ideal.outputs, res.outputs),
-            "top1_changed": int((pred != ideal_pred).sum()),
+            "top1_changed": changed(pred, ideal_pred)[0],
         }
         if labels is not None:
-            run["accuracy_top1"] = float(100.0 * (pred == labels).mean())
+            run["accuracy_top1"] = accuracy(res.outputs[0], labels, axis)
         runs.append(run)
         noisy_outputs.append(res.outputs)
         res.report.pop("_layer_outputs", None)
@@ -65,7 +63,7 @@ def compare_noise(
                            "layers": layers, "ideal_outputs": ideal.outputs,
                            "noisy_outputs": noisy_outputs, "result": first}
     if labels is not None:
-        out["accuracy_top1_ideal"] = float(100.0 * (ideal_pred == labels).mean())
+        out["accuracy_top1_ideal"] = accuracy(ideal.outputs[0], labels, axis)
         out["accuracy_top1"] = _spread([r["accuracy_top1"] for r in runs])
     return out
 
@@ -81,7 +79,7 @@ def crossbar_accuracy(
         for b0 in range(0, len(x), batch):
             xb = x[b0 : b0 + batch]
             res = run_xbar(module, [xb], hw=hw, fast=False if device is not None else None, noise=device)
-            correct += int((top1(res.outputs[0]) == y[b0 : b0 + batch]).sum())
+            correct += round(accuracy(res.outputs[0], y[b0 : b0 + batch]) * len(xb) / 100.0)
         return 100.0 * correct / max(len(x), 1)
 
     if noise is None:
