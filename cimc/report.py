@@ -128,13 +128,15 @@ def program_energy(module: ModuleOp, rows: list[dict[str, Any]], hw: Hardware,
     """Total energy of an ``xbar`` module whose :func:`layer_rows` are ``rows``, as
     :func:`xbar_report` computes it (chip schedule of one run of batch 1, the layers' energy over
     their scheduled time, the host ops row): ``latency_us`` (the report's total), ``energy_uj``,
-    ``edp_uj_us``. ``rows`` are not changed."""
+    ``edp_uj_us``, and ``chip_us``, the schedule's time per inference (the report's
+    ``chip.time_per_inference_us``). ``rows`` are not changed."""
     chip = chip_summary(module, hw)
     timed = [dict(r, latency_us=slot["latency_us"]) for r, slot in zip(rows, chip["layers"], strict=True)]
     add_layer_energy(timed, chip["layers"], energy)
     latency = sum(r["latency_us"] for r in timed)
     total = total_fields((*timed, host_ops_row(module, energy)), latency)
-    return {"latency_us": latency, "energy_uj": total["energy_uj"], "edp_uj_us": total["edp_uj_us"]}
+    return {"latency_us": latency, "energy_uj": total["energy_uj"], "edp_uj_us": total["edp_uj_us"],
+            "chip_us": chip["time_per_inference_us"]}
 
 
 def _ratio(base: float, value: float) -> float:

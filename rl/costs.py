@@ -22,10 +22,13 @@ from cimc.errors import CimcError
 from cimc.rl.env import SearchConfig, uniform_policy, weight_choices
 
 
-OBJECTIVES = ("latency", "energy", "edp")
-"""What a search can minimise (``--objective``)."""
+OBJECTIVES = ("latency", "energy", "edp", "chip")
+"""What a search can minimise (``--objective``): the paper's latency (the sum of the layers'
+single-array times), the compiled program's energy or energy-delay product, or its time per
+inference in the chip schedule (``chip``: arrays, replication, residency and pipelining of the
+hardware, e.g. ``--hw-set arrays=64``)."""
 
-OBJECTIVE_FIGURE = {"latency": "latency_us", "energy": "energy_uj", "edp": "edp_uj_us"}
+OBJECTIVE_FIGURE = {"latency": "latency_us", "energy": "energy_uj", "edp": "edp_uj_us", "chip": "chip_us"}
 """The report's figure (key and unit) of each objective."""
 
 

@@ -314,6 +314,8 @@ class _Search:
             figures = self.cost.figures(policy)  # type: ignore[attr-defined]
             rec.update(objective=self.objective, energy_uj=figures["energy_uj"],
                        edp_uj_us=figures["edp_uj_us"], objective_gain=1.0 / ratio)
+            if "chip_us" in figures:  # the compiler cost's chip schedule (a user's cost may not have one)
+                rec["chip_us"] = figures["chip_us"]
         return rec
 
     def note_best(self, rec: dict[str, Any]) -> bool:
@@ -324,7 +326,7 @@ class _Search:
         self.best["acc_8bit"] = self.acc_8bit
         self.best["baseline_latency_us"] = self.baseline_us
         if self.objective != "latency":
-            self.best.update({k: rec[k] for k in OBJECTIVE_KEYS})
+            self.best.update({k: rec[k] for k in OBJECTIVE_KEYS if k in rec})
             self.best[f"baseline_{OBJECTIVE_FIGURE[self.objective]}"] = self.baseline_value
         return True
 
@@ -411,7 +413,7 @@ class _Search:
             episodes=len(self.history), out_dir=self.out_dir, history=self.history)
 
 
-OBJECTIVE_KEYS = ("objective", "energy_uj", "edp_uj_us", "objective_gain")
+OBJECTIVE_KEYS = ("objective", "energy_uj", "edp_uj_us", "chip_us", "objective_gain")
 """What a record of an energy / EDP search holds beyond a latency search's."""
 
 

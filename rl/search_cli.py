@@ -86,8 +86,8 @@ def check_search_options(*, episodes: int | None, warmup: int | None, acc_drop: 
     check_choice("--cost", cost, COST_KINDS)
     check_choice("--objective", objective, OBJECTIVES)
     if objective != "latency" and cost != "compiler":
-        raise CimcError(f"--objective {objective}: needs --cost compiler (the energy of the compiled "
-                        f"program), not --cost {cost}")
+        raise CimcError(f"--objective {objective}: needs --cost compiler (the compiled "
+                        f"program's energy and chip schedule), not --cost {cost}")
     check_choice("--method", method, ("ddpg", "random", "td3"))
     check_number("--calib-images", calib_images, lo=0)
     check_number("--cost-batch", cost_batch, lo=1)
@@ -279,7 +279,8 @@ def search_command(*, model: str, dataset: str, ckpt: Path | None, out: Path, co
     if objective != "latency":
         print(f"{objective} (preset {summary['energy_preset']}): best policy {summary['best_energy_uj']:.4g} uJ, "
               f"EDP {summary['best_edp_uj_us']:.4g} uJ*us; W8A8 {summary['baseline_energy_uj']:.4g} uJ, "
-              f"EDP {summary['baseline_edp_uj_us']:.4g} uJ*us; gain {summary['best_objective_gain']:.3f}x")
+              f"EDP {summary['baseline_edp_uj_us']:.4g} uJ*us; chip {summary['best_chip_us']:,.1f} us per "
+              f"inference, W8A8 {summary['baseline_chip_us']:,.1f} us; gain {summary['best_objective_gain']:.3f}x")
     Console().print(_time_table(res.history, cfg.workers))
     print(f"best policy: {out / 'best_policy.npy'}  summary: {out / 'summary.json'}"
           + (f"  model: {final['best_model_onnx']}  report: {out / 'best_report.json'}" if final else ""))
@@ -303,7 +304,7 @@ def search_cmd(
     eval_limit: Annotated[Optional[int], typer.Option(help="Validation images per episode (always the same ones).")] = 2000,
     train_limit: Annotated[Optional[int], typer.Option(help="Training images for the fine-tunes.")] = 20000,
     method: Annotated[Optional[str], typer.Option(help="ddpg (cimc's agent), random, or td3 (Stable-Baselines3).")] = None,
-    objective: Annotated[str, typer.Option(help="What the reward's cost ratio measures: latency, energy or edp (energy x latency) of the compiled program, against W8A8 (energy and edp need --cost compiler).")] = "latency",
+    objective: Annotated[str, typer.Option(help="What the reward's cost ratio measures, against W8A8: latency (the paper's, single array), energy or edp (energy x latency) of the compiled program, or chip (its time per inference in the chip schedule of --hw/--hw-set: arrays, replication, pipelining). energy, edp and chip need --cost compiler.")] = "latency",
     energy: Annotated[Optional[str], typer.Option("--energy", help="Energy preset for --objective energy/edp and the best model's report: a built-in name (isaac-puma-32nm, the default; neurosim-22nm) or a YAML file, as `cimc report --energy`.")] = None,
     cost: Annotated[str, typer.Option(help="compiler (latency of the compiled xbar program), closed-form, or measured (cycles counted by running the policy's model at xbar-opt on --cost-batch validation images).")] = "compiler",
     cost_batch: Annotated[int, typer.Option(help="--cost measured: validation images in the calibration batch.")] = 16,
@@ -312,7 +313,7 @@ def search_cmd(
     config: Annotated[Optional[Path], typer.Option(help="SearchConfig JSON; options given override it.")] = None,
     cell_constraint: Annotated[Optional[bool], typer.Option("--cell-constraint/--no-cell-constraint", help="Weight bits multiples of the cell bits (default on).")] = None,
     first_last: Annotated[Optional[bool], typer.Option("--first-last/--no-first-last", help="First and last layers at 8/8 (default on).")] = None,
-    budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard budget on the objective (latency, energy or EDP) as a fraction of W8A8.")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="HAQ mode: hard budget on the objective (latency, energy, EDP or chip time) as a fraction of W8A8.")] = None,
     uniform: Annotated[bool, typer.Option("--uniform/--no-uniform", help="Also evaluate W8A8, W6A6, W4A4, W2A2.")] = False,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Final QAT at the best policy, ONNX export and its report.")] = True,
     final_epochs: Annotated[float, typer.Option(help="Epochs of the final QAT at the best policy.")] = 1.0,

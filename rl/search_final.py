@@ -94,4 +94,5 @@ def objective_summary(cost_model: Any, objective: str, best_policy: Any) -> dict
     base = cost_model.figures(uniform_policy(len(best_policy), 8))
     return {"best_energy_uj": best["energy_uj"], "best_edp_uj_us": best["edp_uj_us"],
             "baseline_energy_uj": base["energy_uj"], "baseline_edp_uj_us": base["edp_uj_us"],
+            "best_chip_us": best.get("chip_us"), "baseline_chip_us": base.get("chip_us"),
             "best_objective_gain": cost_model.baseline_value() / cost_model.value(np.asarray(best_policy))}

@@ -129,8 +129,8 @@ def make_cost_model(kind: str, model: str, descs: list[Any], hw: Any, *, energy:
 
     if objective != "latency":
         if kind != "compiler":
-            raise CimcError(f"--objective {objective}: needs --cost compiler (the energy of the "
-                            f"compiled program), not --cost {kind}")
+            raise CimcError(f"--objective {objective}: needs --cost compiler (the compiled "
+                            f"program's energy and chip schedule), not --cost {kind}")
         if COMPILER_COST_FACTORY is not None or energy is None:
             raise CimcError(f"--objective {objective}: needs cimc's compiler cost and an energy model")
 

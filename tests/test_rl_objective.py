@@ -211,3 +211,76 @@ def test_uniform_policies_reward_the_objective() -> None:
     w4 = next(r for r in rows if r.label == "W4A4")
     assert w4.reward == pytest.approx(reward(w4.accuracy, 90.0, cfg.allowed_drop, 0.25), rel=1e-12)
     assert w4.speedup == pytest.approx(cost.baseline_latency() / w4.latency_us, rel=1e-12)
+
+
+CHIP_SET = "rows=128,cell_bits=2,arrays=16"
+
+
+def test_compiler_cost_chip_is_the_reports_time_per_inference(tmp_path: Path) -> None:
+    """``--objective chip``: the compiler cost's figure is ``cimc report``'s chip time per
+    inference of the same compiled model on a 16-array chip, which is not the paper's latency
+    (the arrays run tiles side by side; the paper's latency does not change with them); on one
+    array the two agree."""
+    from cimc.frontend import import_onnx
+    from cimc.models import build, export_onnx
+    from cimc.report import xbar_report
+    from cimc.rl.compiler_cost import CompilerCost
+    from cimc.target.energy import energy_model, load_preset
+    from cimc.target.hw import Hardware
+
+    preset = load_preset(None)
+    policy = np.array([[8, 8], [4, 6], [2, 3], [6, 4], [8, 8]], dtype=np.int64)
+    path = export_onnx(build("lenet", policy, seed=0), tmp_path / "m.onnx")
+    paper = None
+    for arrays in (1, 16):
+        hw = Hardware(rows=128, cell_bits=2, arrays=arrays)
+        cost = CompilerCost("lenet", hw, energy=energy_model(preset, hw), objective="chip")
+        report = xbar_report(import_onnx(path).module, hw, energy=preset)
+        assert cost.value(policy) == pytest.approx(report["chip"]["time_per_inference_us"], rel=1e-12)
+        assert cost.value(policy) < cost.baseline_value()
+        if arrays == 1:
+            paper = cost.latency(policy)
+            assert paper == pytest.approx(report["total"]["latency_us"], rel=1e-12)
+            assert cost.value(policy) == pytest.approx(paper, rel=1e-12)
+        else:
+            assert cost.latency(policy) == paper
+            assert cost.value(policy) < 0.5 * paper
+
+
+@pytest.mark.slow
+def test_search_chip_objective_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A tiny search minimising the chip's time per inference on 16 arrays: each episode's cost
+    ratio is its chip time over W8A8's, and the best policy's chip time is what ``cimc report``
+    gives for the exported best model on the same chip."""
+    pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+    from cimc.models import build
+    from cimc.training import save_checkpoint, train
+
+    model = build("lenet", seed=0)
+    train(model, "digits", steps=1, limit=64, progress=False)
+    ckpt = save_checkpoint(tmp_path / "q8" / "model.pt", model,
+                           {"model": "lenet", "float": False, "policy": None})
+    out = tmp_path / "search"
+    code, stdout, err = _run_cli(
+        ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",
+         "--warmup", "1", "--finetune-steps", "0", "--train-limit", "64", "--eval-limit", "50",
+         "--final-steps", "2", "--hw-set", CHIP_SET, "--no-first-last", "--objective", "chip",
+         "--out", str(out), "--no-progress", "--acc-drop", "100"], monkeypatch, capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["objective"] == "chip" and summary["hw"]["arrays"] == 16
+    assert "us per inference" in stdout
+    recs = read_episodes(out / "episodes.jsonl")
+    base = summary["baseline_chip_us"]
+    for r in recs:
+        assert r["objective"] == "chip"
+        assert r["cost_ratio"] == pytest.approx(r["chip_us"] / base, rel=1e-12)
+        assert r["chip_us"] < r["latency_us"]
+    best = json.loads((out / "best_policy.json").read_text())
+    assert best["chip_us"] == summary["best_chip_us"]
+    proc = subprocess.run([str(BIN / "cimc"), "report", str(out / "best_model.onnx"), "--hw-set", CHIP_SET,
+                           "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [[r["w_bits"], r["a_bits"]] for r in report["layers"]] == summary["best_policy"]
+    assert summary["best_chip_us"] == pytest.approx(report["chip"]["time_per_inference_us"], rel=1e-9)
