@@ -78,7 +78,8 @@ def energy_steps(module: Any, hw: Any, preset: Any, repeat: int) -> float:
         gc.collect()
         t0 = time.perf_counter()
         model = energy_model(preset, hw)
-        host_e = {**host, **model.fields(Counters(host_elements=host["host_elements"]), 0.0)}
+        host_e = {**host, **model.fields(Counters(host_elements=host["host_elements"],
+                                                            host_macs=host["host_macs"]), 0.0)}
         add_layer_energy(r, chip["layers"], model)
         total_fields((*r, host_e), 1.0)
         area_mm2(preset, hw)

@@ -347,6 +347,32 @@ def result_elements(op: Operation) -> int:
     return total
 
 
+def reduction_length(op: Operation) -> int:
+    """Multiply-adds per output element of a product on the host (``cimq.host_conv``: input
+    channels per group times the kernel; ``cimq.host_matmul``: the contracted dimension), from
+    the types; 0 for any other op."""
+    if isinstance(op, cimq.HostConvOp):
+        _, cin, kh, kw = op.weight.type.get_shape()  # type: ignore[attr-defined]
+        return max(cin, 1) * max(kh, 1) * max(kw, 1)
+    if isinstance(op, cimq.HostMatMulOp):
+        shape = op.lhs.type.get_shape()  # type: ignore[attr-defined]
+        return max(shape[-1], 1) if shape else 1
+    return 0
+
+
+def host_macs(module: ModuleOp) -> int:
+    """Multiply-adds of the products on the host in ``@main`` (as typed: one inference for a
+    batch-1 model): output elements times :func:`reduction_length`; the interpreter counts the
+    same at run time."""
+    from xdsl.dialects import func
+
+    total = 0
+    for fn in module.ops:
+        if isinstance(fn, func.FuncOp) and fn.sym_name.data == "main":
+            total += sum(result_elements(op) * reduction_length(op) for op in fn.body.block.ops)
+    return total
+
+
 def host_elements(module: ModuleOp) -> int:
     """Elements produced by the host compute ops of ``@main`` (as typed: one inference for a
     batch-1 model); the interpreter counts the same at run time."""

@@ -11,7 +11,8 @@ Energy (with an :class:`~cimc.target.energy.EnergyPreset`) is counters times the
 per-event energies plus leakage over the latency (:class:`~cimc.target.energy.EnergyModel`), per
 layer and per component. The counters are the chip schedule's for one run (resident tiles are not
 written again; their one-time programming is reported apart), plus the layer's recombination; the
-host compute ops (:func:`cimc.analysis.host_elements`) are one more row. The energy-delay product
+host compute ops (:func:`cimc.analysis.host_elements`, and the multiply-adds of products left on
+the host, :func:`cimc.analysis.host_macs`) are one more row. The energy-delay product
 is total energy x total latency (uJ x us).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from cimc.analysis import (HostLayer, analyse_layer, check_hardware, host_elements, host_layers, host_warnings,
+from cimc.analysis import (HostLayer, analyse_layer, check_hardware, host_elements, host_layers, host_macs, host_warnings,
                            program_layers)
 from cimc.chip_report import chip_schedule, opt_steps
 from cimc.context import make_context
@@ -107,9 +108,10 @@ def add_layer_energy(rows: list[dict[str, Any]], chip_layers: list[dict[str, Any
 
 
 def host_ops_row(module: ModuleOp, energy: EnergyModel | None) -> dict[str, Any]:
-    """The host compute ops of ``@main``: their elements and (with a model) their energy."""
-    c = Counters(host_elements=host_elements(module))
-    row: dict[str, Any] = {"host_elements": c.host_elements}
+    """The host compute ops of ``@main``: their elements, the multiply-adds of its products on
+    the host, and (with a model) their energy."""
+    c = Counters(host_elements=host_elements(module), host_macs=host_macs(module))
+    row: dict[str, Any] = {"host_elements": c.host_elements, "host_macs": c.host_macs}
     if energy is not None:
         row.update(energy.fields(c, 0.0))
     return row

@@ -159,7 +159,8 @@ def test_report_and_run_energy_equal_counters_times_parameters(kind, seed, rows,
         assert row["energy_uj"] == pytest.approx(expect, rel=1e-12)
         assert sum(row["energy_uj_by_component"].values()) == pytest.approx(row["energy_uj"], rel=1e-12)
     host = rep["host"]
-    assert host["energy_uj"] == pytest.approx(host["host_elements"] * pre.params["host_op"].at() / 1e6)
+    assert host["energy_uj"] == pytest.approx((host["host_elements"] + host["host_macs"])
+                                              * pre.params["host_op"].at() / 1e6)
     total = rep["total"]
     assert total["energy_uj"] == pytest.approx(sum(r["energy_uj"] for r in (*rep["layers"], host)))
     assert total["edp_uj_us"] == pytest.approx(total["energy_uj"] * total["latency_us"])
@@ -363,8 +364,9 @@ def test_cli_report_and_run_with_energy(tmp_path):
 
 
 def test_energy_with_a_host_layer(tmp_path):
-    """A Conv on the host (host fallback) has no crossbar energy; its output elements are host
-    ops, priced in the host row, counted at run time as the report reads them off the IR."""
+    """A Conv on the host (host fallback) has no crossbar energy; its output elements and its
+    multiply-adds (4x6x6 outputs of 3x3x3 each) are host ops, priced in the host row, counted at
+    run time as the report reads them off the IR."""
     from cimc.frontend import import_onnx
     from test_host_fallback import first_layer_float
 
@@ -374,11 +376,15 @@ def test_energy_with_a_host_layer(tmp_path):
     host_layer = rep["layers"][0]
     assert host_layer["kind"] == "host" and host_layer["energy_uj"] == 0.0
     assert rep["host"]["host_elements"] >= 4 * 6 * 6  # the host conv's outputs at least
+    assert rep["host"]["host_macs"] == 4 * 6 * 6 * (3 * 3 * 3)  # its products, not only its outputs
+    assert rep["host"]["energy_uj"] == pytest.approx(
+        (rep["host"]["host_elements"] + rep["host"]["host_macs"]) * pre.params["host_op"].at() / 1e6)
     assert rep["total"]["energy_uj"] == pytest.approx(sum(r["energy_uj"] for r in rep["layers"])
                                                       + rep["host"]["energy_uj"])
     x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
     run = add_energy(run_xbar(lower(module.clone(), "xbar", hw=hw), [x], hw=hw).report, hw, pre)
     assert run["host"]["host_elements"] == rep["host"]["host_elements"]
+    assert run["host"]["host_macs"] == rep["host"]["host_macs"]
     assert run["host"]["energy_uj"] == pytest.approx(rep["host"]["energy_uj"])
 
 

@@ -211,3 +211,28 @@ def test_host_kinds(kind: str, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedModelError) as info:
         host_warnings(module, strict=True)
     assert str(info.value).startswith(line) and "\n" not in str(info.value)
+
+
+#: Multiply-adds per output element of each case's host product (its reduction length).
+REDUCTION = {"float_weight": 2 * 3 * 3, "wide_weight": 4, "gemm_float": 4, "matmul_float_rhs": 3}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_host_product_macs(kind: str, tmp_path: Path) -> None:
+    """A product on the host is priced by its multiply-adds (outputs x reduction length), read
+    off the program by ``cimc report`` and counted in a run, not by its outputs alone."""
+    from cimc.analysis import host_macs
+    from cimc.exec import lowered_copy
+    from cimc.exec.xbar_exec import run_xbar
+    from cimc.target.hw import Hardware
+
+    body, inits, shape, _ = CASES[kind]
+    path = tmp_path / "m.onnx"
+    onnx.save(_body_model(body, inits, shape), str(path))
+    module = import_onnx(path).module
+    hw = Hardware(rows=16, cols=16)
+    prog = lowered_copy(module, "xbar", hw=hw)
+    res = run_xbar(prog, [RNG.standard_normal(shape).astype(np.float32)], hw=hw)
+    out = res.outputs[0]
+    assert res.report["host"]["host_macs"] == out.size * REDUCTION[kind] > 0
+    assert host_macs(prog) == res.report["host"]["host_macs"]  # the input has the file's (typed) shape

@@ -214,7 +214,7 @@ def test_counters_add() -> None:
     assert (a + b).as_dict() == {"writes": 11, "cells_written": 5, "executes": 2,
                                  "adc_conversions": 0, "adc_saturations": 3, "dac_activations": 0,
                                  "adc_slots": 0, "skipped_cycles": 0, "cell_reads": 0, "shift_adds": 0,
-                                 "recombine_adds": 0, "host_elements": 0}
+                                 "recombine_adds": 0, "host_elements": 0, "host_macs": 0}
     a += b
     assert a.writes == 11 and b.writes == 10
 

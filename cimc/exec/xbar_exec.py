@@ -29,7 +29,7 @@ from xdsl.interpreters.func import FuncFunctions
 from xdsl.interpreters.scf import ScfFunctions
 from xdsl.ir import Operation
 
-from cimc.analysis import check_hardware, host_layers, is_host_compute, run_batch
+from cimc.analysis import check_hardware, host_layers, is_host_compute, reduction_length, run_batch
 from cimc.dialects import xbar
 from cimc.exec.result import RunResult
 from cimc.exec.cimq_exec import CimqFunctions, check_inputs, find_main
@@ -44,13 +44,15 @@ from cimc.target.noise import Device, NoiseModel
 
 class _HostTimer(Interpreter.Listener):
     """Wall time of the host ops of ``@main`` (everything but the crossbar layers) and the
-    elements its host compute ops produce (:func:`cimc.analysis.is_host_compute`)."""
+    elements its host compute ops produce (:func:`cimc.analysis.is_host_compute`) and the
+    multiply-adds of its products on the host (:func:`cimc.analysis.reduction_length`)."""
 
     def __init__(self, main: Operation):
         self.main_body = main.regions[0].block
         self.start: dict[int, float] = {}
         self.seconds = 0.0
         self.elements = 0
+        self.macs = 0
 
     def _host(self, op: Operation) -> bool:
         return op.parent_block() is self.main_body and not isinstance(op, xbar.CROSSBAR_OPS)
@@ -64,7 +66,9 @@ class _HostTimer(Interpreter.Listener):
         if t0 is not None:
             self.seconds += time.perf_counter() - t0
             if is_host_compute(op):
-                self.elements += sum(int(np.size(r)) for r in results)
+                produced = sum(int(np.size(r)) for r in results)
+                self.elements += produced
+                self.macs += produced * reduction_length(op)
 
 
 # ---------------------------------------------------------------------------- driver
@@ -126,7 +130,8 @@ def run_xbar(
         if bar is not None:
             bar.close()
     batch = run_batch(module) or (int(args[0].shape[0]) if args and args[0].ndim else 1)
-    report = build_report(fns.layers, hw, batch, timer.seconds, Counters(host_elements=timer.elements))
+    report = build_report(fns.layers, hw, batch, timer.seconds, Counters(host_elements=timer.elements,
+                                                                            host_macs=timer.macs))
     report["host_layers"] = [{"name": h.name, "op": h.op, "reason": h.reason} for h in host_layers(module)]
     if device is not None:
         report["noise"] = device.summary()
@@ -171,7 +176,7 @@ def build_report(layers: list[LayerRecord], hw: Hardware, batch: int, host_s: fl
         "batch": batch,
         "hardware": hw.to_dict(),
         "layers": rows,
-        "host": {"host_elements": host.host_elements},
+        "host": {"host_elements": host.host_elements, "host_macs": host.host_macs},
         "total": tot,
         "host_seconds": host_s,
     }

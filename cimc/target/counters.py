@@ -28,7 +28,8 @@ value weighted into its output, :func:`layer_counters`). A stored operand with a
 vector, ``n`` to sum the centred input row, ``m`` to subtract ``zw`` times it from the outputs);
 like the signed-input / input zero point correction (a constant per output, folded into the
 recombination) it is digital work outside the paper's latency. ``host_elements`` (elements produced by
-the host compute ops) is counted apart from the crossbar layers (:mod:`cimc.analysis`).
+the host compute ops) and ``host_macs`` (multiply-adds of the products left on the host) are
+counted apart from the crossbar layers (:mod:`cimc.analysis`).
 
 Summed over a full ``row_tiles x col_tiles`` grid of ``H`` repeats this is the paper's
 ``writes = H * X`` and ``executes = H * X * P * ceil(a/d)`` (:func:`layer_counters`). With
@@ -84,6 +85,9 @@ class Counters:
     """Digital recombination: each physical column value weighted and added into its output."""
     host_elements: int = 0
     """Elements produced by host compute ops (requantize, activations, pools, softmax, ...)."""
+    host_macs: int = 0
+    """Multiply-adds of the products on the host (``cimq.host_conv`` / ``host_matmul``: a Conv,
+    Gemm or MatMul that is not on crossbars): each output element times its reduction length."""
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -205,6 +209,7 @@ def layer_counters(geom: LayerGeometry, hw: Hardware | None = None, *, batch: in
         shift_adds=h * cycles * geom.phys_cols * n_rows,
         recombine_adds=recombine,
         host_elements=0,
+        host_macs=0,
     )
 
 

@@ -83,7 +83,8 @@ PARAMS: dict[str, ParamSpec] = {
     "cell_read": ParamSpec("energy", None, True, "one cell read in one cycle (active row x column)"),
     "cell_write": ParamSpec("energy", None, True, "programming one cell"),
     "digital_op": ParamSpec("energy", None, True, "one digital shift-add / accumulate"),
-    "host_op": ParamSpec("energy", None, True, "one element of a host compute op"),
+    "host_op": ParamSpec("energy", None, True, "one element of a host compute op, or one "
+                         "multiply-add of a product on the host"),
     "leakage": ParamSpec("power", None, True, "static power of one crossbar array with its periphery "
                          "(times the chip's arrays)"),
     "cell_area": ParamSpec("area", None, False, "one crossbar cell"),
@@ -100,6 +101,7 @@ EVENTS: dict[str, tuple[str, str]] = {
     "shift_adds": ("digital", "digital_op"),
     "recombine_adds": ("digital", "digital_op"),
     "host_elements": ("host", "host_op"),
+    "host_macs": ("host", "host_op"),
 }
 """Counter -> (component, parameter): the energy of a counter is ``count * parameter``."""
 
