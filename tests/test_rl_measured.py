@@ -12,18 +12,13 @@ import numpy as np
 import pytest
 
 from cimc.rl.search import read_episodes
+from search_helpers import lenet_q8
 
 pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
 
 
 def _qat8(tmp_path: Path) -> Path:
-    from cimc.models import build
-    from cimc.training import save_checkpoint, train
-
-    model = build("lenet", seed=0)
-    train(model, "digits", steps=2, limit=64, progress=False)  # initialises the activation scales
-    return save_checkpoint(tmp_path / "q8" / "model.pt", model,
-                           {"model": "lenet", "float": False, "policy": None})
+    return lenet_q8(tmp_path, steps=2)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ import pytest
 from cimc.errors import CimcError
 from cimc.rl.search import read_episodes
 from cli_helpers import assert_one_line_error
+from search_helpers import lenet_q8
 
 BIN = Path(sys.executable).parent
 PRESET = "neurosim-22nm"  # not the default: the option must reach the cost model
@@ -44,13 +45,7 @@ def test_search_energy_objective_end_to_end(tmp_path: Path, monkeypatch, capsys)
     reward's cost ratio is energy over W8A8's, and the best policy's energy and EDP are what
     ``cimc report --energy PRESET`` gives for the exported best model."""
     pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
-    from cimc.models import build
-    from cimc.training import save_checkpoint, train
-
-    model = build("lenet", seed=0)
-    train(model, "digits", steps=1, limit=64, progress=False)  # initialises the activation scales
-    ckpt = save_checkpoint(tmp_path / "q8" / "model.pt", model,
-                           {"model": "lenet", "float": False, "policy": None})
+    ckpt = lenet_q8(tmp_path)
     out = tmp_path / "search"
     code, stdout, err = _run_cli(
         ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",
@@ -253,13 +248,7 @@ def test_search_chip_objective_end_to_end(tmp_path: Path, monkeypatch, capsys) -
     ratio is its chip time over W8A8's, and the best policy's chip time is what ``cimc report``
     gives for the exported best model on the same chip."""
     pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
-    from cimc.models import build
-    from cimc.training import save_checkpoint, train
-
-    model = build("lenet", seed=0)
-    train(model, "digits", steps=1, limit=64, progress=False)
-    ckpt = save_checkpoint(tmp_path / "q8" / "model.pt", model,
-                           {"model": "lenet", "float": False, "policy": None})
+    ckpt = lenet_q8(tmp_path)
     out = tmp_path / "search"
     code, stdout, err = _run_cli(
         ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",

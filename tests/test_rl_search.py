@@ -292,14 +292,10 @@ def test_cli_search_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     from cimc.data import load_dataset
     from cimc.exec.xbar_exec import run_xbar
     from cimc.frontend import import_onnx
-    from cimc.models import build
     from cimc.pipeline import lower
-    from cimc.training import save_checkpoint, train
+    from search_helpers import lenet_q8
 
-    model = build("lenet", seed=0)
-    train(model, "digits", steps=1, limit=64, progress=False)  # initialises the activation scales
-    ckpt = save_checkpoint(tmp_path / "q8" / "model.pt", model,
-                           {"model": "lenet", "float": False, "policy": None})
+    ckpt = lenet_q8(tmp_path)
     out = tmp_path / "search"
     code, stdout, err = _run_cli(
         ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",
