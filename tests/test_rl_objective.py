@@ -15,7 +15,7 @@ import pytest
 from cimc.errors import CimcError
 from cimc.rl.search import read_episodes
 from cli_helpers import assert_one_line_error
-from search_helpers import lenet_q8
+from search_helpers import lenet_q8, tiny_search
 
 BIN = Path(sys.executable).parent
 PRESET = "neurosim-22nm"  # not the default: the option must reach the cost model
@@ -47,11 +47,8 @@ def test_search_energy_objective_end_to_end(tmp_path: Path, monkeypatch, capsys)
     pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
     ckpt = lenet_q8(tmp_path)
     out = tmp_path / "search"
-    code, stdout, err = _run_cli(
-        ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",
-         "--warmup", "1", "--finetune-steps", "1", "--train-limit", "64", "--eval-limit", "50",
-         "--final-steps", "2", "--hw-set", HW_SET, "--no-first-last", "--objective", "energy",
-         "--energy", PRESET, "--out", str(out), "--no-progress", "--acc-drop", "100"], monkeypatch, capsys)
+    code, stdout, err = _run_cli(tiny_search(ckpt, out, "--finetune-steps", "1", "--hw-set", HW_SET,
+                                             "--objective", "energy", "--energy", PRESET), monkeypatch, capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["objective"] == "energy" and summary["energy_preset"] == PRESET
@@ -250,11 +247,8 @@ def test_search_chip_objective_end_to_end(tmp_path: Path, monkeypatch, capsys) -
     pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
     ckpt = lenet_q8(tmp_path)
     out = tmp_path / "search"
-    code, stdout, err = _run_cli(
-        ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",
-         "--warmup", "1", "--finetune-steps", "0", "--train-limit", "64", "--eval-limit", "50",
-         "--final-steps", "2", "--hw-set", CHIP_SET, "--no-first-last", "--objective", "chip",
-         "--out", str(out), "--no-progress", "--acc-drop", "100"], monkeypatch, capsys)
+    code, stdout, err = _run_cli(tiny_search(ckpt, out, "--finetune-steps", "0", "--hw-set", CHIP_SET,
+                                             "--objective", "chip"), monkeypatch, capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["objective"] == "chip" and summary["hw"]["arrays"] == 16

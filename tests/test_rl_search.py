@@ -293,15 +293,12 @@ def test_cli_search_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     from cimc.exec.xbar_exec import run_xbar
     from cimc.frontend import import_onnx
     from cimc.pipeline import lower
-    from search_helpers import lenet_q8
+    from search_helpers import lenet_q8, tiny_search
 
     ckpt = lenet_q8(tmp_path)
     out = tmp_path / "search"
-    code, stdout, err = _run_cli(
-        ["search", "--model", "lenet", "--dataset", "digits", "--ckpt", str(ckpt), "--episodes", "3",
-         "--warmup", "1", "--finetune-steps", "1", "--train-limit", "64", "--eval-limit", "50",
-         "--final-steps", "2", "--hw-set", "rows=128,cell_bits=2", "--no-first-last",
-         "--out", str(out), "--no-progress", "--acc-drop", "100"], monkeypatch, capsys)
+    code, stdout, err = _run_cli(tiny_search(ckpt, out, "--finetune-steps", "1", "--hw-set", "rows=128,cell_bits=2"),
+                                 monkeypatch, capsys)
     assert code == 0, err
     assert "best policy" in stdout and "searched" in stdout and "exported" in stdout
     summary = json.loads((out / "summary.json").read_text())
