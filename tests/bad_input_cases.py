@@ -327,6 +327,8 @@ add("report-batch-axis-sizes-differ", "cimc", ["report", "{d}/two.onnx", "--batc
 add("lower-batch-axis-symbolic-elsewhere", "cimc", ["lower", "{d}/s.onnx", "--batch-axis", "1"],
     onnx_variant("s.onnx", _symbolic_batch), "dim 0 is dynamic")
 add("lower-batch-axis-mlir", "cimc", ["lower", "{d}/m.mlir", "--batch-axis", "0"], small(), "applies to ONNX files")
+add("run-batch-off-the-typed-batch", "cimc", ["run", str(ONNX), "--batch-axis", "1", "--batch", "3"], None,
+    "--batch 3", "typed at batch 1")
 # cimc: inputs and labels
 X = np.zeros((2, 4), np.float32)
 add("run-input-missing", "cimc", ["run", "{d}/m.mlir", "--input", "{d}/x.npy"], small(), "x.npy")
