@@ -360,29 +360,23 @@ def reduction_length(op: Operation) -> int:
     return 0
 
 
+def _main_ops(module: ModuleOp) -> list[Operation]:
+    """The ops of ``@main``'s body (none without ``@main``)."""
+    main = _main(module)
+    return list(main.body.block.ops) if main is not None and main.body.blocks else []
+
+
 def host_macs(module: ModuleOp) -> int:
     """Multiply-adds of the products on the host in ``@main`` (as typed: one inference for a
     batch-1 model): output elements times :func:`reduction_length`; the interpreter counts the
     same at run time."""
-    from xdsl.dialects import func
-
-    total = 0
-    for fn in module.ops:
-        if isinstance(fn, func.FuncOp) and fn.sym_name.data == "main":
-            total += sum(result_elements(op) * reduction_length(op) for op in fn.body.block.ops)
-    return total
+    return sum(result_elements(op) * reduction_length(op) for op in _main_ops(module))
 
 
 def host_elements(module: ModuleOp) -> int:
     """Elements produced by the host compute ops of ``@main`` (as typed: one inference for a
     batch-1 model); the interpreter counts the same at run time."""
-    from xdsl.dialects import func
-
-    total = 0
-    for fn in module.ops:
-        if isinstance(fn, func.FuncOp) and fn.sym_name.data == "main":
-            total += sum(result_elements(op) for op in fn.body.block.ops if is_host_compute(op))
-    return total
+    return sum(result_elements(op) for op in _main_ops(module) if is_host_compute(op))
 
 
 def schedule_layers(module: ModuleOp, hw: Hardware, *, batch: int = 1,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from cimc.exec.predict import accuracy, changed, top1
+from cimc.exec.predict import accuracy, changed, hits, top1
 from cimc.exec.xbar_exec import layer_errors, output_errors, run_xbar
 from cimc.target.hw import Hardware
 from cimc.target.noise import Device, NoiseModel
@@ -79,7 +79,7 @@ def crossbar_accuracy(
         for b0 in range(0, len(x), batch):
             xb = x[b0 : b0 + batch]
             res = run_xbar(module, [xb], hw=hw, fast=False if device is not None else None, noise=device)
-            correct += round(accuracy(res.outputs[0], y[b0 : b0 + batch]) * len(xb) / 100.0)
+            correct += hits(res.outputs[0], y[b0 : b0 + batch])
         return 100.0 * correct / max(len(x), 1)
 
     if noise is None:

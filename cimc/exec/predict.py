@@ -32,14 +32,19 @@ def top1(out: np.ndarray, n: int | None = None, axis: int = 0) -> np.ndarray | N
     return None if ax is None else np.moveaxis(out, ax, 0).reshape(n, -1).argmax(axis=1)
 
 
-def accuracy(out: np.ndarray, labels: np.ndarray, axis: int = 0, what: str = "output 0") -> float:
-    """Top-1 accuracy in percent of ``out`` against one label per input; raises
-    :class:`ExecutionError` when ``out`` has no class vector per input."""
+def hits(out: np.ndarray, labels: np.ndarray, axis: int = 0, what: str = "output 0") -> int:
+    """How many inputs' top-1 in ``out`` equals their label; raises :class:`ExecutionError` when
+    ``out`` has no class vector per input."""
     pred = top1(out, len(labels), axis)
     if pred is None:
         raise ExecutionError(f"--labels: {what} has shape {list(out.shape)}, with no axis of "
                              f"{len(labels)} (one class vector per input), so it has no top-1 accuracy")
-    return float(100.0 * (pred == labels).mean())
+    return int((pred == labels).sum())
+
+
+def accuracy(out: np.ndarray, labels: np.ndarray, axis: int = 0, what: str = "output 0") -> float:
+    """Top-1 accuracy in percent of ``out`` against one label per input (:func:`hits`)."""
+    return 100.0 * hits(out, labels, axis, what) / len(labels)
 
 
 def changed(a: np.ndarray | None, b: np.ndarray | None) -> tuple[int, float] | tuple[None, None]:
